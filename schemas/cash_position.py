@@ -1,0 +1,28 @@
+"""``CashPosition``: the live position of one account, published for QuantEngine.
+
+Keyed by account on a compacted topic, so a new consumer reads the latest position of every
+account without replaying history.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.types import AccountId, BalanceAmount, Bps, EventId, NonNegativeAmount, TraceId, UtcDatetime
+
+
+class CashPosition(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, title="CashPosition")
+
+    account_id: AccountId
+    as_of_ts: UtcDatetime
+    available_usd: BalanceAmount
+    booked_usd: BalanceAmount | None = None
+    pending_sweeps_usd: NonNegativeAmount = Field(description="Orders not yet reflected in a balance")
+    min_balance_usd: NonNegativeAmount
+    excess_usd: BalanceAmount = Field(description="available - pending sweeps - minimum balance")
+    var_usd: NonNegativeAmount | None = None
+    var_bps: Bps | None = None
+    source_event_id: EventId
+    updated_ts: UtcDatetime
+    trace_id: TraceId | None = None

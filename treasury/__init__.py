@@ -1,0 +1,1 @@
+"""The small shared kernel: settings, money and clock helpers, ids, logging."""
