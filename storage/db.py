@@ -1,0 +1,33 @@
+"""The asyncpg pool every component shares the shape of."""
+
+from __future__ import annotations
+
+import json
+from typing import TypeAlias
+
+import asyncpg
+
+from storage.migrate import migrate
+
+# Repositories take either, so a caller can run several of them inside one transaction.
+Executor: TypeAlias = asyncpg.Connection | asyncpg.Pool
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    # jsonb in and out as Python objects; decimals inside stay strings, never floats.
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 4, run_migrations: bool = True) -> asyncpg.Pool:
+    """Open a pool (migrating first, so no part ever runs against an old schema)."""
+    if run_migrations:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await migrate(conn)
+        finally:
+            await conn.close()
+    pool = await asyncpg.create_pool(
+        dsn, min_size=min_size, max_size=max_size, init=_init_connection, command_timeout=30
+    )
+    assert pool is not None
+    return pool

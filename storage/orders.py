@@ -1,0 +1,159 @@
+"""SWEEP_ORDER rows, which double as the outbox: NEW rows are the ones still to publish.
+
+Status lifecycle ``NEW -> SENT -> ACK | FAILED``. Repeating the transition an order already
+made is answered as a no-op (the Bank-Connector retries); any other transition is refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+
+from storage.db import Executor
+
+ALLOWED = {("NEW", "SENT"), ("SENT", "ACK"), ("SENT", "FAILED")}
+
+
+class OrderNotFound(LookupError):
+    pass
+
+
+class IllegalTransition(ValueError):
+    def __init__(self, order_id: str, current: str, wanted: str) -> None:
+        super().__init__(f"order {order_id} is {current}; {current} -> {wanted} is not allowed")
+        self.current = current
+        self.wanted = wanted
+
+
+@dataclass(frozen=True)
+class NewOrder:
+    order_id: str
+    decision_key: str
+    account_id: str
+    amount_usd: Decimal
+    product: str
+    cutoff_utc: datetime
+    created_ts: datetime
+    payload: dict[str, Any]
+    decision: dict[str, Any]
+    trace_id: str | None
+
+
+@dataclass(frozen=True)
+class OpenOrder:
+    """What the pending-sweeps rule needs of an order that may not be reflected in a balance yet."""
+
+    account_id: str
+    amount_usd: Decimal
+    status: str
+    acked_ts: datetime | None
+
+
+async def insert_new(conn: asyncpg.Connection, orders: Sequence[NewOrder]) -> list[asyncpg.Record]:
+    """One transaction; an order whose decision_key exists already is not written again.
+
+    Returns the row of every order asked for (new or pre-existing), in id order, so the caller
+    can publish exactly what is durable.
+    """
+    if not orders:
+        return []
+    async with conn.transaction():
+        await conn.fetch(
+            """
+            INSERT INTO sweep_order (order_id, decision_key, account_id, amount_usd, product, cutoff_utc,
+                                     created_ts, payload, decision, trace_id)
+            SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::numeric[], $5::varchar[],
+                                 $6::timestamptz[], $7::timestamptz[], $8::jsonb[], $9::jsonb[], $10::varchar[])
+            ON CONFLICT (decision_key) DO NOTHING
+            """,
+            [o.order_id for o in orders],
+            [o.decision_key for o in orders],
+            [o.account_id for o in orders],
+            [o.amount_usd for o in orders],
+            [o.product for o in orders],
+            [o.cutoff_utc for o in orders],
+            [o.created_ts for o in orders],
+            [o.payload for o in orders],
+            [o.decision for o in orders],
+            [o.trace_id for o in orders],
+        )
+        return list(
+            await conn.fetch(
+                "SELECT * FROM sweep_order WHERE decision_key = ANY($1::varchar[]) ORDER BY id",
+                [o.decision_key for o in orders],
+            )
+        )
+
+
+async def mark_sent(db: Executor, order_ids: Sequence[str]) -> int:
+    if not order_ids:
+        return 0
+    result = await db.execute(
+        "UPDATE sweep_order SET status = 'SENT', sent_ts = now()"
+        " WHERE order_id = ANY($1::varchar[]) AND status = 'NEW'",
+        list(order_ids),
+    )
+    return int(result.split()[-1])
+
+
+async def unsent(db: Executor) -> list[asyncpg.Record]:
+    return list(await db.fetch("SELECT * FROM sweep_order WHERE status = 'NEW' ORDER BY id"))
+
+
+async def page_after(db: Executor, after_id: int, limit: int) -> list[asyncpg.Record]:
+    """Orders with id > after_id. Ids are committed in order by the single writer, so pages never skip."""
+    return list(
+        await db.fetch("SELECT * FROM sweep_order WHERE id > $1 ORDER BY id LIMIT $2", after_id, limit)
+    )
+
+
+async def get(db: Executor, order_id: str) -> asyncpg.Record | None:
+    return await db.fetchrow("SELECT * FROM sweep_order WHERE order_id = $1", order_id)
+
+
+async def transition(
+    db: Executor, order_id: str, wanted: str, reason: str | None = None
+) -> tuple[asyncpg.Record, bool]:
+    """Move an order to ``wanted``; returns (row, changed). Raises OrderNotFound / IllegalTransition."""
+    stamp = {"SENT": "sent_ts", "ACK": "acked_ts", "FAILED": "failed_ts"}[wanted]
+    sources = [src for src, dst in ALLOWED if dst == wanted]
+    row = await db.fetchrow(
+        f"UPDATE sweep_order SET status = $2, {stamp} = now(),"  # noqa: S608 - column from a fixed map
+        " failure_reason = COALESCE($3, failure_reason)"
+        " WHERE order_id = $1 AND status = ANY($4::varchar[]) RETURNING *",
+        order_id,
+        wanted,
+        reason,
+        sources,
+    )
+    if row is not None:
+        return row, True
+    current = await get(db, order_id)
+    if current is None:
+        raise OrderNotFound(order_id)
+    if current["status"] == wanted:
+        return current, False
+    raise IllegalTransition(order_id, current["status"], wanted)
+
+
+async def open_orders(db: Executor, account_ids: Sequence[str]) -> list[OpenOrder]:
+    """NEW/SENT orders and recently ACKed ones; the caller compares ack time with the balance time."""
+    records = await db.fetch(
+        """
+        SELECT account_id, amount_usd, status, acked_ts FROM sweep_order
+        WHERE account_id = ANY($1::varchar[])
+          AND (status IN ('NEW', 'SENT') OR (status = 'ACK' AND acked_ts > now() - interval '7 days'))
+        """,
+        list(account_ids),
+    )
+    return [OpenOrder(r["account_id"], r["amount_usd"], r["status"], r["acked_ts"]) for r in records]
+
+
+async def count_by_status(db: Executor) -> dict[str, int]:
+    rows = await db.fetch("SELECT status, count(*) AS n FROM sweep_order GROUP BY status")
+    return {row["status"]: int(row["n"]) for row in rows}
