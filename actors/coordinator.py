@@ -1,0 +1,172 @@
+"""The coordinator: the single writer of SWEEP_ORDER and the publisher of ``sweep_intent``.
+
+One writer committing one transaction at a time keeps ids in commit order, which is what lets
+``GET /sweep-intent?after=`` page by id without skipping a row. Orders are written NEW, then
+produced (idempotent, acks=all) and marked SENT on delivery. On start, NEW orders left by a
+crash are checked against the topic itself, so an order produced just before the crash is
+marked SENT rather than published a second time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+from confluent_kafka import OFFSET_END, KafkaError, Message, Producer, TopicPartition
+
+from actors import kafka_clients
+from schemas.catalog import VERSIONS
+from storage import orders
+from storage.orders import NewOrder
+from treasury.faults import crash_point
+from treasury.topics import SWEEP_INTENT
+
+log = logging.getLogger("treasury.coordinator")
+SCHEMA_HEADER = f"sweep_order/{VERSIONS['SweepOrder']}"
+# Message timestamps come from the producer's clock; look back this far before the oldest
+# unsent order when checking what already reached the topic.
+RECONCILE_SLACK = timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class SubmitResult:
+    order_id: str
+    decision_key: str
+    status: str
+    created: bool
+
+
+class Coordinator:
+    def __init__(self, pool: asyncpg.Pool, producer: Producer, bootstrap: str) -> None:
+        self._pool = pool
+        self._producer = producer
+        self._bootstrap = bootstrap
+        self._write_lock = asyncio.Lock()
+        self._delivered: deque[str] = deque()
+        self._undelivered: deque[tuple[str, str]] = deque()
+        self._in_flight: dict[str, asyncpg.Record] = {}
+        self.published = 0
+
+    async def start(self) -> dict[str, int]:
+        """Finish what a previous incarnation left: mark or re-publish every NEW order."""
+        pending = await orders.unsent(self._pool)
+        if not pending:
+            return {"reconciled": 0, "republished": 0}
+        since = min(row["created_ts"] for row in pending) - RECONCILE_SLACK
+        on_topic = await asyncio.to_thread(
+            published_order_ids, self._bootstrap, int(since.timestamp() * 1000)
+        )
+        already = [row["order_id"] for row in pending if row["order_id"] in on_topic]
+        await orders.mark_sent(self._pool, already)
+        republish = [row for row in pending if row["order_id"] not in on_topic]
+        self._publish(republish)
+        log.info("coordinator start: %d NEW orders already on topic, %d re-published", len(already), len(republish))
+        return {"reconciled": len(already), "republished": len(republish)}
+
+    async def submit(self, new_orders: Sequence[NewOrder]) -> list[SubmitResult]:
+        """Make the orders durable (one transaction) and start publishing them; returns when durable."""
+        if not new_orders:
+            return []
+        requested = {o.order_id for o in new_orders}
+        async with self._write_lock, self._pool.acquire() as conn:
+            rows = await orders.insert_new(conn, new_orders)
+        crash_point("coordinator_after_write")
+        created = [row for row in rows if row["order_id"] in requested]
+        self._publish(created)
+        return [
+            SubmitResult(row["order_id"], row["decision_key"], row["status"], row["order_id"] in requested)
+            for row in rows
+        ]
+
+    def _publish(self, rows: Sequence[asyncpg.Record]) -> None:
+        for row in rows:
+            order_id = row["order_id"]
+            if order_id in self._in_flight:
+                continue
+            self._in_flight[order_id] = row
+            self._producer.produce(
+                SWEEP_INTENT.name,
+                key=order_id.encode(),
+                value=kafka_clients.dumps(row["payload"]),
+                headers=kafka_clients.headers(
+                    trace_id=row["trace_id"], schema_version=SCHEMA_HEADER, content_type="application/json"
+                ),
+                on_delivery=self._on_delivery,
+            )
+            crash_point("coordinator_after_produce")
+
+    def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:
+        order_id = (msg.key() or b"").decode()
+        if err is None:
+            self._delivered.append(order_id)
+        else:
+            self._undelivered.append((order_id, str(err)))
+
+    async def settle(self, poll_timeout: float = 0.05) -> int:
+        """Serve delivery reports: mark delivered orders SENT, re-queue failed ones."""
+        await asyncio.to_thread(self._producer.poll, poll_timeout)
+        delivered: list[str] = []
+        while self._delivered:
+            delivered.append(self._delivered.popleft())
+        if delivered:
+            await orders.mark_sent(self._pool, delivered)
+            for order_id in delivered:
+                self._in_flight.pop(order_id, None)
+            self.published += len(delivered)
+        retry: list[asyncpg.Record] = []
+        while self._undelivered:
+            order_id, reason = self._undelivered.popleft()
+            log.warning("order %s not delivered (%s); retrying", order_id, reason, extra={"order_id": order_id})
+            row = self._in_flight.pop(order_id, None)
+            if row is not None:
+                retry.append(row)
+        self._publish(retry)
+        return len(delivered)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.settle()
+            except (OSError, asyncpg.PostgresError) as exc:
+                log.warning("coordinator could not settle deliveries: %s", exc)
+                await asyncio.sleep(0.5)
+
+    def in_flight(self) -> int:
+        return len(self._in_flight)
+
+    async def stats(self) -> dict[str, Any]:
+        return {"in_flight": len(self._in_flight), "published": self.published}
+
+
+def published_order_ids(bootstrap: str, since_ms: int, timeout: float = 30.0) -> set[str]:
+    """Keys of every ``sweep_intent`` message at or after ``since_ms``: what already went out."""
+    c = kafka_clients.consumer(bootstrap, group="treasury-coordinator-reconcile")
+    try:
+        meta = c.list_topics(SWEEP_INTENT.name, timeout=timeout)
+        parts = sorted(meta.topics[SWEEP_INTENT.name].partitions)
+        starts = c.offsets_for_times([TopicPartition(SWEEP_INTENT.name, p, since_ms) for p in parts], timeout=timeout)
+        ends = {p: c.get_watermark_offsets(TopicPartition(SWEEP_INTENT.name, p), timeout=timeout)[1] for p in parts}
+        todo = {tp.partition for tp in starts if 0 <= tp.offset < ends[tp.partition] and tp.offset != OFFSET_END}
+        c.assign([tp for tp in starts if tp.partition in todo])
+        seen: set[str] = set()
+        deadline = time.monotonic() + timeout
+        while todo:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"could not read {SWEEP_INTENT.name} to its end within {timeout:.0f} s")
+            for msg in c.consume(500, timeout=1.0):
+                if msg.error():
+                    continue
+                seen.add((msg.key() or b"").decode())
+                partition, offset = msg.partition(), msg.offset()
+                if partition is not None and offset is not None and offset + 1 >= ends[partition]:
+                    todo.discard(partition)
+        return seen
+    finally:
+        c.close()

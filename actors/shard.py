@@ -1,0 +1,425 @@
+"""An account shard: the single, in-order owner of a set of ``balance_events`` partitions.
+
+Per batch: validate -> apply to the per-account state machines -> decide -> persist the
+BALANCE rows -> hand orders to the coordinator and wait until they are durable -> mark the
+rows decided -> publish positions and dead letters -> commit offsets. A crash anywhere before
+the commit replays the batch; rows already decided count as duplicates, rows stored but not
+decided are decided again, and the coordinator's unique decision_key keeps a replayed decision
+from becoming a second order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+import asyncpg
+from confluent_kafka import Consumer, Message, Producer, TopicPartition
+
+from actors import kafka_clients
+from actors.account_state import AccountState, Outcome, pending_sweeps
+from actors.coordinator import SubmitResult
+from actors.policy import Decision, DecisionInputs, decide, observed_var_bps
+from schemas.balance_event import BalanceEvent
+from schemas.cash_position import CashPosition
+from schemas.errors import MessageRejected, decode
+from schemas.sweep_order import RiskChecks, SweepOrder
+from storage import accounts, balances, orders, var_results
+from storage.balances import BalanceRow
+from storage.orders import NewOrder, OpenOrder
+from treasury.clock import utc_now
+from treasury.faults import crash_point
+from treasury.ids import new_order_id, new_trace_id
+from treasury.money import ZERO
+from treasury.settings import PolicyConfig
+from treasury.topics import BALANCE_EVENTS, BALANCE_EVENTS_DLQ, CASH_POSITIONS
+
+log = logging.getLogger("treasury.shard")
+
+
+class OrderSink(Protocol):
+    """Where decisions go: the coordinator actor in production, the Coordinator object in tests."""
+
+    async def submit(self, new_orders: Sequence[NewOrder]) -> list[SubmitResult]: ...
+
+
+def owned_partitions(index: int, shards: int, partitions: int = BALANCE_EVENTS.partitions) -> list[int]:
+    if not 0 <= index < shards:
+        raise ValueError(f"shard index {index} is outside 0..{shards - 1}")
+    return [p for p in range(partitions) if p % shards == index]
+
+
+@dataclass
+class BatchStats:
+    outcomes: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    orders: int = 0
+    decision_latency_s: list[float] = field(default_factory=list)
+    durable_latency_s: list[float] = field(default_factory=list)
+    swept_usd: dict[str, Any] = field(default_factory=lambda: defaultdict(lambda: ZERO))
+
+
+@dataclass
+class _Pending:
+    msg: Message
+    event: BalanceEvent
+    trace_id: str
+    outcome: Outcome
+    row_id: int | None = None
+    decision: Decision | None = None
+    order: NewOrder | None = None
+
+
+class ShardWorker:
+    def __init__(
+        self,
+        index: int,
+        shards: int,
+        pool: asyncpg.Pool,
+        consumer: Consumer,
+        producer: Producer,
+        sink: OrderSink,
+        config: PolicyConfig,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.index = index
+        self.partitions = owned_partitions(index, shards)
+        self._pool = pool
+        self._consumer = consumer
+        self._producer = producer
+        self._sink = sink
+        self.config = config
+        self._clock = clock
+        self._states: dict[str, AccountState] = {}
+        self.totals: dict[str, int] = defaultdict(int)
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def start(self) -> None:
+        """(Re)assign our partitions at the committed offsets and forget cached state."""
+        self._states.clear()
+        await asyncio.to_thread(
+            kafka_clients.assign_from_committed, self._consumer, BALANCE_EVENTS.name, self.partitions
+        )
+
+    async def poll_once(self, max_messages: int = 1000, timeout: float = 0.1) -> BatchStats:
+        msgs = await asyncio.to_thread(self._consumer.consume, max_messages, timeout)
+        return await self.process([m for m in msgs if m.error() is None])
+
+    async def run(self, stop: asyncio.Event, on_batch: Callable[[BatchStats], None] | None = None) -> None:
+        await self.start()
+        while not stop.is_set():
+            try:
+                stats = await self.poll_once()
+            except Exception:
+                # Nothing of the failed batch was committed: rewind and try again, from the ledger.
+                log.exception("shard %d batch failed; replaying from committed offsets", self.index)
+                await asyncio.sleep(1.0)
+                await self.start()
+                continue
+            if on_batch is not None:
+                on_batch(stats)
+
+    # -- the batch -------------------------------------------------------------------------
+    async def process(self, msgs: Sequence[Message]) -> BatchStats:
+        stats = BatchStats()
+        if not msgs:
+            return stats
+        received = time.time()
+        valid, rejects = self._validate(msgs)
+        await self._load_states({p.event.account_id for p in valid})
+        for item in list(valid):
+            if item.event.account_id not in self._states:
+                valid.remove(item)
+                rejects.append((item.msg, MessageRejected("account_id", f"unknown account {item.event.account_id!r}")))
+        async with self._pool.acquire() as conn:
+            existing = await _existing(conn, [(p.event.account_id, p.event.event_id) for p in valid])
+            open_orders = await orders.open_orders(conn, sorted({p.event.account_id for p in valid}))
+        by_account: dict[str, list[OpenOrder]] = defaultdict(list)
+        for order in open_orders:
+            by_account[order.account_id].append(order)
+
+        seen: set[tuple[str, str]] = set()
+        work: list[_Pending] = []
+        for item in valid:
+            key = (item.event.account_id, item.event.event_id)
+            if key in seen or existing.get(key) is True:
+                stats.outcomes[Outcome.DUPLICATE] += 1
+                continue
+            seen.add(key)
+            state = self._states[item.event.account_id]
+            item.outcome = state.apply(item.event)
+            if key in existing:  # stored by a crashed attempt, never decided: decide again
+                item.row_id = -1
+            work.append(item)
+            stats.outcomes[item.outcome] += 1
+            if item.outcome is Outcome.APPLIED and item.event.available_usd is not None:
+                self._decide(item, state, by_account[item.event.account_id], stats, received)
+
+        new_rows = [self._row(p) for p in work if p.row_id is None]
+        async with self._pool.acquire() as conn:
+            inserted = await balances.insert_batch(conn, new_rows)
+            redo = await balances.undecided(conn, [(p.event.account_id, p.event.event_id) for p in work if p.row_id])
+        crash_point("shard_after_balances")
+        new_orders = [p.order for p in work if p.order is not None]
+        if new_orders:
+            await self._sink.submit(new_orders)
+            done = time.time()
+            stats.durable_latency_s.extend(done - _produced_at(p.msg) for p in work if p.order is not None)
+        crash_point("shard_after_orders")
+        await balances.mark_decided(self._pool, [*inserted.values(), *redo.values()])
+        self._publish_positions(work)
+        self._dead_letter(rejects)
+        stats.outcomes[Outcome.INVALID] += len(rejects)
+        remaining = await asyncio.to_thread(self._producer.flush, 30.0)
+        if remaining:
+            raise RuntimeError(f"{remaining} position/dead-letter messages not delivered; batch will be replayed")
+        await asyncio.to_thread(self._commit, msgs)
+        for outcome, n in stats.outcomes.items():
+            self.totals[outcome] += n
+        self.totals["orders"] += stats.orders
+        return stats
+
+    def _validate(self, msgs: Sequence[Message]) -> tuple[list[_Pending], list[tuple[Message, MessageRejected]]]:
+        valid: list[_Pending] = []
+        rejects: list[tuple[Message, MessageRejected]] = []
+        for msg in msgs:
+            try:
+                event = decode(BalanceEvent, msg.value() or b"")
+                key = (msg.key() or b"").decode("utf-8", "replace")
+                if key and key != event.account_id:
+                    raise MessageRejected("account_id", f"{event.account_id!r} does not match the message key {key!r}")
+                if event.currency != "USD":
+                    raise MessageRejected("currency", f"only USD accounts are swept, got {event.currency}")
+            except MessageRejected as exc:
+                rejects.append((msg, exc))
+                continue
+            trace = event.trace_id or kafka_clients.header_map(msg.headers()).get("trace_id") or new_trace_id()
+            valid.append(_Pending(msg, event, trace, Outcome.APPLIED))
+        return valid, rejects
+
+    def _decide(
+        self, item: _Pending, state: AccountState, open_orders: list[OpenOrder], stats: BatchStats, received: float
+    ) -> None:
+        assert state.available_usd is not None
+        projection, source = state.projection(item.event)
+        now = self._clock()
+        inputs = DecisionInputs(
+            available_usd=state.available_usd,
+            eod_projection_usd=projection,
+            var_bps=observed_var_bps(state.var_usd, state.available_usd),
+            now=now,
+            pending_sweeps_usd=pending_sweeps(open_orders, item.event.as_of_ts),
+            min_balance_usd=state.account.min_balance_usd,
+            esg=state.account.esg_pref,
+            var_history_days=state.var_days,
+            projection_source=source,
+        )
+        decision = decide(inputs, self.config)
+        item.decision = decision
+        stats.decision_latency_s.append(max(0.0, time.time() - _produced_at(item.msg)))
+        log.info(
+            "decision %s for %s: %s",
+            decision.reason.value,
+            item.event.account_id,
+            decision.explanation,
+            extra={"trace_id": item.trace_id, "account_id": item.event.account_id, "decision": decision.reason.value},
+        )
+        if not decision.order or decision.product is None:
+            return
+        decision_key = f"{item.event.account_id}:{item.event.event_id}"
+        order_id = new_order_id()
+        payload = SweepOrder(
+            order_id=order_id,
+            source_account=item.event.account_id,
+            target_product=decision.product,
+            amount_usd=decision.amount_usd,
+            cutoff_utc=decision.cutoff_utc,
+            risk_checks=RiskChecks(
+                var_limit_bps=decision.var_limit_bps,
+                observed_var_bps=decision.observed_var_bps,
+                var_history_days=state.var_days,
+            ),
+            created_ts=now,
+            decision_key=decision_key,
+            trace_id=item.trace_id,
+        ).model_dump(mode="json", exclude_none=True)
+        item.order = NewOrder(
+            order_id=order_id,
+            decision_key=decision_key,
+            account_id=item.event.account_id,
+            amount_usd=decision.amount_usd,
+            product=decision.product.value,
+            cutoff_utc=decision.cutoff_utc,
+            created_ts=now,
+            payload=payload,
+            decision=decision.as_record(),
+            trace_id=item.trace_id,
+        )
+        # Counts as pending for every later event of this batch: the same dollars go once.
+        open_orders.append(OpenOrder(item.event.account_id, decision.amount_usd, "NEW", None))
+        stats.orders += 1
+        stats.swept_usd[decision.product.value] += decision.amount_usd
+
+    def _row(self, item: _Pending) -> BalanceRow:
+        ev = item.event
+        raw = ev.model_dump(mode="json")
+        raw["trace_id"] = item.trace_id
+        return BalanceRow(
+            account_id=ev.account_id,
+            event_id=ev.event_id,
+            as_of_ts=ev.as_of_ts,
+            kind=ev.kind.value,
+            balance_code=ev.balance_code.value if ev.balance_code else None,
+            avail_usd=ev.available_usd,
+            booked_usd=ev.booked_usd,
+            currency=ev.currency,
+            projected_outflows_usd=ev.projected_outflows_24h_usd,
+            applied=item.outcome is Outcome.APPLIED,
+            raw_event=raw,
+        )
+
+    # -- state -----------------------------------------------------------------------------
+    async def _load_states(self, account_ids: set[str]) -> None:
+        """Lazily rebuild accounts' state from the ledger the first time the shard sees them."""
+        missing = sorted(a for a in account_ids if a not in self._states)
+        if not missing:
+            return
+        async with self._pool.acquire() as conn:
+            known = await accounts.get_many(conn, missing)
+            ids = sorted(known)
+            positions = await balances.latest_positions(conn, ids)
+            projections = await balances.last_projections(conn, ids)
+            risks = await var_results.latest(conn, ids)
+        for account_id, account in known.items():
+            state = AccountState(account)
+            pos = positions.get(account_id)
+            if pos is not None:
+                state.available_usd = pos["avail_usd"]
+                state.booked_usd = pos["booked_usd"]
+                state.as_of_ts = pos["as_of_ts"]
+                state.last_event_id = pos["event_id"]
+            state.last_projection_usd = projections.get(account_id)
+            risk = risks.get(account_id)
+            if risk is not None and risk.var_usd is not None:
+                state.var_usd = float(risk.var_usd)
+                state.var_days = risk.days
+            self._states[account_id] = state
+
+    def position(self, account_id: str) -> CashPosition | None:
+        state = self._states.get(account_id)
+        if state is None or state.available_usd is None or state.as_of_ts is None:
+            return None
+        return self._position_of(state, pending=ZERO, trace_id=None)
+
+    def set_var(self, account_id: str, var_usd: float | None, days: int | None) -> bool:
+        state = self._states.get(account_id)
+        if state is None:
+            return False  # loaded from var_result when the account is first seen
+        state.var_usd, state.var_days = var_usd, days
+        return True
+
+    def _position_of(self, state: AccountState, pending: Any, trace_id: str | None) -> CashPosition:
+        assert state.available_usd is not None and state.as_of_ts is not None and state.last_event_id is not None
+        return CashPosition(
+            account_id=state.account.account_id,
+            as_of_ts=state.as_of_ts,
+            available_usd=state.available_usd,
+            booked_usd=state.booked_usd,
+            pending_sweeps_usd=pending,
+            min_balance_usd=state.account.min_balance_usd,
+            excess_usd=state.available_usd - pending - state.account.min_balance_usd,
+            var_usd=None if state.var_usd is None else round(state.var_usd, 4),
+            var_bps=observed_var_bps(state.var_usd, state.available_usd),
+            source_event_id=state.last_event_id,
+            updated_ts=self._clock(),
+            trace_id=trace_id,
+        )
+
+    # -- output ----------------------------------------------------------------------------
+    def _publish_positions(self, work: Sequence[_Pending]) -> None:
+        latest: dict[str, _Pending] = {}
+        for item in work:
+            if item.outcome is Outcome.APPLIED:
+                latest[item.event.account_id] = item
+        for account_id, item in latest.items():
+            state = self._states[account_id]
+            if state.available_usd is None:
+                continue
+            pending = item.decision.inputs.pending_sweeps_usd if item.decision else ZERO
+            if item.order is not None:
+                pending += item.order.amount_usd
+            position = self._position_of(state, pending, item.trace_id)
+            self._producer.produce(
+                CASH_POSITIONS.name,
+                key=account_id.encode(),
+                value=position.model_dump_json(exclude_none=True).encode(),
+                headers=kafka_clients.headers(trace_id=item.trace_id),
+            )
+
+    def _dead_letter(self, rejects: Sequence[tuple[Message, MessageRejected]]) -> None:
+        for msg, exc in rejects:
+            log.warning(
+                "dead-lettered %s[%d]@%d: %s", msg.topic(), msg.partition(), msg.offset(), exc,
+                extra={"decision": "invalid"},
+            )
+            self._producer.produce(
+                BALANCE_EVENTS_DLQ.name,
+                key=msg.key(),
+                value=msg.value(),
+                headers=[
+                    *_header_list(msg),
+                    *kafka_clients.headers(
+                        error_field=exc.field,
+                        error_reason=exc.reason,
+                        source_topic=msg.topic(),
+                        source_partition=str(msg.partition()),
+                        source_offset=str(msg.offset()),
+                    ),
+                ],
+            )
+
+    def _commit(self, msgs: Sequence[Message]) -> None:
+        last: dict[int, int] = {}
+        for msg in msgs:
+            partition, offset = msg.partition(), msg.offset()
+            assert partition is not None and offset is not None, "consumed messages carry both"
+            last[partition] = max(last.get(partition, -1), offset)
+        offsets = [TopicPartition(BALANCE_EVENTS.name, p, o + 1) for p, o in last.items()]
+        self._consumer.commit(offsets=offsets, asynchronous=False)
+
+    def apply_config(self, config: PolicyConfig) -> None:
+        self.config = config
+
+    def stats(self) -> dict[str, Any]:
+        return {"index": self.index, "partitions": self.partitions, "accounts": len(self._states), **self.totals}
+
+
+async def _existing(conn: asyncpg.Connection, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], bool]:
+    """Which of these events the ledger holds already, and whether their decision is durable."""
+    if not keys:
+        return {}
+    rows = await conn.fetch(
+        """
+        SELECT b.account_id, b.event_id, b.decided_ts IS NOT NULL AS decided FROM balance b
+        JOIN unnest($1::varchar[], $2::varchar[]) AS k(account_id, event_id)
+          ON b.account_id = k.account_id AND b.event_id = k.event_id
+        """,
+        [k[0] for k in keys],
+        [k[1] for k in keys],
+    )
+    return {(r["account_id"], r["event_id"]): bool(r["decided"]) for r in rows}
+
+
+def _produced_at(msg: Message) -> float:
+    kind, ts_ms = msg.timestamp()
+    return ts_ms / 1000.0 if kind and ts_ms > 0 else time.time()
+
+
+def _header_list(msg: Message) -> kafka_clients.Headers:
+    raw = msg.headers()
+    return list(raw.items()) if isinstance(raw, dict) else list(raw or [])

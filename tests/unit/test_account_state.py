@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from actors.account_state import AccountState, Outcome, pending_sweeps
+from schemas.balance_event import BalanceEvent, BalanceKind
+from storage.accounts import Account
+from storage.orders import OpenOrder
+
+T0 = datetime(2025, 6, 10, 12, tzinfo=UTC)
+
+
+def event(event_id: str, at: datetime, available: str | None = "100", **kw: object) -> BalanceEvent:
+    return BalanceEvent(event_id=event_id, account_id="A1", as_of_ts=at, kind=BalanceKind.INTRADAY,
+                        available_usd=None if available is None else Decimal(available), **kw)  # type: ignore[arg-type]
+
+
+def test_newer_events_move_the_position_older_ones_do_not() -> None:
+    s = AccountState(Account("A1"))
+    assert s.apply(event("e1", T0, "100")) is Outcome.APPLIED
+    assert s.apply(event("e2", T0 + timedelta(minutes=1), "150")) is Outcome.APPLIED
+    assert s.apply(event("e0", T0 - timedelta(minutes=1), "999")) is Outcome.STALE
+    assert s.available_usd == Decimal("150") and s.last_event_id == "e2"
+
+
+def test_booked_only_event_keeps_available() -> None:
+    s = AccountState(Account("A1"))
+    s.apply(event("e1", T0, "100"))
+    s.apply(event("e2", T0 + timedelta(hours=1), None, booked_usd=Decimal("90")))
+    assert s.available_usd == Decimal("100") and s.booked_usd == Decimal("90")
+
+
+def test_projection_falls_back_to_the_last_one_seen() -> None:
+    s = AccountState(Account("A1"))
+    first = event("e1", T0, projected_outflows_24h_usd=Decimal("5"))
+    assert s.projection(event("e0", T0)) == (None, "none")
+    s.apply(first)
+    assert s.projection(event("e2", T0)) == (Decimal("5"), "last_seen")
+    assert s.projection(first) == (Decimal("5"), "event")
+
+
+def test_pending_sweeps_counts_unsettled_orders_only() -> None:
+    orders = [
+        OpenOrder("A1", Decimal("10"), "NEW", None),
+        OpenOrder("A1", Decimal("20"), "SENT", None),
+        OpenOrder("A1", Decimal("40"), "ACK", T0 + timedelta(minutes=5)),  # acked after the balance: pending
+        OpenOrder("A1", Decimal("80"), "ACK", T0 - timedelta(minutes=5)),  # already in the balance
+        OpenOrder("A1", Decimal("160"), "FAILED", None),
+    ]
+    assert pending_sweeps(orders, T0) == Decimal("70")
