@@ -7,11 +7,13 @@ they stand for is durable.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import threading
 from collections.abc import Mapping
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from treasury.topics import PARTITIONER
 
@@ -69,3 +71,46 @@ def header_map(raw: Headers | dict[str, str | bytes | None] | None) -> dict[str,
 
 def dumps(value: Mapping[str, Any]) -> bytes:
     return json.dumps(value, separators=(",", ":"), sort_keys=True).encode()
+
+
+class AsyncProducer:
+    """Awaitable delivery for request handlers: the caller learns where its message landed.
+
+    A daemon thread serves librdkafka's delivery callbacks and hands each result back to the
+    event loop that is waiting for it.
+    """
+
+    def __init__(self, inner: Producer, delivery_timeout: float = 15.0) -> None:
+        self._inner = inner
+        self._timeout = delivery_timeout
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="kafka-delivery", daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            self._inner.poll(0.05)
+
+    async def send(self, topic: str, key: bytes, value: bytes, hdrs: Headers | None = None) -> Message:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[Message] = loop.create_future()
+
+        def on_delivery(err: KafkaError | None, msg: Message) -> None:
+            loop.call_soon_threadsafe(_settle, done, err, msg)
+
+        self._inner.produce(topic, key=key, value=value, headers=hdrs, on_delivery=on_delivery)
+        return await asyncio.wait_for(done, self._timeout)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._inner.flush(5)
+
+
+def _settle(done: asyncio.Future[Message], err: KafkaError | None, msg: Message) -> None:
+    if done.done():
+        return
+    if err is None:
+        done.set_result(msg)
+    else:
+        done.set_exception(KafkaException(err))

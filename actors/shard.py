@@ -222,7 +222,8 @@ class ShardWorker:
         decision = decide(inputs, self.config)
         item.decision = decision
         stats.decision_latency_s.append(max(0.0, time.time() - _produced_at(item.msg)))
-        log.info(
+        log.log(
+            logging.INFO if decision.order else logging.DEBUG,
             "decision %s for %s: %s",
             decision.reason.value,
             item.event.account_id,

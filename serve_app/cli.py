@@ -3,17 +3,83 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import sys
 from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
+
+from treasury.settings import ConfigError
+
+
+def _decimal(text: str) -> Decimal:
+    from treasury.money import to_decimal
+
+    try:
+        return to_decimal(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _bps(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of basis points") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r}: basis points must be finite and not negative")
+    return value
+
+
+def _instant(text: str) -> datetime:
+    from treasury.clock import as_utc
+
+    try:
+        return as_utc(datetime.fromisoformat(text.replace("Z", "+00:00")))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="treasury-orch", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
+    run = sub.add_parser("run", help="run the whole system here (stack, Ray, actors, Serve, simulator)")
+    run.add_argument("--accounts", type=int, default=20, help="simulated accounts (default 20)")
+    run.add_argument("--rate", type=float, default=20.0, help="simulated events per second (default 20)")
+    run.add_argument("--no-simulator", action="store_true", help="do not start the feed simulator")
+    run.add_argument("--keep-stack", action="store_true", help="leave Kafka and Postgres running on exit")
+    run.set_defaults(handler=_run)
+
     infra = sub.add_parser("infra", help="start, stop or inspect the local Kafka and Postgres")
     infra.add_argument("action", choices=["up", "down", "status"])
     infra.set_defaults(handler=_infra)
+
+    decide = sub.add_parser("decide", help="what-if: evaluate the sweep policy with the active configuration")
+    decide.add_argument("--available", type=_decimal, required=True, metavar="USD")
+    decide.add_argument("--projection", type=_decimal, required=True, metavar="USD", help="24 h outflows")
+    decide.add_argument("--var-bps", type=_bps, required=True, metavar="N")
+    decide.add_argument("--pending", type=_decimal, default=Decimal(0), metavar="USD")
+    decide.add_argument("--min-balance", type=_decimal, default=Decimal(0), metavar="USD")
+    decide.add_argument("--esg", action="store_true")
+    decide.add_argument("--now", type=_instant, default=None, metavar="ISO-8601")
+    decide.set_defaults(handler=_decide)
+
+    acct = sub.add_parser("accounts", help="register or list the accounts the orchestrator may sweep")
+    acct_sub = acct.add_subparsers(dest="action", required=True)
+    add = acct_sub.add_parser("add")
+    add.add_argument("account_id")
+    add.add_argument("--esg", action="store_true")
+    add.add_argument("--min-balance", type=_decimal, default=Decimal(0), metavar="USD")
+    acct_sub.add_parser("list")
+    acct.set_defaults(handler=_accounts)
+
+    sim = sub.add_parser("simulate", help="stream simulated balance events into balance_events")
+    sim.add_argument("--accounts", type=int, default=20)
+    sim.add_argument("--rate", type=float, default=20.0)
+    sim.add_argument("--count", type=int, default=1000)
+    sim.set_defaults(handler=_simulate)
 
     schemas = sub.add_parser("schemas", help="regenerate or check the checked-in JSON Schema files")
     schemas.add_argument("action", choices=["generate", "check"])
@@ -21,10 +87,83 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _run(args: argparse.Namespace) -> int:
+    from serve_app.main_job import RunOptions, run
+
+    return run(RunOptions(args.accounts, args.rate, not args.no_simulator, args.keep_stack))
+
+
 def _infra(args: argparse.Namespace) -> int:
     from serve_app.infra import stack
 
     return stack.main(args.action)
+
+
+def _decide(args: argparse.Namespace) -> int:
+    from actors.policy import DecisionInputs, decide
+    from treasury.clock import iso_z, utc_now
+    from treasury.money import fmt
+    from treasury.settings import policy_from_env
+
+    config = policy_from_env()
+    now = args.now or utc_now()
+    d = decide(
+        DecisionInputs(
+            available_usd=args.available,
+            eod_projection_usd=args.projection,
+            var_bps=args.var_bps,
+            now=now,
+            pending_sweeps_usd=args.pending,
+            min_balance_usd=args.min_balance,
+            esg=args.esg,
+        ),
+        config,
+    )
+    print(json.dumps({
+        "order": d.order,
+        "product": d.product.value if d.product else None,
+        "amount_usd": fmt(d.amount_usd),
+        "cutoff_utc": iso_z(d.cutoff_utc),
+        "reason": d.reason.value,
+        "explanation": d.explanation,
+    }))
+    return 0
+
+
+def _accounts(args: argparse.Namespace) -> int:
+    from storage import accounts
+    from storage.db import create_pool
+    from treasury.settings import RuntimeSettings
+
+    async def go() -> int:
+        pool = await create_pool(RuntimeSettings.from_env().database_url, max_size=1)
+        try:
+            if args.action == "add":
+                await accounts.upsert(pool, [accounts.Account(args.account_id, args.esg, args.min_balance)])
+            for a in await accounts.list_all(pool):
+                print(json.dumps({"account_id": a.account_id, "esg": a.esg_pref,
+                                  "min_balance_usd": str(a.min_balance_usd)}))
+        finally:
+            await pool.close()
+        return 0
+
+    return asyncio.run(go())
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from actors import kafka_clients
+    from serve_app import simulator
+    from serve_app.main_job import seed_accounts
+    from treasury.settings import RuntimeSettings
+
+    settings = RuntimeSettings.from_env()
+    profiles = simulator.make_accounts(args.accounts)
+    asyncio.run(seed_accounts(settings, profiles))
+    feed = simulator.FeedSimulator(profiles)
+    producer = kafka_clients.producer(settings.kafka_bootstrap)
+    sent = asyncio.run(simulator.stream(producer, feed.events(), args.rate, asyncio.Event(), args.count))
+    print(json.dumps({"sent": sent}))
+    return 0
 
 
 def _schemas(args: argparse.Namespace) -> int:
@@ -42,7 +181,11 @@ def _schemas(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.handler(args))
+    try:
+        return int(args.handler(args))
+    except ConfigError as exc:
+        print(f"treasury-orch: configuration error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -106,18 +106,24 @@ class RuntimeSettings(BaseModel):
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> RuntimeSettings:
         env = os.environ if environ is None else environ
-        mapping = {
-            "kafka_bootstrap": "KAFKA_BOOTSTRAP",
-            "database_url": "DATABASE_URL",
-            "shards": "SHARDS",
-            "var_window_days": "VAR_WINDOW_DAYS",
-            "serve_host": "SERVE_HOST",
-            "serve_port": "SERVE_PORT",
-        }
-        values = {field: env[key] for field, key in mapping.items() if env.get(key)}
+        values = {field: env[key] for field, key in _RUNTIME_ENV.items() if env.get(key)}
         try:
             return cls.model_validate(values)
         except ValidationError as exc:
             first = exc.errors()[0]
             field = str(first["loc"][0])
-            raise ConfigError(f"{mapping.get(field, field)}: {first['msg']}") from exc
+            raise ConfigError(f"{_RUNTIME_ENV.get(field, field)}: {first['msg']}") from exc
+
+    def as_env(self) -> dict[str, str]:
+        """The environment that reproduces these settings in another process (actors, replicas)."""
+        return {key: str(getattr(self, field)) for field, key in _RUNTIME_ENV.items()}
+
+
+_RUNTIME_ENV = {
+    "kafka_bootstrap": "KAFKA_BOOTSTRAP",
+    "database_url": "DATABASE_URL",
+    "shards": "SHARDS",
+    "var_window_days": "VAR_WINDOW_DAYS",
+    "serve_host": "SERVE_HOST",
+    "serve_port": "SERVE_PORT",
+}

@@ -1,0 +1,157 @@
+"""Ray actors hosting the shard workers and the coordinator.
+
+The actors are thin: all behaviour lives in ``ShardWorker`` and ``Coordinator`` (tested
+in-process against the real Kafka and Postgres); these wrappers give them a process, a name an
+operator finds on the dashboard, and restarts. ``max_restarts=-1`` brings a crashed actor back
+and ``max_task_retries=-1`` re-issues its long-running ``run`` call, so a restarted shard
+rebuilds from the ledger and resumes at its committed offsets without anyone intervening.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import ray
+
+from actors import kafka_clients
+from actors.coordinator import Coordinator, SubmitResult
+from actors.shard import ShardWorker
+from storage.db import create_pool
+from storage.orders import NewOrder
+from treasury.logs import configure_logging
+from treasury.settings import PolicyConfig, RuntimeSettings, policy_from_mapping
+
+NAMESPACE = "treasury"
+COORDINATOR_NAME = "coordinator"
+
+
+def shard_name(index: int) -> str:
+    return f"shard-{index}"
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
+class CoordinatorActor:
+    def __init__(self, settings: RuntimeSettings) -> None:
+        configure_logging()
+        self._settings = settings
+        self._started = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._core: Coordinator | None = None
+
+    async def run(self) -> None:
+        if self._core is not None:
+            return  # already running: a second `run` call (e.g. from a re-attached driver) is a no-op
+        pool = await create_pool(self._settings.database_url, max_size=4)
+        producer = kafka_clients.producer(self._settings.kafka_bootstrap, **{"linger.ms": 1})
+        self._core = Coordinator(pool, producer, self._settings.kafka_bootstrap)
+        await self._core.start()
+        self._started.set()
+        await self._core.run(self._stop)
+
+    async def ready(self) -> bool:
+        await self._started.wait()
+        return True
+
+    async def submit(self, new_orders: Sequence[NewOrder]) -> list[SubmitResult]:
+        await self._started.wait()
+        assert self._core is not None
+        return await self._core.submit(new_orders)
+
+    async def stats(self) -> dict[str, Any]:
+        return await self._core.stats() if self._core else {}
+
+    async def stop(self) -> None:
+        self._stop.set()
+
+
+class _RemoteCoordinator:
+    """The shard's view of the coordinator actor (same call as the in-process object)."""
+
+    def __init__(self, handle: Any) -> None:
+        self._handle = handle
+
+    async def submit(self, new_orders: Sequence[NewOrder]) -> list[SubmitResult]:
+        result: list[SubmitResult] = await self._handle.submit.remote(list(new_orders))
+        return result
+
+
+@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
+class AccountShardActor:
+    def __init__(self, index: int, settings: RuntimeSettings, policy: dict[str, Any]) -> None:
+        configure_logging()
+        self._index = index
+        self._settings = settings
+        self._policy: PolicyConfig = policy_from_mapping(policy)
+        self._started = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._worker: ShardWorker | None = None
+
+    async def run(self) -> None:
+        if self._worker is not None:
+            return
+        s = self._settings
+        pool = await create_pool(s.database_url, max_size=3)
+        coordinator = ray.get_actor(COORDINATOR_NAME, namespace=NAMESPACE)
+        self._worker = ShardWorker(
+            self._index,
+            s.shards,
+            pool,
+            kafka_clients.consumer(s.kafka_bootstrap),
+            kafka_clients.producer(s.kafka_bootstrap),
+            _RemoteCoordinator(coordinator),
+            self._policy,
+        )
+        await self._worker.start()
+        self._started.set()
+        await self._worker.run(self._stop)
+
+    async def ready(self) -> bool:
+        await self._started.wait()
+        return True
+
+    async def position(self, account_id: str) -> dict[str, Any] | None:
+        await self._started.wait()
+        assert self._worker is not None
+        pos = self._worker.position(account_id)
+        return None if pos is None else pos.model_dump(mode="json", exclude_none=True)
+
+    async def set_var(self, account_id: str, var_usd: float | None, days: int | None) -> bool:
+        await self._started.wait()
+        assert self._worker is not None
+        return self._worker.set_var(account_id, var_usd, days)
+
+    async def apply_config(self, policy: dict[str, Any]) -> None:
+        self._policy = policy_from_mapping(policy)
+        if self._worker is not None:
+            self._worker.apply_config(self._policy)
+
+    async def stats(self) -> dict[str, Any]:
+        return self._worker.stats() if self._worker else {"index": self._index, "starting": True}
+
+    async def stop(self) -> None:
+        self._stop.set()
+
+
+def start_actors(settings: RuntimeSettings, policy: PolicyConfig) -> tuple[Any, list[Any]]:
+    """Create (or find, if they run already) the named coordinator and shards and start their loops."""
+    opts = {"namespace": NAMESPACE, "get_if_exists": True, "lifetime": None}
+    coordinator = CoordinatorActor.options(name=COORDINATOR_NAME, **opts).remote(settings)  # type: ignore[attr-defined]
+    coordinator.run.remote()
+    ray.get(coordinator.ready.remote(), timeout=120)
+    shards = []
+    for i in range(settings.shards):
+        shard = AccountShardActor.options(name=shard_name(i), **opts).remote(  # type: ignore[attr-defined]
+            i, settings, policy.as_wire()
+        )
+        shard.run.remote()
+        shards.append(shard)
+    ray.get([s.ready.remote() for s in shards], timeout=120)
+    logging.getLogger("treasury.runtime").info("coordinator and %d shards running", len(shards))
+    return coordinator, shards
+
+
+def shard_handles(shards: int) -> list[Any]:
+    return [ray.get_actor(shard_name(i), namespace=NAMESPACE) for i in range(shards)]

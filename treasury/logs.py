@@ -1,0 +1,44 @@
+"""Structured logs: one JSON object per line, so a trace id can be followed with grep or jq.
+
+Context fields (``trace_id``, ``account_id``, ``order_id``, ``decision``) are passed with
+``extra=`` on the call that knows them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from datetime import UTC, datetime
+
+CONTEXT_FIELDS = ("trace_id", "account_id", "order_id", "decision")
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, object] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z",
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for name in CONTEXT_FIELDS:
+            value = getattr(record, name, None)
+            if value is not None:
+                line[name] = value
+        if record.exc_info:
+            line["exc"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str)
+
+
+def configure_logging(level: str | None = None) -> None:
+    """Idempotent: every actor, replica and CLI calls it; only the first call adds the handler."""
+    root = logging.getLogger("treasury")
+    if any(isinstance(h.formatter, JsonFormatter) for h in root.handlers):
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter())
+    root.addHandler(handler)
+    root.setLevel(level or os.environ.get("LOG_LEVEL", "INFO"))
+    root.propagate = False
