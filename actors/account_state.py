@@ -38,16 +38,27 @@ class AccountState:
     var_usd: float | None = None
     var_days: int | None = None
 
+    booked_as_of_ts: datetime | None = None
+
     def apply(self, event: BalanceEvent) -> Outcome:
-        """Move the position unless the event is older than what we hold (it is still stored)."""
+        """Move the position unless the event is older than what we hold (it is still stored).
+
+        Only an available balance moves the live position and its as-of time; a booked-only
+        figure (a close, a forward or expected balance) is kept beside it and never makes a
+        later available balance look stale.
+        """
+        if event.available_usd is None:
+            if self.booked_as_of_ts is not None and event.as_of_ts < self.booked_as_of_ts:
+                return Outcome.STALE
+            self.booked_usd, self.booked_as_of_ts = event.booked_usd, event.as_of_ts
+            return Outcome.APPLIED
         if self.as_of_ts is not None and event.as_of_ts < self.as_of_ts:
             return Outcome.STALE
         self.as_of_ts = event.as_of_ts
         self.last_event_id = event.event_id
-        if event.available_usd is not None:
-            self.available_usd = event.available_usd
+        self.available_usd = event.available_usd
         if event.booked_usd is not None:
-            self.booked_usd = event.booked_usd
+            self.booked_usd, self.booked_as_of_ts = event.booked_usd, event.as_of_ts
         if event.projected_outflows_24h_usd is not None:
             self.last_projection_usd = event.projected_outflows_24h_usd
         return Outcome.APPLIED

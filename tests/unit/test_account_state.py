@@ -29,6 +29,11 @@ def test_booked_only_event_keeps_available() -> None:
     s.apply(event("e1", T0, "100"))
     s.apply(event("e2", T0 + timedelta(hours=1), None, booked_usd=Decimal("90")))
     assert s.available_usd == Decimal("100") and s.booked_usd == Decimal("90")
+    # a forward-dated booked figure does not make the next current available balance stale
+    s.apply(event("fw", T0 + timedelta(days=3), None, booked_usd=Decimal("70")))
+    assert s.apply(event("e3", T0 + timedelta(hours=2), "120")) is Outcome.APPLIED
+    assert s.apply(event("old", T0, None, booked_usd=Decimal("1"))) is Outcome.STALE
+    assert s.available_usd == Decimal("120") and s.booked_usd == Decimal("70")
 
 
 def test_projection_falls_back_to_the_last_one_seen() -> None:

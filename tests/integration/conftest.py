@@ -1,0 +1,102 @@
+"""Fixtures for the pipeline tests: a real Postgres pool and an in-process shard + coordinator.
+
+The shard and the coordinator run here, in the test's process, against the real Kafka and
+Postgres started by the ``stack`` fixture; the Ray tests run the same classes inside actors.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import asyncpg
+import pytest
+
+from actors import kafka_clients
+from actors.coordinator import Coordinator
+from actors.shard import ShardWorker
+from storage import accounts, var_results
+from storage.accounts import Account
+from storage.db import create_pool
+from storage.var_results import VarResult
+from tests.integration.kafka_tools import high_watermarks, poll_until, start_group_at_end
+from treasury.settings import PolicyConfig
+
+
+@pytest.fixture(scope="session")
+async def pool(stack) -> AsyncIterator[asyncpg.Pool]:  # type: ignore[no-untyped-def]
+    p = await create_pool(stack.postgres_dsn, max_size=6)
+    yield p
+    await p.close()
+
+
+@dataclass
+class Pipeline:
+    bootstrap: str
+    pool: asyncpg.Pool
+    worker: ShardWorker
+    coordinator: Coordinator
+    intent_start: dict[int, int]
+    dlq_start: dict[int, int]
+    positions_start: dict[int, int]
+
+    async def step(self) -> None:
+        await self.worker.poll_once(timeout=0.1)
+        await self.coordinator.settle(0.01)
+
+    async def orders_for(self, account_ids: list[str]) -> list[asyncpg.Record]:
+        return list(await self.pool.fetch(
+            "SELECT * FROM sweep_order WHERE account_id = ANY($1::varchar[]) ORDER BY id", account_ids))
+
+    async def balances_for(self, account_ids: list[str]) -> list[asyncpg.Record]:
+        return list(await self.pool.fetch(
+            "SELECT * FROM balance WHERE account_id = ANY($1::varchar[]) ORDER BY id", account_ids))
+
+    async def drain(self, account_ids: list[str], events: int, timeout: float = 30.0) -> None:
+        """Run until the ledger holds ``events`` decided balance rows and every order is SENT."""
+        async def done() -> bool:
+            decided = await self.pool.fetchval(
+                "SELECT count(*) FROM balance WHERE account_id = ANY($1::varchar[]) AND decided_ts IS NOT NULL",
+                account_ids)
+            unsent = await self.pool.fetchval(
+                "SELECT count(*) FROM sweep_order WHERE account_id = ANY($1::varchar[]) AND status = 'NEW'",
+                account_ids)
+            return bool(decided >= events and unsent == 0)
+
+        await poll_until(self.step, done, timeout)
+
+
+def new_accounts(n: int = 1, **kw: object) -> list[Account]:
+    tag = uuid.uuid4().hex[:10]
+    return [Account(f"T{tag}{i:02d}", **kw) for i in range(n)]  # type: ignore[arg-type]
+
+
+async def register(pool: asyncpg.Pool, accts: list[Account], var_usd: Decimal | None = None, days: int = 250) -> None:
+    await accounts.upsert(pool, accts)
+    if var_usd is not None:
+        await var_results.upsert_many(pool, [
+            VarResult(a.account_id, datetime.now(UTC).date(), 250, Decimal("0.99"), days, var_usd, None, None)
+            for a in accts
+        ])
+
+
+@pytest.fixture
+async def pipeline(stack, pool: asyncpg.Pool) -> AsyncIterator[Pipeline]:  # type: ignore[no-untyped-def]
+    group = f"test-{uuid.uuid4().hex[:8]}"
+    start_group_at_end(stack.kafka_bootstrap, group, "balance_events")
+    producer = kafka_clients.producer(stack.kafka_bootstrap)
+    coordinator = Coordinator(pool, producer, stack.kafka_bootstrap)
+    await coordinator.start()
+    worker = ShardWorker(0, 1, pool, kafka_clients.consumer(stack.kafka_bootstrap, group=group), producer,
+                         coordinator, PolicyConfig())
+    await worker.start()
+    yield Pipeline(
+        stack.kafka_bootstrap, pool, worker, coordinator,
+        high_watermarks(stack.kafka_bootstrap, "sweep_intent"),
+        high_watermarks(stack.kafka_bootstrap, "balance_events.dlq"),
+        high_watermarks(stack.kafka_bootstrap, "cash_positions"),
+    )
+    producer.flush(10)

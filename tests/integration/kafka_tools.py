@@ -1,0 +1,79 @@
+"""Plain Kafka reads and writes for tests: nothing deduplicated, nothing hidden."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+from confluent_kafka import Consumer, Message, TopicPartition
+
+from actors import kafka_clients
+from schemas.balance_event import BalanceEvent
+
+
+def high_watermarks(bootstrap: str, topic: str) -> dict[int, int]:
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "test-watermarks"})
+    try:
+        parts = c.list_topics(topic, timeout=10).topics[topic].partitions
+        return {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts}
+    finally:
+        c.close()
+
+
+def start_group_at_end(bootstrap: str, group: str, topic: str) -> None:
+    """A fresh consumer group that starts at 'now', so a test sees only its own events."""
+    marks = high_watermarks(bootstrap, topic)
+    c = kafka_clients.consumer(bootstrap, group=group)
+    try:
+        c.commit(offsets=[TopicPartition(topic, p, o) for p, o in marks.items()], asynchronous=False)
+    finally:
+        c.close()
+
+
+def read_from(bootstrap: str, topic: str, start: dict[int, int], expect: int, timeout: float = 30.0,
+              settle: float = 1.0) -> list[Message]:
+    """Every message after ``start`` until ``expect`` arrived and ``settle`` s passed without more."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "test-reader", "enable.auto.commit": False})
+    c.assign([TopicPartition(topic, p, o) for p, o in start.items()])
+    out: list[Message] = []
+    deadline = time.monotonic() + timeout
+    quiet_since = time.monotonic()
+    try:
+        while time.monotonic() < deadline:
+            batch = [m for m in c.consume(500, timeout=0.2) if m.error() is None]
+            if batch:
+                out.extend(batch)
+                quiet_since = time.monotonic()
+            elif len(out) >= expect and time.monotonic() - quiet_since >= settle:
+                break
+        return out
+    finally:
+        c.close()
+
+
+def produce_events(bootstrap: str, events: Iterable[BalanceEvent], raw: Iterable[tuple[bytes, bytes]] = ()) -> None:
+    p = kafka_clients.producer(bootstrap)
+    for ev in events:
+        p.produce("balance_events", key=ev.account_id.encode(), value=ev.model_dump_json(exclude_none=True).encode())
+    for key, value in raw:
+        p.produce("balance_events", key=key, value=value)
+    assert p.flush(30) == 0
+
+
+def payloads(msgs: Iterable[Message]) -> list[dict[str, Any]]:
+    return [json.loads(m.value() or b"{}") for m in msgs]
+
+
+async def poll_until(step: Callable[[], Awaitable[Any]], done: Callable[[], Awaitable[bool]],
+                     timeout: float = 30.0) -> None:
+    """Drive ``step`` until ``done`` holds; fails with the deadline rather than hanging."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        await step()
+        if await done():
+            return
+        await asyncio.sleep(0)
+    raise AssertionError(f"condition not reached within {timeout:.0f} s")

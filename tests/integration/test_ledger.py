@@ -1,0 +1,105 @@
+"""The ledger on the real Postgres: migrations, orders, the constraints that stop double effects."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import asyncpg
+import pytest
+
+from storage import balances, orders
+from storage.balances import BalanceRow
+from storage.migrate import migrate
+from storage.orders import IllegalTransition, NewOrder, OrderNotFound
+from tests.integration.conftest import new_accounts, register
+from treasury.ids import new_order_id
+
+pytestmark = pytest.mark.integration
+NOW = datetime(2025, 6, 10, 19, 42, 11, tzinfo=UTC)
+
+
+def order(account: str, key: str, amount: str = "100000") -> NewOrder:
+    oid = new_order_id()
+    return NewOrder(oid, key, account, Decimal(amount), "TBILL_4W", NOW, NOW, {"order_id": oid}, {"reason": "t"}, "t1")
+
+
+async def test_migrations_apply_once_and_are_idempotent(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as conn:
+        assert await migrate(conn) == []  # the pool already migrated
+        assert await migrate(conn) == []
+        versions = await conn.fetch("SELECT version FROM schema_migrations ORDER BY version")
+    assert next(r["version"] for r in versions) == 1
+    cols = {r["column_name"]: (r["data_type"], r["numeric_precision"], r["numeric_scale"]) for r in await pool.fetch(
+        "SELECT column_name, data_type, numeric_precision, numeric_scale FROM information_schema.columns"
+        " WHERE table_name = 'sweep_order'")}
+    assert cols["amount_usd"] == ("numeric", 20, 4) and cols["cutoff_utc"][0] == "timestamp with time zone"
+
+
+async def test_write_and_read_an_order_and_its_lifecycle(pool: asyncpg.Pool) -> None:
+    [a] = new_accounts()
+    await register(pool, [a])
+    o = order(a.account_id, f"{a.account_id}:e1", "750000.1234")
+    async with pool.acquire() as conn:
+        [row] = await orders.insert_new(conn, [o])
+    assert row["status"] == "NEW" and row["amount_usd"] == Decimal("750000.1234") and row["payload"] == o.payload
+    assert [r["order_id"] for r in await orders.unsent(pool)].count(o.order_id) == 1
+    assert await orders.mark_sent(pool, [o.order_id]) == 1
+    acked, changed = await orders.transition(pool, o.order_id, "ACK")
+    assert changed and acked["status"] == "ACK" and acked["acked_ts"] is not None
+    again, changed = await orders.transition(pool, o.order_id, "ACK")
+    assert not changed and again["status"] == "ACK"
+    with pytest.raises(IllegalTransition, match="ACK -> FAILED"):
+        await orders.transition(pool, o.order_id, "FAILED")
+    with pytest.raises(OrderNotFound):
+        await orders.transition(pool, "nope", "ACK")
+    page = await orders.page_after(pool, row["id"] - 1, 10)
+    assert page[0]["order_id"] == o.order_id
+
+
+async def test_unique_constraints_refuse_duplicates(pool: asyncpg.Pool) -> None:
+    [a] = new_accounts()
+    await register(pool, [a])
+    first = order(a.account_id, f"{a.account_id}:e1")
+    async with pool.acquire() as conn:
+        await orders.insert_new(conn, [first])
+        # the same decision again (a replay) is not written twice ...
+        rows = await orders.insert_new(conn, [order(a.account_id, f"{a.account_id}:e1")])
+        assert [r["order_id"] for r in rows] == [first.order_id]
+        # ... and the database itself refuses a second row for a decision key or an order id
+        with pytest.raises(asyncpg.UniqueViolationError, match="sweep_order_decision_key_uq"):
+            await conn.execute(
+                "INSERT INTO sweep_order (order_id, decision_key, account_id, amount_usd, product, cutoff_utc,"
+                " payload, decision) VALUES ($1, $2, $3, 1, 'FED_RRP', now(), '{}', '{}')",
+                new_order_id(), first.decision_key, a.account_id)
+        with pytest.raises(asyncpg.UniqueViolationError, match="sweep_order_order_id_uq"):
+            await conn.execute(
+                "INSERT INTO sweep_order (order_id, decision_key, account_id, amount_usd, product, cutoff_utc,"
+                " payload, decision) VALUES ($1, 'other', $2, 1, 'FED_RRP', now(), '{}', '{}')",
+                first.order_id, a.account_id)
+        with pytest.raises(asyncpg.CheckViolationError):
+            await conn.execute(
+                "INSERT INTO sweep_order (order_id, decision_key, account_id, amount_usd, product, cutoff_utc,"
+                " payload, decision, status) VALUES ($1, 'k2', $2, 1, 'FED_RRP', now(), '{}', '{}', 'LOST')",
+                new_order_id(), a.account_id)
+        with pytest.raises(asyncpg.ForeignKeyViolationError):
+            await orders.insert_new(conn, [order("no-such-account", "k3")])
+
+
+async def test_balance_rows_are_idempotent_per_account_and_event(pool: asyncpg.Pool) -> None:
+    [a] = new_accounts()
+    await register(pool, [a])
+    row = BalanceRow(a.account_id, "e1", NOW, "INTRADAY", "ITAV", Decimal("1.23456"), None, "USD", None, True,
+                     {"event_id": "e1"})
+    first = await balances.insert_batch(pool, [row])
+    assert list(first) == [(a.account_id, "e1")]
+    assert await balances.insert_batch(pool, [row]) == {}
+    assert await balances.undecided(pool, [(a.account_id, "e1")]) == first
+    await balances.mark_decided(pool, list(first.values()))
+    assert await balances.undecided(pool, [(a.account_id, "e1")]) == {}
+    latest = await balances.latest_positions(pool, [a.account_id])
+    assert latest[a.account_id]["avail_usd"] == Decimal("1.2346")  # numeric(20,4) as spec section 6
+    with pytest.raises(asyncpg.UniqueViolationError, match="balance_account_event_uq"):
+        await pool.execute(
+            "INSERT INTO balance (account_id, event_id, as_of_ts, kind, currency, applied, raw_event)"
+            " VALUES ($1, 'e1', now(), 'INTRADAY', 'USD', true, '{}')", a.account_id)
