@@ -9,15 +9,28 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
-from collections.abc import Mapping
-from typing import Any
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from treasury.topics import PARTITIONER
 
 CONSUMER_GROUP = "treasury-orchestrator"
+T = TypeVar("T")
+log = logging.getLogger("treasury.kafka")
+_COORDINATOR_ERRORS = {
+    KafkaError.NOT_COORDINATOR,
+    KafkaError.COORDINATOR_NOT_AVAILABLE,
+    KafkaError.COORDINATOR_LOAD_IN_PROGRESS,
+    KafkaError._WAIT_COORD,
+    KafkaError.REQUEST_TIMED_OUT,
+    KafkaError._TIMED_OUT,
+    KafkaError._TRANSPORT,
+}
 
 
 def producer(bootstrap: str, **overrides: Any) -> Producer:
@@ -48,13 +61,37 @@ def consumer(bootstrap: str, group: str = CONSUMER_GROUP, **overrides: Any) -> C
     return Consumer(config)
 
 
-def assign_from_committed(c: Consumer, topic: str, partitions: list[int], timeout: float = 10.0) -> None:
+def _retrying(what: str, call: Callable[[], T], timeout: float) -> T:
+    """Group-coordinator calls fail with retriable errors while the broker is still electing one
+    (always on a fresh broker, whose offsets topic is created on first use): retry until the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return call()
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args else None
+            retriable = isinstance(err, KafkaError) and (err.retriable() or err.code() in _COORDINATOR_ERRORS)
+            if not retriable or time.monotonic() > deadline:
+                raise
+            log.info("%s: %s; retrying", what, err)
+            time.sleep(0.2)  # back-off between retries, not synchronisation
+
+
+def assign_from_committed(c: Consumer, topic: str, partitions: list[int], timeout: float = 30.0) -> None:
     """Manual assignment (no group join, which costs seconds) resuming at the committed offsets."""
-    committed = c.committed([TopicPartition(topic, p) for p in partitions], timeout=timeout)
-    for tp in committed:
-        if tp.error is not None:
-            raise KafkaException(tp.error)
-    c.assign(committed)
+
+    def fetch() -> list[TopicPartition]:
+        committed = c.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
+        for tp in committed:
+            if tp.error is not None:
+                raise KafkaException(tp.error)
+        return committed
+
+    c.assign(_retrying("fetch committed offsets", fetch, timeout))
+
+
+def commit_sync(c: Consumer, offsets: list[TopicPartition], timeout: float = 30.0) -> None:
+    _retrying("commit offsets", lambda: c.commit(offsets=offsets, asynchronous=False), timeout)
 
 
 Headers = list[tuple[str, str | bytes | None]]

@@ -391,7 +391,7 @@ class ShardWorker:
             assert partition is not None and offset is not None, "consumed messages carry both"
             last[partition] = max(last.get(partition, -1), offset)
         offsets = [TopicPartition(BALANCE_EVENTS.name, p, o + 1) for p, o in last.items()]
-        self._consumer.commit(offsets=offsets, asynchronous=False)
+        kafka_clients.commit_sync(self._consumer, offsets)
 
     def apply_config(self, config: PolicyConfig) -> None:
         self.config = config

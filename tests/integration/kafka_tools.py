@@ -28,7 +28,7 @@ def start_group_at_end(bootstrap: str, group: str, topic: str) -> None:
     marks = high_watermarks(bootstrap, topic)
     c = kafka_clients.consumer(bootstrap, group=group)
     try:
-        c.commit(offsets=[TopicPartition(topic, p, o) for p, o in marks.items()], asynchronous=False)
+        kafka_clients.commit_sync(c, [TopicPartition(topic, p, o) for p, o in marks.items()])
     finally:
         c.close()
 
