@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -62,6 +63,9 @@ class CoordinatorActor:
 
     async def stats(self) -> dict[str, Any]:
         return await self._core.stats() if self._core else {}
+
+    async def pid(self) -> int:
+        return os.getpid()
 
     async def stop(self) -> None:
         self._stop.set()
@@ -130,6 +134,9 @@ class AccountShardActor:
 
     async def stats(self) -> dict[str, Any]:
         return self._worker.stats() if self._worker else {"index": self._index, "starting": True}
+
+    async def pid(self) -> int:
+        return os.getpid()
 
     async def stop(self) -> None:
         self._stop.set()

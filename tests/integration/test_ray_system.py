@@ -1,0 +1,287 @@
+"""The running system on Ray: real actors, real Serve, real Kafka and Postgres.
+
+Faults are real too: a shard is killed with SIGKILL mid-stream, and the coordinator dies at the
+exact point between writing an order and publishing it (an armed crash point).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+import ray
+from ray import serve
+
+from actors.account_state import AccountState, Outcome
+from actors.kafka_clients import CONSUMER_GROUP
+from actors.policy import DecisionInputs, decide, observed_var_bps
+from actors.runtime import NAMESPACE, start_actors
+from schemas.balance_event import BalanceEvent, BalanceKind
+from serve_app.deployment import deploy
+from storage.accounts import Account
+from tests.integration.conftest import new_accounts, register
+from tests.integration.kafka_tools import high_watermarks, produce_events, read_from, start_group_at_end
+from treasury.settings import PolicyConfig, RuntimeSettings
+
+pytestmark = pytest.mark.integration
+VAR_USD = Decimal("1000")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class System:
+    settings: RuntimeSettings
+    base_url: str
+    crash_marker: Path
+
+
+@pytest.fixture(scope="session")
+def system(stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:  # type: ignore[no-untyped-def]
+    marker = tmp_path_factory.mktemp("faults") / "coordinator-crash.done"
+    marker.write_text("disarmed: delete this file to crash the coordinator once, after its next write")
+    settings = RuntimeSettings(kafka_bootstrap=stack.kafka_bootstrap, database_url=stack.postgres_dsn, shards=2,
+                               serve_port=free_port())
+    start_group_at_end(stack.kafka_bootstrap, CONSUMER_GROUP, "balance_events")
+    env = {**settings.as_env(), "TREASURY_CRASH_AT": "coordinator_after_write",
+           "TREASURY_CRASH_ONCE_FILE": str(marker)}
+    for key in ("COVERAGE_PROCESS_START", "COVERAGE_FILE"):
+        if key in os.environ:
+            env[key] = os.environ[key]
+    ray.init(namespace=NAMESPACE, num_cpus=2, include_dashboard=False, runtime_env={"env_vars": env},
+             log_to_driver=False)
+    try:
+        start_actors(settings, PolicyConfig())
+        deploy(settings)
+        yield System(settings, f"http://127.0.0.1:{settings.serve_port}", marker)
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+
+
+@pytest.fixture
+async def client(system: System) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=system.base_url, timeout=30) as c:
+        yield c
+
+
+async def wait_for(check, timeout: float = 60.0, what: str = "condition"):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = await check()
+        if result:
+            return result
+        await asyncio.sleep(0.2)  # polling interval under a deadline
+    raise AssertionError(f"{what} not reached within {timeout:.0f} s")
+
+
+def feed(accounts: list[Account], per_account: int, start: datetime) -> list[BalanceEvent]:
+    """Balances that rise hour by hour, so most accounts sweep more than once."""
+    out = []
+    for step in range(per_account):
+        for i, a in enumerate(accounts):
+            out.append(BalanceEvent(
+                event_id=f"s{step}", account_id=a.account_id, as_of_ts=start + timedelta(hours=step),
+                kind=BalanceKind.INTRADAY, available_usd=Decimal(5_000_000 + 400_000 * step + 10_000 * i),
+                projected_outflows_24h_usd=Decimal(1_000_000),
+            ))
+    return out
+
+
+def expected_orders(accounts: list[Account], events: list[BalanceEvent]) -> dict[str, tuple[str, Decimal]]:
+    """The fault-free run, worked out from the policy itself: decision key -> (product, amount)."""
+    states = {a.account_id: AccountState(a, var_usd=float(VAR_USD)) for a in accounts}
+    pending = {a.account_id: Decimal(0) for a in accounts}
+    out: dict[str, tuple[str, Decimal]] = {}
+    now = datetime.now(UTC)
+    for ev in events:
+        st = states[ev.account_id]
+        if st.apply(ev) is not Outcome.APPLIED or st.available_usd is None:
+            continue
+        projection, _ = st.projection(ev)
+        d = decide(DecisionInputs(st.available_usd, projection, observed_var_bps(st.var_usd, st.available_usd), now,
+                                  pending[ev.account_id], st.account.min_balance_usd, st.account.esg_pref),
+                   PolicyConfig())
+        if d.order and d.product:
+            out[f"{ev.account_id}:{ev.event_id}"] = (d.product.value, d.amount_usd)
+            pending[ev.account_id] += d.amount_usd
+    return out
+
+
+async def ledger_orders(pool: asyncpg.Pool, accounts: list[Account]) -> list[asyncpg.Record]:
+    return list(await pool.fetch("SELECT * FROM sweep_order WHERE account_id = ANY($1::varchar[]) ORDER BY id",
+                                 [a.account_id for a in accounts]))
+
+
+async def all_decided_and_sent(pool: asyncpg.Pool, accounts: list[Account], events: int) -> bool:
+    ids = [a.account_id for a in accounts]
+    decided = await pool.fetchval(
+        "SELECT count(*) FROM balance WHERE account_id = ANY($1::varchar[]) AND decided_ts IS NOT NULL", ids)
+    unsent = await pool.fetchval(
+        "SELECT count(*) FROM sweep_order WHERE account_id = ANY($1::varchar[]) AND status = 'NEW'", ids)
+    return bool(decided == events and unsent == 0)
+
+
+def intent_keys(bootstrap: str, start: dict[int, int], order_ids: set[str]) -> list[str]:
+    msgs = read_from(bootstrap, "sweep_intent", start, expect=len(order_ids), timeout=30, settle=2)
+    return [k for k in ((m.key() or b"").decode() for m in msgs) if k in order_ids]
+
+
+async def test_rest_round_trip(system: System, client: httpx.AsyncClient, pool: asyncpg.Pool) -> None:
+    [a] = new_accounts(min_balance_usd=Decimal("1000000"))
+    await register(pool, [a], var_usd=Decimal("8000"))
+    assert (await client.get("/healthz")).json() == {"status": "ok"}
+    ready = await wait_for(lambda: _ready(client), what="readyz")
+    assert ready["checks"] == {"postgres": "ok", "shards": "ok"}
+
+    body = {"event_id": "r1", "account_id": a.account_id, "as_of_ts": datetime.now(UTC).isoformat(),
+            "kind": "INTRADAY", "available_usd": "10000000", "projected_outflows_24h_usd": "2000000"}
+    posted = await client.post("/balances", json=body, headers={"x-trace-id": "trace-rest-1"})
+    assert posted.status_code == 202 and posted.json()["topic"] == "balance_events"
+    assert posted.json()["trace_id"] == "trace-rest-1"
+
+    async def my_order() -> dict | None:
+        page = (await client.get("/sweep-intent", params={"limit": 1000})).json()
+        cursor = page["next_cursor"]
+        while page["count"]:
+            for o in page["orders"]:
+                if o.get("source_account") == a.account_id and o["status"] == "SENT":
+                    return o
+            page = (await client.get("/sweep-intent", params={"after": cursor, "limit": 1000})).json()
+            cursor = page["next_cursor"]
+        return None
+
+    order = await wait_for(my_order, what="order pulled over REST")
+    assert order["amount_usd"] == "8400000.0000" and order["target_product"] == "TBILL_4W"
+    assert order["trace_id"] == "trace-rest-1"
+    pos = await wait_for(lambda: _json_if_ok(client, f"/accounts/{a.account_id}/position"), what="position")
+    assert pos["available_usd"] == "10000000" and pos["source_event_id"] == "r1"
+
+    oid = order["order_id"]
+    first = await client.post(f"/sweep-intent/{oid}/ack")
+    assert first.status_code == 200 and first.json()["status"] == "ACK" and first.json()["changed"] is True
+    again = await client.post(f"/sweep-intent/{oid}/ack")
+    assert again.status_code == 200 and again.json()["changed"] is False
+    refused = await client.post(f"/sweep-intent/{oid}/fail", json={"reason": "late"})
+    assert refused.status_code == 409 and "ACK -> FAILED" in refused.json()["error"]["reason"]
+    assert (await client.post("/sweep-intent/nope/ack")).status_code == 404
+
+    bad = await client.post("/balances", json={**body, "available_usd": "lots"})
+    assert bad.status_code == 422 and bad.json()["error"]["field"] == "available_usd"
+    unknown = await client.post("/balances", json={**body, "account_id": "UNKNOWN1"})
+    assert unknown.status_code == 422 and "unknown account" in unknown.json()["error"]["reason"]
+    assert (await client.get("/sweep-intent", params={"after": "garbage"})).json()["error"]["field"] == "after"
+    assert (await client.get("/sweep-intent", params={"limit": 0})).json()["error"]["field"] == "limit"
+    assert (await client.get("/docs")).status_code == 200
+
+
+async def _ready(client: httpx.AsyncClient) -> dict | None:
+    r = await client.get("/readyz")
+    return r.json() if r.status_code == 200 else None
+
+
+async def _json_if_ok(client: httpx.AsyncClient, path: str) -> dict | None:
+    r = await client.get(path)
+    return r.json() if r.status_code == 200 else None
+
+
+async def test_shard_killed_mid_stream_loses_and_duplicates_nothing(system: System, pool: asyncpg.Pool) -> None:
+    accts = new_accounts(8)
+    await register(pool, accts, var_usd=VAR_USD)
+    events = feed(accts, per_account=12, start=datetime.now(UTC) - timedelta(days=1))
+    expected = expected_orders(accts, events)
+    start = high_watermarks(system.settings.kafka_bootstrap, "sweep_intent")
+    victim = ray.get_actor("shard-0", namespace=NAMESPACE)
+    old_pid = await victim.pid.remote()
+
+    produce_events(system.settings.kafka_bootstrap, events[: len(events) // 2])
+    await wait_for(lambda: _decided_at_least(pool, accts, 8), what="first events decided")
+    os.kill(old_pid, signal.SIGKILL)
+    produce_events(system.settings.kafka_bootstrap, events[len(events) // 2:])
+
+    await wait_for(lambda: all_decided_and_sent(pool, accts, len(events)), timeout=120, what="all events decided")
+    assert await victim.pid.remote() != old_pid  # Ray restarted it
+    rows = await ledger_orders(pool, accts)
+    got = {r["decision_key"]: (r["product"], r["amount_usd"]) for r in rows}
+    assert got == expected and len(rows) == len(expected)
+    keys = intent_keys(system.settings.kafka_bootstrap, start, {r["order_id"] for r in rows})
+    assert sorted(keys) == sorted(r["order_id"] for r in rows)  # each exactly once on the topic
+
+
+async def _decided_at_least(pool: asyncpg.Pool, accounts: list[Account], n: int) -> bool:
+    count = await pool.fetchval(
+        "SELECT count(*) FROM balance WHERE account_id = ANY($1::varchar[]) AND decided_ts IS NOT NULL",
+        [a.account_id for a in accounts])
+    return bool(count >= n)
+
+
+async def test_coordinator_killed_between_write_and_publish(system: System, pool: asyncpg.Pool) -> None:
+    [a] = new_accounts()
+    await register(pool, [a], var_usd=VAR_USD)
+    coordinator = ray.get_actor("coordinator", namespace=NAMESPACE)
+    old_pid = await coordinator.pid.remote()
+    start = high_watermarks(system.settings.kafka_bootstrap, "sweep_intent")
+    system.crash_marker.unlink()  # arm: the next write is followed by the coordinator's death
+    produce_events(system.settings.kafka_bootstrap, feed([a], per_account=1, start=datetime.now(UTC)))
+
+    await wait_for(lambda: all_decided_and_sent(pool, [a], 1), timeout=120, what="order SENT after restart")
+    assert system.crash_marker.exists(), "the crash point did not fire"
+    assert await coordinator.pid.remote() != old_pid
+    [row] = await ledger_orders(pool, [a])
+    assert intent_keys(system.settings.kafka_bootstrap, start, {row["order_id"]}) == [row["order_id"]]
+
+
+async def test_rest_pull_pages_every_order_once_while_orders_are_written(
+    system: System, client: httpx.AsyncClient, pool: asyncpg.Pool
+) -> None:
+    accts = new_accounts(40)
+    await register(pool, accts, var_usd=VAR_USD)
+    first = await client.get("/sweep-intent", params={"limit": 1000})
+    cursor = first.json()["next_cursor"]
+    while first.json()["count"]:
+        first = await client.get("/sweep-intent", params={"after": cursor, "limit": 1000})
+        cursor = first.json()["next_cursor"]
+
+    events = feed(accts, per_account=1, start=datetime.now(UTC))
+
+    async def trickle() -> None:
+        for i in range(0, len(events), 4):
+            await asyncio.to_thread(produce_events, system.settings.kafka_bootstrap, events[i:i + 4])
+            await asyncio.sleep(0.05)  # spread the writes out while the reader pages
+
+    writer = asyncio.create_task(trickle())
+    seen: list[str] = []
+    mine = {x.account_id for x in accts}
+
+    async def paged_all() -> bool:
+        nonlocal cursor
+        page = (await client.get("/sweep-intent", params={"after": cursor, "limit": 7})).json()
+        repeat = await client.get("/sweep-intent", params={"after": cursor, "limit": 7})
+        assert [o["order_id"] for o in repeat.json()["orders"]][: page["count"]] == [
+            o["order_id"] for o in page["orders"]]  # idempotent: same cursor, same page
+        seen.extend(o["order_id"] for o in page["orders"] if o.get("source_account") in mine)
+        cursor = page["next_cursor"]
+        return len(seen) >= len(accts)
+
+    await wait_for(paged_all, timeout=120, what="every order paged")
+    await writer
+    rows = await ledger_orders(pool, accts)
+    assert len(seen) == len(set(seen)) == len(rows) == len(accts)
+    assert seen == [r["order_id"] for r in rows]  # creation order, no gaps, no repeats
+    assert json.loads(json.dumps(seen))
