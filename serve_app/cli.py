@@ -81,6 +81,20 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--count", type=int, default=1000)
     sim.set_defaults(handler=_simulate)
 
+    var = sub.add_parser("var", help="historical VaR for quants")
+    var_sub = var.add_subparsers(dest="action", required=True)
+    compute = var_sub.add_parser("compute", help="VaR and ES per account from a long-form CSV/Parquet file")
+    compute.add_argument("file", help="columns account_id, date, net_flow_usd")
+    compute.add_argument("--confidence", type=float, default=0.99)
+    compute.add_argument("--window", type=int, default=250)
+    backtest = var_sub.add_parser("backtest", help="Kupiec, Christoffersen and the Basel traffic light")
+    backtest.add_argument("file", help="columns account_id, date, net_flow_usd")
+    backtest.add_argument("--confidence", type=float, default=0.99)
+    backtest.add_argument("--window", type=int, default=250)
+    backtest.add_argument("--account", default=None, help="required when the file holds several accounts")
+    backtest.add_argument("--png", default=None, help="write a plot of flows against VaR here")
+    var.set_defaults(handler=_var)
+
     schemas = sub.add_parser("schemas", help="regenerate or check the checked-in JSON Schema files")
     schemas.add_argument("action", choices=["generate", "check"])
     schemas.set_defaults(handler=_schemas)
@@ -164,6 +178,16 @@ def _simulate(args: argparse.Namespace) -> int:
     sent = asyncio.run(simulator.stream(producer, feed.events(), args.rate, asyncio.Event(), args.count))
     print(json.dumps({"sent": sent}))
     return 0
+
+
+def _var(args: argparse.Namespace) -> int:
+    if args.action == "compute":
+        from risk.compute import run_compute_cli
+
+        return run_compute_cli(args.file, args.confidence, args.window)
+    from risk.backtest import run_backtest_cli
+
+    return run_backtest_cli(args.file, args.confidence, args.window, args.account, args.png)
 
 
 def _schemas(args: argparse.Namespace) -> int:
