@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import tempfile
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
@@ -20,7 +22,7 @@ from confluent_kafka import Consumer, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 
 from serve_app.infra import stack as infra_stack
-from serve_app.infra.common import descendants, pids_matching, wait_until
+from serve_app.infra.common import InfraError, descendants, pids_matching, wait_until
 from serve_app.infra.stack import StackInfo
 from treasury.topics import ALL_TOPICS, CASH_POSITIONS, PARTITIONER, Topic
 
@@ -137,34 +139,53 @@ async def test_postgres_answers(pg_dsn: str) -> None:
         await conn.close()
 
 
-@pytest.fixture
-def scratch_home() -> Iterator[Path]:
-    """A throw-away stack home under the repo's `.stack/tmp`.
+@dataclass(frozen=True)
+class StoppedStack:
+    home: Path
+    address: str  # the broker's bootstrap before `down`
+    pids: list[int]  # broker, postmaster and the postmaster's children while they ran
 
-    Not under pytest's tmp_path: that tree is mode 0700 and owned by root, and as root the server
-    runs as the postgres user, which could not reach its data dir there.
+
+@pytest.fixture(scope="module")
+def stopped_stack() -> Iterator[StoppedStack]:
+    """A second, throw-away stack brought up and down once, for the tests about `down`.
+
+    Its home is under the repo's `.stack/tmp`, not pytest's tmp_path: that tree is mode 0700 and
+    owned by root, and as root the server runs as the postgres user, which could not reach it.
     """
     base = REPO_ROOT / ".stack" / "tmp"
     base.mkdir(parents=True, exist_ok=True)
     home = Path(tempfile.mkdtemp(prefix="down-", dir=base))
     home.chmod(0o755)
     try:
-        yield home
+        info = infra_stack.up(home)
+        parts = infra_stack.status(home)
+        kafka_pid, pg_pid = parts["kafka"]["pid"], parts["postgres"]["pid"]
+        assert isinstance(kafka_pid, int) and isinstance(pg_pid, int)
+        pids = [kafka_pid, pg_pid, *descendants(pg_pid)]
+        infra_stack.down(home)
+        yield StoppedStack(home, info.kafka_bootstrap, pids)
     finally:
-        infra_stack.down(home)  # a safety net when the test failed half-way; harmless otherwise
+        infra_stack.down(home)  # a safety net when set-up failed half-way; harmless otherwise
         shutil.rmtree(home, ignore_errors=True)
 
 
-def test_down_leaves_no_process_behind(scratch_home: Path) -> None:
-    infra_stack.up(scratch_home)
-    parts = infra_stack.status(scratch_home)
-    kafka_pid, pg_pid = parts["kafka"]["pid"], parts["postgres"]["pid"]
-    assert isinstance(kafka_pid, int) and isinstance(pg_pid, int)
-    family = [kafka_pid, pg_pid, *descendants(pg_pid)]  # the postmaster's backends and workers too
+def test_down_leaves_no_process_behind(stopped_stack: StoppedStack) -> None:
+    pids = stopped_stack.pids
+    assert wait_until(lambda: all(_gone(pid) for pid in pids), 10), [p for p in pids if not _gone(p)]
+    assert pids_matching(str(stopped_stack.home)) == []
 
-    infra_stack.down(scratch_home)
+    infra_stack.down(stopped_stack.home)  # a second down is harmless
+    assert not any(part["running"] for part in infra_stack.status(stopped_stack.home).values())
 
-    assert wait_until(lambda: all(_gone(pid) for pid in family), 10), [p for p in family if not _gone(p)]
-    assert pids_matching(str(scratch_home)) == []
-    infra_stack.down(scratch_home)  # a second down is harmless
-    assert not any(part["running"] for part in infra_stack.status(scratch_home).values())
+
+def test_restart_refuses_a_port_someone_else_took(stopped_stack: StoppedStack) -> None:
+    """A restarted broker must keep its address; if its port is gone, say so instead of moving."""
+    port = int(stopped_stack.address.rsplit(":", 1)[1])
+    with socket.socket() as squatter:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # the old broker's TIME_WAITs
+        squatter.bind(("127.0.0.1", port))
+        squatter.listen()
+        with pytest.raises(InfraError, match="is taken by another process"):
+            infra_stack.restart_kafka(stopped_stack.home)
+    assert not infra_stack.status(stopped_stack.home)["kafka"]["running"]

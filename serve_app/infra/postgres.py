@@ -1,0 +1,314 @@
+"""A private PostgreSQL server for development and tests: Debian's binaries, our own data dir.
+
+Why not the system cluster: it listens on a fixed port, is shared by everything on the machine and
+is started by an init system these machines do not run. A cluster of our own under the stack home
+is created in ≈ 1 s, listens on a port we choose (loopback only), and disappears with its folder.
+
+As root, the server must not run as root (postgres refuses), so initdb/pg_ctl run through
+`runuser -u postgres --` on a data dir owned by postgres. As anyone else they run directly.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import re
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from serve_app.infra.common import (
+    LOOPBACK,
+    InfraError,
+    kill_tree,
+    log,
+    pid_alive,
+    pid_matches,
+    run_checked,
+    stop_group,
+    tail,
+)
+
+PG_ROOT = Path("/usr/lib/postgresql")
+SUPERUSER = "treasury"
+DATABASE = "treasury"
+SERVICE_USER = "postgres"
+CONF_NAME = "treasury.conf"
+INCLUDE_LINE = f"include '{CONF_NAME}'"
+# sockaddr_un.sun_path is 108 bytes including the terminating NUL.
+MAX_SOCKET_PATH = 107
+START_TIMEOUT_S = 60
+STOP_TIMEOUT_S = 30
+
+
+@dataclass(frozen=True)
+class PgPaths:
+    """Where one stack's server keeps its cluster, socket and log (all under `<home>/postgres`)."""
+
+    root: Path
+    data: Path
+    sockets: Path
+    log: Path
+
+
+def paths(home: Path) -> PgPaths:
+    root = home / "postgres"
+    return PgPaths(root=root, data=root / "data", sockets=root / "sockets", log=root / "postgres.log")
+
+
+def dsn(port: int) -> str:
+    return f"postgresql://{SUPERUSER}@{LOOPBACK}:{port}/{DATABASE}"
+
+
+# ------------------------------------------------------------------------------------------- binaries
+
+
+def highest_version_bindir(pg_root: Path = PG_ROOT) -> Path | None:
+    """The bin dir of the newest major version installed Debian-style (/usr/lib/postgresql/<N>/bin)."""
+    if not pg_root.is_dir():
+        return None
+    versions = [d for d in pg_root.iterdir() if re.fullmatch(r"\d+(\.\d+)?", d.name) and (d / "bin/pg_ctl").is_file()]
+    if not versions:
+        return None
+    newest = max(versions, key=lambda d: tuple(int(part) for part in d.name.split(".")))
+    return newest / "bin"
+
+
+def missing_binaries_message(pg_root: Path = PG_ROOT) -> str:
+    return (
+        f"PostgreSQL server binaries not found under {pg_root}: "
+        "run `sudo apt-get install -y postgresql` (or run `treasury-orch infra up` as root to install them)"
+    )
+
+
+def find_bindir() -> Path:
+    """The server binaries, installing Debian's postgresql when missing and we are root."""
+    found = highest_version_bindir()
+    if found is not None:
+        return found
+    if os.geteuid() != 0:
+        raise InfraError(missing_binaries_message())
+    log("PostgreSQL not installed: running `apt-get update && apt-get install -y postgresql` (≈ 1 min)")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    run_checked(["apt-get", "update"], what="apt-get update", timeout_s=600, env=env)
+    run_checked(["apt-get", "install", "-y", "postgresql"], what="apt-get install postgresql", timeout_s=900, env=env)
+    found = highest_version_bindir()
+    if found is None:
+        raise InfraError(missing_binaries_message())
+    return found
+
+
+# ----------------------------------------------------------------------------------------------- config
+
+
+def _quote(value: str) -> str:
+    """A postgresql.conf string literal (single quotes doubled)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def render_conf(port: int, socket_dir: Path) -> str:
+    """Our settings, included from postgresql.conf and rewritten on every start (the port may move).
+
+    Loopback only, and the unix socket in the stack home rather than /var/run/postgresql, which
+    belongs to the system cluster and may not exist.
+    """
+    settings = {
+        "listen_addresses": _quote(LOOPBACK),
+        "port": str(port),
+        "unix_socket_directories": _quote(str(socket_dir)),
+        "logging_collector": "off",
+        "log_min_messages": "warning",
+    }
+    lines = ["# Written by serve_app/infra/postgres.py on every start; edits here are overwritten."]
+    lines += [f"{key} = {value}" for key, value in settings.items()]
+    return "\n".join(lines) + "\n"
+
+
+def socket_path_too_long(socket_dir: Path, port: int) -> bool:
+    """True when the unix socket path would not fit in sockaddr_un (the server would refuse to start)."""
+    return len(str(socket_dir / f".s.PGSQL.{port}").encode()) > MAX_SOCKET_PATH
+
+
+# --------------------------------------------------------------------------------------- running as who
+
+
+def _as_root() -> bool:
+    return os.geteuid() == 0
+
+
+def _as_service_user(argv: list[str]) -> list[str]:
+    """`argv` run as the postgres user through runuser (util-linux, present on every Debian)."""
+    runuser = shutil.which("runuser")
+    if runuser is None:
+        raise InfraError("runuser not found: install util-linux, or run `infra up` as a non-root user")
+    return [runuser, "-u", SERVICE_USER, "--", *argv]
+
+
+def _server_argv(argv: list[str]) -> list[str]:
+    """Prefix with runuser when root: postgres refuses to run as root."""
+    return _as_service_user(argv) if _as_root() else argv
+
+
+def _clean_env() -> dict[str, str]:
+    """The environment minus PG* variables, so a caller's PGHOST/PGPORT cannot redirect our tools."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+
+
+def _prepare_dirs(pg_paths: PgPaths) -> None:
+    """Create our folders; as root hand them to postgres and check postgres can reach them at all."""
+    pg_paths.root.mkdir(parents=True, exist_ok=True)
+    pg_paths.sockets.mkdir(exist_ok=True)
+    pg_paths.log.touch(exist_ok=True)
+    if not _as_root():
+        return
+    try:
+        owner = pwd.getpwnam(SERVICE_USER)
+    except KeyError as exc:
+        raise InfraError(f"user {SERVICE_USER} missing: reinstall Debian's postgresql-common") from exc
+    # The data dir itself is created by initdb running as postgres, so it is postgres's already.
+    for path in (pg_paths.root, pg_paths.sockets, pg_paths.log):
+        os.chown(path, owner.pw_uid, owner.pw_gid)
+    reachable = subprocess.run(_as_service_user(["test", "-w", str(pg_paths.root)]), check=False)  # noqa: S603
+    if reachable.returncode != 0:
+        raise InfraError(
+            f"user {SERVICE_USER} cannot reach {pg_paths.root}: a parent folder lacks o+x; "
+            "put the stack home under a folder others may traverse (e.g. the repo's .stack/)"
+        )
+
+
+# -------------------------------------------------------------------------------------------- lifecycle
+
+
+def initdb(bindir: Path, pg_paths: PgPaths) -> None:
+    """Create the cluster once, with `treasury` as superuser and trust auth (loopback-only server)."""
+    if (pg_paths.data / "PG_VERSION").is_file():
+        return
+    if pg_paths.data.exists() and any(pg_paths.data.iterdir()):
+        raise InfraError(f"{pg_paths.data} is not empty but holds no cluster; remove it and run `up` again")
+    log(f"initdb {pg_paths.data}")
+    started = time.monotonic()
+    argv = [str(bindir / "initdb"), "-D", str(pg_paths.data), "-A", "trust", "-U", SUPERUSER]
+    argv += ["--encoding", "UTF8", "--no-locale"]
+    run_checked(_server_argv(argv), what="initdb", timeout_s=120, cwd=pg_paths.root, env=_clean_env())
+    conf = pg_paths.data / "postgresql.conf"
+    with open(conf, "a") as handle:
+        handle.write(f"\n# Settings of the treasury local stack\n{INCLUDE_LINE}\n")
+    log(f"initdb done in {time.monotonic() - started:.1f} s")
+
+
+def write_conf(pg_paths: PgPaths, port: int) -> None:
+    if socket_path_too_long(pg_paths.sockets, port):
+        raise InfraError(
+            f"unix socket path under {pg_paths.sockets} exceeds {MAX_SOCKET_PATH} bytes; use a shorter stack home"
+        )
+    target = pg_paths.data / CONF_NAME
+    target.write_text(render_conf(port, pg_paths.sockets))
+    if _as_root():
+        owner = pwd.getpwnam(SERVICE_USER)
+        os.chown(target, owner.pw_uid, owner.pw_gid)
+
+
+def postmaster_pid(pg_paths: PgPaths) -> int | None:
+    """The pid on the first line of postmaster.pid (None when absent or unreadable)."""
+    try:
+        first = (pg_paths.data / "postmaster.pid").read_text().splitlines()[0]
+        return int(first.strip())
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def is_ours(pid: int | None, pg_paths: PgPaths) -> bool:
+    """True when `pid` is a live postmaster serving this home's data dir (pg_ctl passes -D <data>)."""
+    return pid_matches(pid, str(pg_paths.data))
+
+
+def remove_stale_locks(pg_paths: PgPaths) -> None:
+    """Delete postmaster.pid and socket lock files left by a postmaster that no longer runs.
+
+    After a SIGKILL they stay behind, and postgres refuses to start while the pid they name exists,
+    which includes the dead postmaster's zombie until init reaps it.
+    """
+    pid = postmaster_pid(pg_paths)
+    if pid is None or is_ours(pid, pg_paths):
+        return
+    log(f"removing stale lock files of postmaster {pid} (it no longer runs)")
+    (pg_paths.data / "postmaster.pid").unlink(missing_ok=True)
+    for lock in pg_paths.sockets.glob(".s.PGSQL.*"):
+        lock.unlink(missing_ok=True)
+
+
+def start(bindir: Path, pg_paths: PgPaths, port: int) -> int:
+    """Initialise when needed, start with `pg_ctl -w`, and return the postmaster's pid."""
+    _prepare_dirs(pg_paths)
+    initdb(bindir, pg_paths)
+    write_conf(pg_paths, port)
+    remove_stale_locks(pg_paths)
+    started = time.monotonic()
+    argv = [str(bindir / "pg_ctl"), "-D", str(pg_paths.data), "-l", str(pg_paths.log), "-w"]
+    argv += ["-t", str(START_TIMEOUT_S), "start"]
+    try:
+        run_checked(
+            _server_argv(argv), what="pg_ctl start", timeout_s=START_TIMEOUT_S + 10, cwd=pg_paths.root, env=_clean_env()
+        )
+    except InfraError as exc:
+        raise InfraError(f"{exc}; see {pg_paths.log}:\n{tail(pg_paths.log)}") from exc
+    pid = postmaster_pid(pg_paths)
+    if pid is None or not pid_alive(pid):
+        raise InfraError(f"pg_ctl reported a start but no postmaster runs; see {pg_paths.log}")
+    log(f"postgres ready on {LOOPBACK}:{port} in {time.monotonic() - started:.1f} s (pid {pid})")
+    return pid
+
+
+def _psql(bindir: Path, port: int, database: str, sql: str, timeout_s: float = 30) -> str:
+    argv = [str(bindir / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-tA"]
+    argv += ["-h", LOOPBACK, "-p", str(port), "-U", SUPERUSER, "-d", database, "-c", sql]
+    env = {**_clean_env(), "PGCONNECT_TIMEOUT": "5"}
+    return run_checked(argv, what=f"psql {sql!r}", timeout_s=timeout_s, env=env).strip()
+
+
+def ensure_database(bindir: Path, port: int) -> None:
+    """Create the `treasury` database owned by `treasury` unless it exists."""
+    # DATABASE and SUPERUSER are constants of this module, not input: no injection possible.
+    exists = _psql(bindir, port, "postgres", f"select 1 from pg_database where datname = '{DATABASE}'")  # noqa: S608
+    if exists != "1":
+        _psql(bindir, port, "postgres", f"create database {DATABASE} owner {SUPERUSER}")
+        log(f"created database {DATABASE}")
+
+
+def answers(bindir: Path, port: int) -> bool:
+    """True when the treasury database answers a query (the health check behind an idempotent `up`)."""
+    try:
+        return _psql(bindir, port, DATABASE, "select 1", timeout_s=10) == "1"
+    except InfraError:
+        return False
+
+
+def stop(bindir: Path | None, pg_paths: PgPaths, pid: int | None) -> None:
+    """`pg_ctl -m fast stop` (rolls back sessions, checkpoints); signals if that fails or is missing."""
+    pid = pid if is_ours(pid, pg_paths) else postmaster_pid(pg_paths)
+    if pid is None or not is_ours(pid, pg_paths):
+        return
+    if bindir is not None:
+        argv = [str(bindir / "pg_ctl"), "-D", str(pg_paths.data), "-m", "fast", "-w"]
+        argv += ["-t", str(STOP_TIMEOUT_S), "stop"]
+        try:
+            run_checked(
+                _server_argv(argv),
+                what="pg_ctl stop",
+                timeout_s=STOP_TIMEOUT_S + 10,
+                cwd=pg_paths.root,
+                env=_clean_env(),
+            )
+        except InfraError as exc:
+            log(f"{exc}: stopping the postmaster by signal")
+    # SIGINT is postgres's "fast shutdown"; the SIGKILL fallback also takes the backends.
+    stop_group(pid, what="postgres", grace_s=STOP_TIMEOUT_S, sig=signal.SIGINT)
+
+
+def kill(pid: int | None, pg_paths: PgPaths) -> None:
+    """SIGKILL the postmaster and its backends: a crash as clients see it (for chaos tests)."""
+    if pid is not None and is_ours(pid, pg_paths):
+        kill_tree(pid, what="postgres")

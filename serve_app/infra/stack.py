@@ -1,0 +1,406 @@
+"""The local stack's lifecycle: `up`, `down`, `status` over Kafka and PostgreSQL, per stack home.
+
+A stack home is a folder holding everything one stack writes (data, logs, config) plus
+`state.json` with the ports and pids it runs on. Separate homes are separate stacks: the developer's
+(`.stack/dev`) and the test suite's (`.stack/test`) never share data, ports or processes.
+
+Every operation is idempotent and holds a lock on the home, so `up` from a terminal and from a
+pytest session cannot start two brokers on one data dir.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from serve_app.infra import kafka, postgres
+from serve_app.infra.common import (
+    InfraError,
+    atomic_write_text,
+    choose_port,
+    file_lock,
+    log,
+    pids_matching,
+    require_free_port,
+    stop_group,
+)
+from treasury.topics import ALL_TOPICS
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+STATE_FILE = "state.json"
+LOCK_TIMEOUT_S = 300.0  # a cold `up` (Maven resolve) holds the lock for about a minute
+KAFKA_RUNNING_READY_S = 30.0
+PARTS = ("kafka", "postgres")
+
+__all__ = [
+    "InfraError",
+    "StackInfo",
+    "default_home",
+    "down",
+    "kill_kafka",
+    "kill_postgres",
+    "main",
+    "restart_kafka",
+    "restart_postgres",
+    "status",
+    "up",
+]
+
+
+@dataclass(frozen=True)
+class StackInfo:
+    """Where a running stack's services answer; what tests and `infra up` hand to the components."""
+
+    kafka_bootstrap: str
+    postgres_dsn: str
+    home: Path
+
+    def env(self) -> dict[str, str]:
+        """The variables RuntimeSettings.from_env reads."""
+        return {"KAFKA_BOOTSTRAP": self.kafka_bootstrap, "DATABASE_URL": self.postgres_dsn}
+
+
+@dataclass
+class KafkaState:
+    port: int | None = None
+    controller_port: int | None = None
+    pid: int | None = None
+
+
+@dataclass
+class PostgresState:
+    port: int | None = None
+    pid: int | None = None
+
+
+@dataclass
+class State:
+    """What state.json holds: the ports (kept across restarts) and the pids of what `up` started."""
+
+    kafka: KafkaState = field(default_factory=KafkaState)
+    postgres: PostgresState = field(default_factory=PostgresState)
+
+    def ports_in_use(self) -> set[int]:
+        ports = (self.kafka.port, self.kafka.controller_port, self.postgres.port)
+        return {p for p in ports if p is not None}
+
+
+# ------------------------------------------------------------------------------------------ home & state
+
+
+def default_home() -> Path:
+    """TREASURY_STACK_HOME, else the repo's git-ignored `.stack/dev`."""
+    return Path(os.environ.get("TREASURY_STACK_HOME", str(REPO_ROOT / ".stack" / "dev")))
+
+
+def _resolve(home: Path | None) -> Path:
+    """An absolute home: process command lines are matched against paths inside it."""
+    return (default_home() if home is None else Path(home)).expanduser().resolve()
+
+
+def _int_or_none(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def parse_state(text: str) -> State:
+    """state.json's content; unknown or malformed fields are dropped, never fatal (it is a cache)."""
+    try:
+        raw = json.loads(text)
+    except ValueError:
+        return State()
+    if not isinstance(raw, dict):
+        return State()
+    k = raw.get("kafka") if isinstance(raw.get("kafka"), dict) else {}
+    p = raw.get("postgres") if isinstance(raw.get("postgres"), dict) else {}
+    assert isinstance(k, dict) and isinstance(p, dict)
+    return State(
+        kafka=KafkaState(
+            port=_int_or_none(k.get("port")),
+            controller_port=_int_or_none(k.get("controller_port")),
+            pid=_int_or_none(k.get("pid")),
+        ),
+        postgres=PostgresState(port=_int_or_none(p.get("port")), pid=_int_or_none(p.get("pid"))),
+    )
+
+
+def load_state(home: Path) -> State:
+    try:
+        return parse_state((home / STATE_FILE).read_text())
+    except OSError:
+        return State()
+
+
+def save_state(home: Path, state: State) -> None:
+    atomic_write_text(home / STATE_FILE, json.dumps(asdict(state), indent=2) + "\n")
+
+
+@contextmanager
+def _locked(home: Path) -> Iterator[None]:
+    with file_lock(home / ".lock", what=f"stack home {home}", timeout_s=LOCK_TIMEOUT_S):
+        yield
+
+
+def _info(home: Path, state: State) -> StackInfo:
+    assert state.kafka.port is not None and state.postgres.port is not None
+    return StackInfo(kafka.bootstrap(state.kafka.port), postgres.dsn(state.postgres.port), home)
+
+
+# ------------------------------------------------------------------------------------------------ kafka
+
+
+def _stop_strays(properties: Path, what: str) -> None:
+    """Stop brokers of this home that state.json no longer names (it was deleted or is stale)."""
+    for pid in pids_matching("kafka.Kafka", str(properties)):
+        log(f"stopping a {what} of this home not recorded in {STATE_FILE} (pid {pid})")
+        stop_group(pid, what=what, grace_s=kafka.STOP_GRACE_S)
+
+
+def _choose_kafka_ports(state: State) -> None:
+    """Previous ports when free (a restarted broker keeps its address), new ones otherwise."""
+    others = {state.postgres.port} - {None}
+    previous = (state.kafka.port, state.kafka.controller_port)
+    port = choose_port(state.kafka.port, avoid={p for p in others if p is not None})
+    controller = choose_port(state.kafka.controller_port, avoid={p for p in (*others, port) if p is not None})
+    if previous[0] is not None and previous != (port, controller):
+        log(f"kafka's previous ports {previous} are taken: moving to {(port, controller)}")
+    state.kafka.port, state.kafka.controller_port = port, controller
+
+
+def _spawn_kafka(home: Path, state: State, *, keep_ports: bool) -> int:
+    """Write config, format once, launch; the pid is saved before waiting so `down` can always stop it."""
+    paths = kafka.paths(home)
+    _stop_strays(paths.properties, "kafka")
+    java = kafka.require_java()
+    libs = kafka.resolve_libs()
+    if keep_ports:
+        if state.kafka.port is None or state.kafka.controller_port is None:
+            raise InfraError(f"kafka never ran in {home}: run `treasury-orch infra up` first")
+        require_free_port(state.kafka.port, "kafka")
+        require_free_port(state.kafka.controller_port, "kafka's controller")
+    else:
+        _choose_kafka_ports(state)
+    assert state.kafka.port is not None and state.kafka.controller_port is not None
+    kafka.write_properties(paths, state.kafka.port, state.kafka.controller_port)
+    kafka.format_storage(java, libs, paths)
+    state.kafka.pid = kafka.spawn(java, libs, paths)
+    save_state(home, state)
+    return state.kafka.pid
+
+
+def _await_kafka(home: Path, state: State, *, just_started: bool = True) -> None:
+    """Wait for the broker (briefly when it was already running) and make sure the topics exist."""
+    assert state.kafka.port is not None and state.kafka.pid is not None
+    timeout_s = kafka.READY_TIMEOUT_S if just_started else KAFKA_RUNNING_READY_S
+    kafka.wait_ready(state.kafka.port, state.kafka.pid, kafka.paths(home), timeout_s, announce=just_started)
+    kafka.ensure_topics(kafka.bootstrap(state.kafka.port), ALL_TOPICS)
+
+
+def _stop_kafka(home: Path, state: State) -> None:
+    """Stops the recorded broker and forgets its pid (the ports stay, for the next start)."""
+    kafka.stop(state.kafka.pid, kafka.paths(home))
+    state.kafka.pid = None
+    save_state(home, state)
+
+
+# --------------------------------------------------------------------------------------------- postgres
+
+
+def _start_postgres(home: Path, state: State, *, keep_port: bool) -> None:
+    """Start on the recorded port (`keep_port`) or a free one; create the database when missing."""
+    paths = postgres.paths(home)
+    bindir = postgres.find_bindir()
+    if keep_port:
+        if state.postgres.port is None:
+            raise InfraError(f"postgres never ran in {home}: run `treasury-orch infra up` first")
+        require_free_port(state.postgres.port, "postgres")
+    else:
+        state.postgres.port = choose_port(state.postgres.port, avoid=state.ports_in_use() - {state.postgres.port})
+    state.postgres.pid = postgres.start(bindir, paths, state.postgres.port)
+    save_state(home, state)
+    postgres.ensure_database(bindir, state.postgres.port)
+
+
+def _stop_postgres(home: Path, state: State) -> None:
+    """Stops the recorded postmaster, or one postmaster.pid names when state.json lost track of it."""
+    postgres.stop(postgres.highest_version_bindir(), postgres.paths(home), state.postgres.pid)
+    state.postgres.pid = None
+    save_state(home, state)
+
+
+def _postgres_healthy(home: Path, state: State) -> bool:
+    bindir = postgres.highest_version_bindir()
+    return (
+        bindir is not None
+        and state.postgres.port is not None
+        and postgres.is_ours(state.postgres.pid, postgres.paths(home))
+        and postgres.answers(bindir, state.postgres.port)
+    )
+
+
+# ------------------------------------------------------------------------------------------- public API
+
+
+def up(home: Path | None = None) -> StackInfo:
+    """Start whatever part of the stack is not running; return where the stack answers.
+
+    A part whose recorded pid is alive is only health-checked, so a second `up` costs a few
+    milliseconds and changes nothing. If a start fails, what this call started is stopped again.
+    """
+    home = _resolve(home)
+    home.mkdir(parents=True, exist_ok=True)
+    started_at = time.monotonic()
+    with _locked(home):
+        state = load_state(home)
+        before = (state.kafka.pid, state.postgres.pid)
+        started: list[str] = []
+        try:
+            kafka_running = kafka.is_ours(state.kafka.pid, kafka.paths(home))
+            if not kafka_running:
+                _spawn_kafka(home, state, keep_ports=False)
+                started.append("kafka")
+            if not _postgres_healthy(home, state):
+                _stop_postgres(home, state)  # a live but unresponsive postmaster is restarted
+                _start_postgres(home, state, keep_port=False)
+                started.append("postgres")
+            _await_kafka(home, state, just_started=not kafka_running)
+        except BaseException:
+            _undo(home, state, before)
+            raise
+    if started:
+        log(f"up in {time.monotonic() - started_at:.1f} s (started {', '.join(started)})")
+    return _info(home, state)
+
+
+def _undo(home: Path, state: State, before: tuple[int | None, int | None]) -> None:
+    """Stop what a failed `up` started (pids that differ from those found), so nothing is left behind."""
+    if state.kafka.pid is not None and state.kafka.pid != before[0]:
+        _stop_kafka(home, state)
+    if state.postgres.pid is not None and state.postgres.pid != before[1]:
+        _stop_postgres(home, state)
+
+
+def down(home: Path | None = None) -> None:
+    """Stop the stack's processes and wait until they are gone; harmless when nothing runs.
+
+    Data stays, so the next `up` finds its topics, offsets and tables again.
+    """
+    home = _resolve(home)
+    if not home.is_dir():
+        return
+    with _locked(home):
+        state = load_state(home)
+        _stop_kafka(home, state)
+        _stop_strays(kafka.paths(home).properties, "kafka")
+        _stop_postgres(home, state)
+
+
+def status(home: Path | None = None) -> dict[str, dict[str, object]]:
+    """Per part: whether its process runs, its address, its pid and its log file."""
+    home = _resolve(home)
+    state = load_state(home)
+    kafka_paths, pg_paths = kafka.paths(home), postgres.paths(home)
+    kafka_up = kafka.is_ours(state.kafka.pid, kafka_paths)
+    pg_up = postgres.is_ours(state.postgres.pid, pg_paths)
+    return {
+        "kafka": {
+            "running": kafka_up,
+            "address": kafka.bootstrap(state.kafka.port) if state.kafka.port else None,
+            "pid": state.kafka.pid if kafka_up else None,
+            "log": str(kafka_paths.log),
+        },
+        "postgres": {
+            "running": pg_up,
+            "address": postgres.dsn(state.postgres.port) if state.postgres.port else None,
+            "pid": state.postgres.pid if pg_up else None,
+            "log": str(pg_paths.log),
+        },
+    }
+
+
+def restart_kafka(home: Path | None = None) -> str:
+    """Stop (gracefully, if running) and start the broker on the same ports; returns its bootstrap.
+
+    The same address matters: clients configured with it must find the broker again, as they
+    would after a broker restart in production.
+    """
+    home = _resolve(home)
+    with _locked(home):
+        state = load_state(home)
+        _stop_kafka(home, state)
+        _spawn_kafka(home, state, keep_ports=True)
+        _await_kafka(home, state)
+        assert state.kafka.port is not None
+        return kafka.bootstrap(state.kafka.port)
+
+
+def kill_kafka(home: Path | None = None) -> None:
+    """SIGKILL the broker (no controlled shutdown), for chaos tests; `restart_kafka` or `up` revive it."""
+    home = _resolve(home)
+    with _locked(home):
+        state = load_state(home)
+        kafka.kill(state.kafka.pid, kafka.paths(home))
+        state.kafka.pid = None
+        save_state(home, state)
+
+
+def restart_postgres(home: Path | None = None) -> str:
+    """Stop (fast, if running) and start PostgreSQL on the same port; returns its DSN."""
+    home = _resolve(home)
+    with _locked(home):
+        state = load_state(home)
+        _stop_postgres(home, state)
+        _start_postgres(home, state, keep_port=True)
+        assert state.postgres.port is not None
+        return postgres.dsn(state.postgres.port)
+
+
+def kill_postgres(home: Path | None = None) -> None:
+    """SIGKILL the postmaster and its backends (a crash; recovery runs on the next start)."""
+    home = _resolve(home)
+    with _locked(home):
+        state = load_state(home)
+        postgres.kill(state.postgres.pid, postgres.paths(home))
+        state.postgres.pid = None
+        save_state(home, state)
+
+
+# ------------------------------------------------------------------------------------------------- CLI
+
+
+def _print_parts(parts: dict[str, dict[str, object]]) -> None:
+    """Parts as shell comments, so `eval "$(treasury-orch infra up)"` only runs the exports."""
+    for name in PARTS:
+        part = parts[name]
+        state = f"running (pid {part['pid']})" if part["running"] else "stopped"
+        print(f"# {name:<8} {part['address'] or '-'}  {state}  log: {part['log']}")
+
+
+def main(action: str) -> int:
+    """`treasury-orch infra up|down|status`; exit 1 on failure (status: 1 unless all parts run)."""
+    try:
+        if action == "up":
+            info = up()
+            _print_parts(status(info.home))
+            for key, value in info.env().items():
+                print(f"export {key}={shlex.quote(value)}")
+            return 0
+        if action == "down":
+            down()
+            _print_parts(status())
+            return 0
+        if action == "status":
+            parts = status()
+            _print_parts(parts)
+            return 0 if all(part["running"] for part in parts.values()) else 1
+    except InfraError as exc:
+        print(f"treasury-orch infra {action}: {exc}", file=sys.stderr)
+        return 1
+    print(f"unknown action {action!r}: use up, down or status", file=sys.stderr)
+    return 2

@@ -1,0 +1,63 @@
+"""Fixtures shared by the whole suite: the real local stack (Kafka + PostgreSQL) for integration tests.
+
+The stack is started once per session in its own home (`.stack/test`, never the developer's
+`.stack/dev`) so tests cannot disturb a stack someone is using, and stopped at the end unless
+KEEP_STACK=1 (then a re-run reuses it and skips the start-up cost).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from serve_app.infra import stack as infra_stack
+from serve_app.infra.common import pid_alive
+from serve_app.infra.stack import StackInfo
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def stack_home_for_tests() -> Path:
+    """TREASURY_TEST_STACK_HOME, else the repo's git-ignored `.stack/test`."""
+    return Path(os.environ.get("TREASURY_TEST_STACK_HOME", str(REPO_ROOT / ".stack" / "test")))
+
+
+def _other_live_sessions(leases: Path) -> list[int]:
+    """Pids of other pytest sessions still using this stack home (their lease files)."""
+    pids = [int(p.name) for p in leases.glob("*") if p.name.isdigit()]
+    return [pid for pid in pids if pid != os.getpid() and pid_alive(pid)]
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[StackInfo]:
+    """The running local stack; `up` is idempotent, so a kept stack is reused as is.
+
+    Each session leaves a lease file while it runs, so a session that ends does not stop the stack
+    under another session (another engineer's, or another worker) still using the same home.
+    """
+    home = stack_home_for_tests()
+    leases = home / "leases"
+    leases.mkdir(parents=True, exist_ok=True)
+    lease = leases / str(os.getpid())
+    lease.touch()
+    try:
+        yield infra_stack.up(home)
+    finally:
+        lease.unlink(missing_ok=True)
+        if os.environ.get("KEEP_STACK") != "1" and not _other_live_sessions(leases):
+            infra_stack.down(home)
+
+
+@pytest.fixture(scope="session")
+def pg_dsn(stack: StackInfo) -> str:
+    """DSN of the test database (`postgresql://treasury@127.0.0.1:PORT/treasury`)."""
+    return stack.postgres_dsn
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(stack: StackInfo) -> str:
+    """bootstrap.servers of the test broker (`127.0.0.1:PORT`)."""
+    return stack.kafka_bootstrap
