@@ -56,9 +56,16 @@ def consumer(bootstrap: str, group: str = CONSUMER_GROUP, **overrides: Any) -> C
         "auto.offset.reset": "earliest",
         "isolation.level": "read_committed",
         "fetch.wait.max.ms": 50,
+        "on_commit": _log_failed_commit,
     }
     config.update(overrides)
     return Consumer(config)
+
+
+def _log_failed_commit(err: KafkaError | None, partitions: list[TopicPartition]) -> None:
+    """A failed asynchronous commit costs a replay after a restart (harmless), so it is logged, not raised."""
+    if err is not None:
+        log.warning("offset commit failed (%s); a restart would replay from the previous commit", err)
 
 
 def _retrying(what: str, call: Callable[[], T], timeout: float) -> T:
@@ -151,3 +158,23 @@ def _settle(done: asyncio.Future[Message], err: KafkaError | None, msg: Message)
         done.set_result(msg)
     else:
         done.set_exception(KafkaException(err))
+
+
+def high_watermarks(bootstrap: str, topic: str) -> dict[int, int]:
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "treasury-watermarks"})
+    try:
+        parts = c.list_topics(topic, timeout=10).topics[topic].partitions
+        return {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts}
+    finally:
+        c.close()
+
+
+def skip_to_end(bootstrap: str, group: str, topic: str) -> None:
+    """Commit the group at the topic's end: it starts with what arrives from now on, skipping the
+    backlog (a benchmark or test run that must not replay earlier runs' events)."""
+    marks = high_watermarks(bootstrap, topic)
+    c = consumer(bootstrap, group=group)
+    try:
+        commit_sync(c, [TopicPartition(topic, p, o) for p, o in marks.items()])
+    finally:
+        c.close()

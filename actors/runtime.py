@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,7 +20,7 @@ import ray
 
 from actors import kafka_clients
 from actors.coordinator import Coordinator, SubmitResult
-from actors.shard import ShardWorker
+from actors.shard import BatchStats, ShardWorker
 from storage.db import create_pool
 from storage.orders import NewOrder
 from treasury.logs import configure_logging
@@ -27,6 +28,7 @@ from treasury.settings import PolicyConfig, RuntimeSettings, policy_from_mapping
 
 NAMESPACE = "treasury"
 COORDINATOR_NAME = "coordinator"
+LATENCIES = ("decision_latency_s", "consume_latency_s", "durable_latency_s")
 
 
 def shard_name(index: int) -> str:
@@ -92,6 +94,7 @@ class AccountShardActor:
         self._started = asyncio.Event()
         self._stop = asyncio.Event()
         self._worker: ShardWorker | None = None
+        self._latencies: dict[str, deque[float]] = {name: deque(maxlen=500_000) for name in LATENCIES}
 
     async def run(self) -> None:
         if self._worker is not None:
@@ -110,7 +113,19 @@ class AccountShardActor:
         )
         await self._worker.start()
         self._started.set()
-        await self._worker.run(self._stop)
+        await self._worker.run(self._stop, on_batch=self._record)
+
+    def _record(self, stats: BatchStats) -> None:
+        for name in LATENCIES:
+            self._latencies[name].extend(getattr(stats, name))
+
+    async def latencies(self, reset: bool = False) -> dict[str, list[float]]:
+        """Recent per-event latencies (bounded), for benchmarks and the metrics exporter."""
+        out = {name: list(samples) for name, samples in self._latencies.items()}
+        if reset:
+            for samples in self._latencies.values():
+                samples.clear()
+        return out
 
     async def ready(self) -> bool:
         await self._started.wait()

@@ -14,10 +14,10 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import asyncpg
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
@@ -28,7 +28,7 @@ from actors.coordinator import SubmitResult
 from actors.policy import Decision, DecisionInputs, decide, observed_var_bps
 from schemas.balance_event import BalanceEvent
 from schemas.cash_position import CashPosition
-from schemas.errors import MessageRejected, decode
+from schemas.errors import MessageRejected, decode_with_source
 from schemas.sweep_order import RiskChecks, SweepOrder
 from storage import accounts, balances, orders, var_results
 from storage.balances import BalanceRow
@@ -41,6 +41,7 @@ from treasury.settings import PolicyConfig
 from treasury.topics import BALANCE_EVENTS, BALANCE_EVENTS_DLQ, CASH_POSITIONS
 
 log = logging.getLogger("treasury.shard")
+T = TypeVar("T")
 
 
 class OrderSink(Protocol):
@@ -59,7 +60,9 @@ def owned_partitions(index: int, shards: int, partitions: int = BALANCE_EVENTS.p
 class BatchStats:
     outcomes: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     orders: int = 0
+    # produce -> decision, consume -> decision, produce -> order durable (seconds)
     decision_latency_s: list[float] = field(default_factory=list)
+    consume_latency_s: list[float] = field(default_factory=list)
     durable_latency_s: list[float] = field(default_factory=list)
     swept_usd: dict[str, Any] = field(default_factory=lambda: defaultdict(lambda: ZERO))
 
@@ -68,6 +71,7 @@ class BatchStats:
 class _Pending:
     msg: Message
     event: BalanceEvent
+    source: dict[str, Any]  # the event as received, stored verbatim in raw_event
     trace_id: str
     outcome: Outcome
     row_id: int | None = None
@@ -97,6 +101,7 @@ class ShardWorker:
         self._clock = clock
         self._states: dict[str, AccountState] = {}
         self.totals: dict[str, int] = defaultdict(int)
+        self.phase_s: dict[str, float] = defaultdict(float)
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -107,8 +112,16 @@ class ShardWorker:
         )
 
     async def poll_once(self, max_messages: int = 1000, timeout: float = 0.1) -> BatchStats:
-        msgs = await asyncio.to_thread(self._consumer.consume, max_messages, timeout)
+        msgs = await asyncio.to_thread(self._fetch, max_messages, timeout)
         return await self.process([m for m in msgs if m.error() is None])
+
+    def _fetch(self, max_messages: int, timeout: float) -> list[Message]:
+        """Wait for the first message only, then take what is already buffered: ``consume(n, t)``
+        alone would hold every batch for the whole timeout whenever fewer than n are waiting."""
+        first = self._consumer.poll(timeout)
+        if first is None:
+            return []
+        return [first, *self._consumer.consume(max_messages - 1, 0)]
 
     async def run(self, stop: asyncio.Event, on_batch: Callable[[BatchStats], None] | None = None) -> None:
         await self.start()
@@ -130,15 +143,20 @@ class ShardWorker:
         if not msgs:
             return stats
         received = time.time()
+        mark = _Stopwatch(self.phase_s)
         valid, rejects = self._validate(msgs)
+        mark("validate")
         await self._load_states({p.event.account_id for p in valid})
         for item in list(valid):
             if item.event.account_id not in self._states:
                 valid.remove(item)
                 rejects.append((item.msg, MessageRejected("account_id", f"unknown account {item.event.account_id!r}")))
-        async with self._pool.acquire() as conn:
-            existing = await _existing(conn, [(p.event.account_id, p.event.event_id) for p in valid])
-            open_orders = await orders.open_orders(conn, sorted({p.event.account_id for p in valid}))
+        earliest = min((p.event.as_of_ts for p in valid), default=self._clock())
+        existing, open_orders = await asyncio.gather(
+            self._with_conn(_existing, [(p.event.account_id, p.event.event_id) for p in valid]),
+            self._with_conn(orders.open_orders, sorted({p.event.account_id for p in valid}), earliest),
+        )
+        mark("read ledger")
         by_account: dict[str, list[OpenOrder]] = defaultdict(list)
         for order in open_orders:
             by_account[order.account_id].append(order)
@@ -160,36 +178,59 @@ class ShardWorker:
             if item.outcome is Outcome.APPLIED and item.event.available_usd is not None:
                 self._decide(item, state, by_account[item.event.account_id], stats, received)
 
-        new_rows = [self._row(p) for p in work if p.row_id is None]
+        mark("decide")
+        # Positions and dead letters travel while the ledger is written; both are flushed before
+        # the commit. A position is derived from its event, so a replay re-publishes the same one.
+        self._publish_positions(work)
+        self._dead_letter(rejects)
+        stats.outcomes[Outcome.INVALID] += len(rejects)
+        # Balance rows and orders are independent until both are durable: write them concurrently.
+        (inserted, redo), _ = await asyncio.gather(self._store_balances(work), self._submit_orders(work, stats))
+        mark("write balances + orders")
+        with_orders = {(p.event.account_id, p.event.event_id) for p in work if p.order is not None}
+        crash_point("shard_after_orders")
+        await balances.mark_decided(
+            self._pool, [row_id for key, row_id in inserted.items() if key in with_orders] + list(redo.values())
+        )
+        mark("mark decided")
+        remaining = await asyncio.to_thread(self._producer.flush, 30.0)
+        if remaining:
+            raise RuntimeError(f"{remaining} position/dead-letter messages not delivered; batch will be replayed")
+        mark("publish positions")
+        self._commit(msgs)
+        mark("commit offsets")
+        self.totals["batches"] += 1
+        for outcome, n in stats.outcomes.items():
+            self.totals[outcome] += n
+        self.totals["orders"] += stats.orders
+        return stats
+
+    async def _with_conn(self, query: Callable[..., Awaitable[T]], *args: Any) -> T:
         async with self._pool.acquire() as conn:
-            inserted = await balances.insert_batch(conn, new_rows)
+            return await query(conn, *args)
+
+    async def _store_balances(
+        self, work: Sequence[_Pending]
+    ) -> tuple[dict[tuple[str, str], int], dict[tuple[str, str], int]]:
+        async with self._pool.acquire() as conn:
+            inserted = await balances.insert_batch(conn, [self._row(p) for p in work if p.row_id is None])
             redo = await balances.undecided(conn, [(p.event.account_id, p.event.event_id) for p in work if p.row_id])
         crash_point("shard_after_balances")
+        return inserted, redo
+
+    async def _submit_orders(self, work: Sequence[_Pending], stats: BatchStats) -> None:
         new_orders = [p.order for p in work if p.order is not None]
         if new_orders:
             await self._sink.submit(new_orders)
             done = time.time()
             stats.durable_latency_s.extend(done - _produced_at(p.msg) for p in work if p.order is not None)
-        crash_point("shard_after_orders")
-        await balances.mark_decided(self._pool, [*inserted.values(), *redo.values()])
-        self._publish_positions(work)
-        self._dead_letter(rejects)
-        stats.outcomes[Outcome.INVALID] += len(rejects)
-        remaining = await asyncio.to_thread(self._producer.flush, 30.0)
-        if remaining:
-            raise RuntimeError(f"{remaining} position/dead-letter messages not delivered; batch will be replayed")
-        await asyncio.to_thread(self._commit, msgs)
-        for outcome, n in stats.outcomes.items():
-            self.totals[outcome] += n
-        self.totals["orders"] += stats.orders
-        return stats
 
     def _validate(self, msgs: Sequence[Message]) -> tuple[list[_Pending], list[tuple[Message, MessageRejected]]]:
         valid: list[_Pending] = []
         rejects: list[tuple[Message, MessageRejected]] = []
         for msg in msgs:
             try:
-                event = decode(BalanceEvent, msg.value() or b"")
+                event, source = decode_with_source(BalanceEvent, msg.value() or b"")
                 key = (msg.key() or b"").decode("utf-8", "replace")
                 if key and key != event.account_id:
                     raise MessageRejected("account_id", f"{event.account_id!r} does not match the message key {key!r}")
@@ -199,7 +240,7 @@ class ShardWorker:
                 rejects.append((msg, exc))
                 continue
             trace = event.trace_id or kafka_clients.header_map(msg.headers()).get("trace_id") or new_trace_id()
-            valid.append(_Pending(msg, event, trace, Outcome.APPLIED))
+            valid.append(_Pending(msg, event, source, trace, Outcome.APPLIED))
         return valid, rejects
 
     def _decide(
@@ -221,7 +262,9 @@ class ShardWorker:
         )
         decision = decide(inputs, self.config)
         item.decision = decision
-        stats.decision_latency_s.append(max(0.0, time.time() - _produced_at(item.msg)))
+        decided = time.time()
+        stats.decision_latency_s.append(max(0.0, decided - _produced_at(item.msg)))
+        stats.consume_latency_s.append(decided - received)
         log.log(
             logging.INFO if decision.order else logging.DEBUG,
             "decision %s for %s: %s",
@@ -268,8 +311,7 @@ class ShardWorker:
 
     def _row(self, item: _Pending) -> BalanceRow:
         ev = item.event
-        raw = ev.model_dump(mode="json")
-        raw["trace_id"] = item.trace_id
+        raw = {**item.source, "trace_id": item.trace_id}
         return BalanceRow(
             account_id=ev.account_id,
             event_id=ev.event_id,
@@ -282,6 +324,7 @@ class ShardWorker:
             projected_outflows_usd=ev.projected_outflows_24h_usd,
             applied=item.outcome is Outcome.APPLIED,
             raw_event=raw,
+            decided=item.order is None,
         )
 
     # -- state -----------------------------------------------------------------------------
@@ -391,13 +434,16 @@ class ShardWorker:
             assert partition is not None and offset is not None, "consumed messages carry both"
             last[partition] = max(last.get(partition, -1), offset)
         offsets = [TopicPartition(BALANCE_EVENTS.name, p, o + 1) for p, o in last.items()]
-        kafka_clients.commit_sync(self._consumer, offsets)
+        # Asynchronous is safe: everything the offsets stand for is durable already, and a commit
+        # lost to a crash only replays events the ledger recognises as duplicates.
+        self._consumer.commit(offsets=offsets, asynchronous=True)
 
     def apply_config(self, config: PolicyConfig) -> None:
         self.config = config
 
     def stats(self) -> dict[str, Any]:
-        return {"index": self.index, "partitions": self.partitions, "accounts": len(self._states), **self.totals}
+        return {"index": self.index, "partitions": self.partitions, "accounts": len(self._states), **self.totals,
+                "phase_s": dict(self.phase_s)}
 
 
 async def _existing(conn: asyncpg.Connection, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], bool]:
@@ -414,6 +460,19 @@ async def _existing(conn: asyncpg.Connection, keys: Sequence[tuple[str, str]]) -
         [k[1] for k in keys],
     )
     return {(r["account_id"], r["event_id"]): bool(r["decided"]) for r in rows}
+
+
+class _Stopwatch:
+    """Adds the time since the previous mark to a named phase: where a batch spends its time."""
+
+    def __init__(self, sums: dict[str, float]) -> None:
+        self._sums = sums
+        self._last = time.perf_counter()
+
+    def __call__(self, phase: str) -> None:
+        now = time.perf_counter()
+        self._sums[phase] += now - self._last
+        self._last = now
 
 
 def _produced_at(msg: Message) -> float:

@@ -1,0 +1,1 @@
+"""Benchmarks: each prints its figures; nothing here asserts on time."""

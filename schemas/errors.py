@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -34,6 +34,11 @@ def rejected(exc: ValidationError) -> MessageRejected:
 
 def decode(model: type[M], raw: bytes | str) -> M:
     """Parse UTF-8 JSON into ``model``; every failure becomes a MessageRejected."""
+    return decode_with_source(model, raw)[0]
+
+
+def decode_with_source(model: type[M], raw: bytes | str) -> tuple[M, dict[str, Any]]:
+    """Like ``decode``, also returning the parsed JSON object (kept verbatim for audit)."""
     try:
         text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
     except UnicodeDecodeError as exc:
@@ -47,7 +52,7 @@ def decode(model: type[M], raw: bytes | str) -> M:
     if not isinstance(data, dict):
         raise MessageRejected("$", f"expected a JSON object, got {type(data).__name__}")
     try:
-        return model.model_validate(data)
+        return model.model_validate(data), data
     except ValidationError as exc:
         raise rejected(exc) from exc
 

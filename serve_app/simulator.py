@@ -35,13 +35,17 @@ class SimProfile:
     daily_takings_usd: Decimal
 
 
-def make_accounts(n: int, seed: int = 7) -> list[SimProfile]:
-    """``n`` accounts, every fifth one ESG-minded, with balances from 5 to 50 million."""
+def make_accounts(n: int, seed: int = 7, prefix: str | None = None) -> list[SimProfile]:
+    """``n`` accounts, every fifth one ESG-minded, with balances from 5 to 50 million.
+
+    Ids look like Finastra DDA numbers (``prefix`` + 8 digits); give each run its own prefix
+    when events must not be mistaken for an earlier run's."""
     rng = random.Random(seed)  # noqa: S311 - a reproducible simulation, not security
+    head = f"9{seed % 10}" if prefix is None else prefix
     profiles = []
     for i in range(n):
         account = Account(
-            account_id=f"9{seed % 10}{i:08d}",
+            account_id=f"{head}{i:08d}",
             esg_pref=i % 5 == 4,
             min_balance_usd=Decimal(rng.randrange(5, 20)) * Decimal(100_000),
         )

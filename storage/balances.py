@@ -26,6 +26,8 @@ class BalanceRow:
     projected_outflows_usd: Decimal | None
     applied: bool
     raw_event: dict[str, Any]
+    # True when the event's decision needs nothing else to be durable (it made no order)
+    decided: bool = False
 
 
 async def insert_batch(db: Executor, rows: Sequence[BalanceRow]) -> dict[tuple[str, str], int]:
@@ -35,10 +37,11 @@ async def insert_batch(db: Executor, rows: Sequence[BalanceRow]) -> dict[tuple[s
     records = await db.fetch(
         """
         INSERT INTO balance (account_id, event_id, as_of_ts, kind, balance_code, avail_usd, booked_usd,
-                             currency, projected_outflows_usd, applied, raw_event)
-        SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::timestamptz[], $4::varchar[], $5::varchar[],
-                             $6::numeric[], $7::numeric[], $8::char(3)[], $9::numeric[], $10::boolean[],
-                             $11::jsonb[])
+                             currency, projected_outflows_usd, applied, raw_event, decided_ts)
+        SELECT a, e, t, k, c, av, bo, cu, pr, ap, rw, CASE WHEN d THEN now() END
+        FROM unnest($1::varchar[], $2::varchar[], $3::timestamptz[], $4::varchar[], $5::varchar[],
+                    $6::numeric[], $7::numeric[], $8::char(3)[], $9::numeric[], $10::boolean[],
+                    $11::jsonb[], $12::boolean[]) AS r(a, e, t, k, c, av, bo, cu, pr, ap, rw, d)
         ON CONFLICT (account_id, event_id) DO NOTHING
         RETURNING id, account_id, event_id
         """,
@@ -53,6 +56,7 @@ async def insert_batch(db: Executor, rows: Sequence[BalanceRow]) -> dict[tuple[s
         [r.projected_outflows_usd for r in rows],
         [r.applied for r in rows],
         [r.raw_event for r in rows],
+        [r.decided for r in rows],
     )
     return {(rec["account_id"], rec["event_id"]): rec["id"] for rec in records}
 

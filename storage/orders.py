@@ -141,15 +141,21 @@ async def transition(
     raise IllegalTransition(order_id, current["status"], wanted)
 
 
-async def open_orders(db: Executor, account_ids: Sequence[str]) -> list[OpenOrder]:
-    """NEW/SENT orders and recently ACKed ones; the caller compares ack time with the balance time."""
+async def open_orders(db: Executor, account_ids: Sequence[str], acked_after: datetime) -> list[OpenOrder]:
+    """What the pending-sweeps rule needs, in few rows however many orders an account has:
+    NEW and SENT amounts summed per account and status, plus each ACK later than ``acked_after``
+    (the earliest balance time the caller will compare with)."""
     records = await db.fetch(
         """
-        SELECT account_id, amount_usd, status, acked_ts FROM sweep_order
-        WHERE account_id = ANY($1::varchar[])
-          AND (status IN ('NEW', 'SENT') OR (status = 'ACK' AND acked_ts > now() - interval '7 days'))
+        SELECT account_id, status, sum(amount_usd) AS amount_usd, NULL::timestamptz AS acked_ts FROM sweep_order
+        WHERE account_id = ANY($1::varchar[]) AND status IN ('NEW', 'SENT')
+        GROUP BY account_id, status
+        UNION ALL
+        SELECT account_id, status, amount_usd, acked_ts FROM sweep_order
+        WHERE account_id = ANY($1::varchar[]) AND status = 'ACK' AND acked_ts > $2
         """,
         list(account_ids),
+        acked_after,
     )
     return [OpenOrder(r["account_id"], r["amount_usd"], r["status"], r["acked_ts"]) for r in records]
 

@@ -6,7 +6,7 @@ Every timestamp the service handles is timezone-aware UTC and is written ISO-860
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 
 def utc_now() -> datetime:
@@ -42,13 +42,13 @@ def next_cutoff(now: datetime, cutoffs: Sequence[time]) -> datetime:
     if not cutoffs:
         raise ValueError("no sweep cut-offs configured")
     current = as_utc(now)
-    day: date = current.date()
-    for offset in (0, 1):
-        candidates = sorted(
-            datetime.combine(day + timedelta(days=offset), c.replace(tzinfo=None), tzinfo=UTC)
-            for c in cutoffs
-        )
-        for candidate in candidates:
-            if candidate > current:
-                return candidate
-    raise AssertionError("unreachable: a cut-off always exists within 24 h")
+    today = current.date()
+    best: datetime | None = None
+    for cutoff in cutoffs:
+        candidate = datetime.combine(today, cutoff.replace(tzinfo=None), tzinfo=UTC)
+        if candidate <= current:
+            candidate += timedelta(days=1)
+        if best is None or candidate < best:
+            best = candidate
+    assert best is not None
+    return best

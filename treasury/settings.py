@@ -7,6 +7,7 @@ live update is refused while the last good configuration stays in force.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 from collections.abc import Mapping
@@ -64,11 +65,17 @@ class PolicyConfig(BaseModel):
         return str(value) if isinstance(value, float) else value
 
     def cutoff_times(self) -> tuple[time, ...]:
-        return tuple(parse_cutoff(c) for c in self.SWEEP_CUTOFFS_UTC)
+        return _cutoff_times(self.SWEEP_CUTOFFS_UTC)
 
     def as_wire(self) -> dict[str, Any]:
         """JSON-safe form (decimals as strings) for Kafka and REST."""
         return json.loads(self.model_dump_json())
+
+
+@functools.lru_cache(maxsize=16)
+def _cutoff_times(cutoffs: tuple[str, ...]) -> tuple[time, ...]:
+    """Parsed once per distinct configuration: every decision needs them."""
+    return tuple(sorted(parse_cutoff(c) for c in cutoffs))
 
 
 def policy_from_mapping(values: Mapping[str, Any], base: PolicyConfig | None = None) -> PolicyConfig:
