@@ -176,7 +176,13 @@ class ShardWorker:
             work.append(item)
             stats.outcomes[item.outcome] += 1
             if item.outcome is Outcome.APPLIED and item.event.available_usd is not None:
-                self._decide(item, state, by_account[item.event.account_id], stats, received)
+                try:
+                    self._decide(item, state, by_account[item.event.account_id], stats, received)
+                except Exception as exc:  # quarantine one event rather than stall its partition forever
+                    log.exception("could not decide on %s; dead-lettered", item.event.event_id,
+                                  extra={"trace_id": item.trace_id, "account_id": item.event.account_id})
+                    item.decision, item.order = None, None
+                    rejects.append((item.msg, MessageRejected("$", f"internal error while deciding: {exc!r}")))
 
         mark("decide")
         # Positions and dead letters travel while the ledger is written; both are flushed before
@@ -291,7 +297,7 @@ class ShardWorker:
             created_ts=now,
             decision_key=decision_key,
             trace_id=item.trace_id,
-        ).model_dump(mode="json", exclude_none=True)
+        ).model_dump(mode="json")  # nulls stay: observed_var_bps is required, null when no VaR exists
         item.order = NewOrder(
             order_id=order_id,
             decision_key=decision_key,

@@ -46,7 +46,8 @@ class Contract:
 
 
 CONTRACTS: tuple[Contract, ...] = (
-    Contract("sweep_order", SweepOrder, "1.0.0"),
+    # 1.1.0: risk_checks.observed_var_bps may be null (no VaR yet); decision_key, trace_id added
+    Contract("sweep_order", SweepOrder, "1.1.0"),
     Contract("balance_event", BalanceEvent, "1.0.0"),
     Contract("cash_position", CashPosition, "1.0.0"),
     Contract("config_update", ConfigUpdate, "1.0.0"),

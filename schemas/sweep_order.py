@@ -23,7 +23,10 @@ class RiskChecks(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     var_limit_bps: Bps = Field(description="VAR_LIMIT_BPS in force when the order was decided")
-    observed_var_bps: Bps = Field(description="1-day 99% VaR over the available balance, in bps")
+    observed_var_bps: Bps | None = Field(
+        description="1-day 99% VaR over the available balance, in bps; null when no VaR exists yet "
+        "(the order is then the overnight FED_RRP fallback)"
+    )
     var_history_days: int | None = Field(
         default=None, ge=0, description="Days of cash-flow history behind the VaR (window is 250)"
     )

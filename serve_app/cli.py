@@ -173,7 +173,7 @@ def _simulate(args: argparse.Namespace) -> int:
     settings = RuntimeSettings.from_env()
     profiles = simulator.make_accounts(args.accounts)
     asyncio.run(seed_accounts(settings, profiles))
-    feed = simulator.FeedSimulator(profiles)
+    feed = simulator.live(profiles, args.rate)
     producer = kafka_clients.producer(settings.kafka_bootstrap)
     sent = asyncio.run(simulator.stream(producer, feed.events(), args.rate, asyncio.Event(), args.count))
     print(json.dumps({"sent": sent}))

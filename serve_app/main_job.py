@@ -64,7 +64,7 @@ def start_system(settings: RuntimeSettings, policy: PolicyConfig) -> None:
 async def _simulate(settings: RuntimeSettings, opts: RunOptions, stop: asyncio.Event) -> None:
     profiles = simulator.make_accounts(opts.accounts)
     await seed_accounts(settings, profiles)
-    feed = simulator.FeedSimulator(profiles)
+    feed = simulator.live(profiles, opts.rate)
     producer = kafka_clients.producer(settings.kafka_bootstrap)
     sent = await simulator.stream(producer, feed.events(), opts.rate, stop)
     log.info("simulator stopped after %d events", sent)

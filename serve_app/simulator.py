@@ -55,7 +55,7 @@ def make_accounts(n: int, seed: int = 7, prefix: str | None = None) -> list[SimP
 
 
 def hourly_net_flow(profile: SimProfile, at: datetime, rng: random.Random) -> Decimal:
-    """Takings by night (more at weekends), outflows on weekday mornings, plus noise."""
+    """One hour's net flow: takings by night (more at weekends), outflows on weekday mornings, noise."""
     hour, weekday = at.hour, at.weekday()
     night = 0.5 + 0.5 * math.cos((hour - 23) / 24 * 2 * math.pi)
     weekend = 1.8 if weekday >= 4 else 1.0
@@ -93,12 +93,13 @@ class FeedSimulator:
         if self.now.date() != self._day:
             self._day = self.now.date()
             out.extend(self._closing_statement(p) for p in self.profiles)
+        share = Decimal(self._step.total_seconds() / 3600)
         for p in self.profiles:
             acct = p.account.account_id
-            self.balances[acct] += hourly_net_flow(p, self.now, self._rng)
+            self.balances[acct] += (hourly_net_flow(p, self.now, self._rng) * share).quantize(CENT)
             projection = (p.daily_takings_usd * Decimal("0.8")).quantize(CENT)
             out.append(BalanceEvent(
-                event_id=f"{acct}-{self.now:%Y%m%dT%H%M}-ITAV", account_id=acct, as_of_ts=self.now,
+                event_id=f"{acct}-{self.now:%Y%m%dT%H%M%S.%f}-ITAV", account_id=acct, as_of_ts=self.now,
                 kind=BalanceKind.INTRADAY, balance_code=BalanceCode.ITAV, available_usd=self.balances[acct],
                 projected_outflows_24h_usd=projection,
             ))
@@ -113,6 +114,14 @@ class FeedSimulator:
             as_of_ts=datetime.combine(close_day, datetime.max.time(), tzinfo=UTC).replace(microsecond=999000),
             kind=BalanceKind.PRIOR_DAY, balance_code=BalanceCode.CLBD, booked_usd=self.balances[acct],
         )
+
+
+def live(profiles: Sequence[SimProfile], rate: float, seed: int = 7) -> FeedSimulator:
+    """A feed whose simulated clock follows the real one at ``rate`` events/s: every run brings
+    new events (a restart does not replay the previous run's ids) dated about now."""
+    step = timedelta(seconds=max(len(profiles), 1) / rate)
+    start = datetime.now(UTC).replace(microsecond=0) - step
+    return FeedSimulator(profiles, seed=seed, start=start, step=step)
 
 
 def encode(event: BalanceEvent) -> tuple[bytes, bytes]:

@@ -22,7 +22,7 @@ from storage import accounts, var_results
 from storage.accounts import Account
 from storage.db import create_pool
 from storage.var_results import VarResult
-from tests.integration.kafka_tools import high_watermarks, poll_until, start_group_at_end
+from tests.integration.kafka_tools import high_watermarks, poll_until, skip_to_end
 from treasury.settings import PolicyConfig
 
 
@@ -86,7 +86,7 @@ async def register(pool: asyncpg.Pool, accts: list[Account], var_usd: Decimal | 
 @pytest.fixture
 async def pipeline(stack, pool: asyncpg.Pool) -> AsyncIterator[Pipeline]:  # type: ignore[no-untyped-def]
     group = f"test-{uuid.uuid4().hex[:8]}"
-    start_group_at_end(stack.kafka_bootstrap, group, "balance_events")
+    skip_to_end(stack.kafka_bootstrap, group, "balance_events")
     producer = kafka_clients.producer(stack.kafka_bootstrap)
     coordinator = Coordinator(pool, producer, stack.kafka_bootstrap)
     await coordinator.start()

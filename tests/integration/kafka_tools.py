@@ -11,26 +11,10 @@ from typing import Any
 from confluent_kafka import Consumer, Message, TopicPartition
 
 from actors import kafka_clients
+from actors.kafka_clients import high_watermarks, skip_to_end
 from schemas.balance_event import BalanceEvent
 
-
-def high_watermarks(bootstrap: str, topic: str) -> dict[int, int]:
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "test-watermarks"})
-    try:
-        parts = c.list_topics(topic, timeout=10).topics[topic].partitions
-        return {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts}
-    finally:
-        c.close()
-
-
-def start_group_at_end(bootstrap: str, group: str, topic: str) -> None:
-    """A fresh consumer group that starts at 'now', so a test sees only its own events."""
-    marks = high_watermarks(bootstrap, topic)
-    c = kafka_clients.consumer(bootstrap, group=group)
-    try:
-        kafka_clients.commit_sync(c, [TopicPartition(topic, p, o) for p, o in marks.items()])
-    finally:
-        c.close()
+__all__ = ["high_watermarks", "payloads", "poll_until", "produce_events", "read_from", "skip_to_end"]
 
 
 def read_from(bootstrap: str, topic: str, start: dict[int, int], expect: int, timeout: float = 30.0,

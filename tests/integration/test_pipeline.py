@@ -43,7 +43,7 @@ async def test_exact_amount_and_product(pipeline: Pipeline) -> None:
     wire = SweepOrder.model_validate_json(mine[0].value() or b"")
     assert wire.amount_usd == Decimal("8400000.0000") and wire.risk_checks.var_limit_bps == 10
     headers = dict(mine[0].headers() or [])
-    assert headers["schema_version"] == b"sweep_order/1.0.0" and headers["trace_id"] == order["trace_id"].encode()
+    assert headers["schema_version"] == b"sweep_order/1.1.0" and headers["trace_id"] == order["trace_id"].encode()
 
 
 async def test_var_breach_sweeps_the_whole_excess_to_fed_rrp(pipeline: Pipeline) -> None:
@@ -62,6 +62,19 @@ async def test_esg_account_gets_carbon_notes(pipeline: Pipeline) -> None:
     await pipeline.drain([a.account_id], events=1)
     [order] = await pipeline.orders_for([a.account_id])
     assert order["product"] == "CARBON_NOTE" and order["amount_usd"] == Decimal("4700000.0000")
+
+
+async def test_unknown_var_falls_back_to_overnight_with_null_observed_bps(pipeline: Pipeline) -> None:
+    [a] = new_accounts()
+    await register(pipeline.pool, [a])  # no VaR computed for this account yet
+    produce_events(pipeline.bootstrap, [ev(a.account_id, 1, "5000000")])
+    await pipeline.drain([a.account_id], events=1)
+    [order] = await pipeline.orders_for([a.account_id])
+    assert order["product"] == "FED_RRP" and order["amount_usd"] == Decimal("5000000.0000")
+    assert order["payload"]["risk_checks"] == {"var_limit_bps": 10.0, "observed_var_bps": None,
+                                               "var_history_days": None}
+    SweepOrder.model_validate(order["payload"])
+    assert order["decision"]["reason"] == "var_unknown"
 
 
 async def test_below_min_sweep_makes_no_order(pipeline: Pipeline) -> None:
@@ -144,3 +157,26 @@ async def test_replay_of_an_undecided_batch_makes_no_second_order(pipeline: Pipe
     produce_events(pipeline.bootstrap, [ev(a.account_id, 1, "10000000")])
     await pipeline.drain([a.account_id], events=1)
     assert len(await pipeline.orders_for([a.account_id])) == 1
+
+
+async def test_an_event_that_cannot_be_decided_is_quarantined_not_stalling_others(
+    pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import actors.shard as shard_module
+
+    [bad, good] = new_accounts(2)
+    await register(pipeline.pool, [bad, good], var_usd=Decimal("1000"))
+    real_decide = shard_module.decide
+
+    def flaky(inputs, config):  # type: ignore[no-untyped-def]
+        if inputs.available_usd == Decimal("666"):
+            raise ArithmeticError("simulated defect")
+        return real_decide(inputs, config)
+
+    monkeypatch.setattr(shard_module, "decide", flaky)
+    produce_events(pipeline.bootstrap, [ev(bad.account_id, 1, "666"), ev(good.account_id, 1, "10000000")])
+    await pipeline.drain([good.account_id], events=1)
+    assert len(await pipeline.orders_for([good.account_id])) == 1
+    dead = read_from(pipeline.bootstrap, "balance_events.dlq", pipeline.dlq_start, expect=1)
+    reasons = [dict(m.headers() or [])["error_reason"] for m in dead if m.key() == bad.account_id.encode()]
+    assert reasons and b"simulated defect" in reasons[0]

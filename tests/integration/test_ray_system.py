@@ -32,7 +32,7 @@ from schemas.balance_event import BalanceEvent, BalanceKind
 from serve_app.deployment import deploy
 from storage.accounts import Account
 from tests.integration.conftest import new_accounts, register
-from tests.integration.kafka_tools import high_watermarks, produce_events, read_from, start_group_at_end
+from tests.integration.kafka_tools import high_watermarks, produce_events, read_from, skip_to_end
 from treasury.settings import PolicyConfig, RuntimeSettings
 
 pytestmark = pytest.mark.integration
@@ -58,7 +58,7 @@ def system(stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
     marker.write_text("disarmed: delete this file to crash the coordinator once, after its next write")
     settings = RuntimeSettings(kafka_bootstrap=stack.kafka_bootstrap, database_url=stack.postgres_dsn, shards=2,
                                serve_port=free_port())
-    start_group_at_end(stack.kafka_bootstrap, CONSUMER_GROUP, "balance_events")
+    skip_to_end(stack.kafka_bootstrap, CONSUMER_GROUP, "balance_events")
     env = {**settings.as_env(), "TREASURY_CRASH_AT": "coordinator_after_write",
            "TREASURY_CRASH_ONCE_FILE": str(marker)}
     for key in ("COVERAGE_PROCESS_START", "COVERAGE_FILE"):

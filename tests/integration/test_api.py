@@ -1,0 +1,144 @@
+"""The REST app in-process (httpx's ASGI transport) on the real Kafka and Postgres.
+
+Positions come from a real in-process ShardWorker; the same app runs under Ray Serve in
+``test_ray_system``. Error bodies always name the field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import pytest
+
+from actors.shard import ShardWorker
+from serve_app.api import Backend, build_app, decode_cursor, encode_cursor
+from tests.integration.conftest import Pipeline, new_accounts, register
+from treasury.settings import RuntimeSettings
+
+pytestmark = pytest.mark.integration
+
+
+class LocalShards:
+    """ShardLookup over an in-process worker (the deployment asks Ray actors the same questions)."""
+
+    def __init__(self, worker: ShardWorker | None) -> None:
+        self.worker = worker
+
+    async def position(self, account_id: str) -> dict[str, Any] | None:
+        pos = self.worker.position(account_id) if self.worker else None
+        return None if pos is None else pos.model_dump(mode="json", exclude_none=True)
+
+    async def ready(self) -> bool:
+        if self.worker is None:
+            raise RuntimeError("no shard running")
+        return True
+
+
+@pytest.fixture
+async def api(stack, pipeline: Pipeline) -> AsyncIterator[httpx.AsyncClient]:  # type: ignore[no-untyped-def]
+    settings = RuntimeSettings(kafka_bootstrap=stack.kafka_bootstrap, database_url=stack.postgres_dsn)
+    backend = Backend(settings, LocalShards(pipeline.worker))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=build_app(backend)), base_url="http://api") as c:
+        yield c
+    await backend.close()
+
+
+def balance(account: str, event_id: str = "a1", **changes: object) -> dict[str, object]:
+    body: dict[str, object] = {"event_id": event_id, "account_id": account, "as_of_ts": datetime.now(UTC).isoformat(),
+                               "kind": "INTRADAY", "available_usd": "10000000", "projected_outflows_24h_usd": "2000000"}
+    body.update(changes)
+    return body
+
+
+async def test_post_balance_to_ack(api: httpx.AsyncClient, pipeline: Pipeline) -> None:
+    [a] = new_accounts(min_balance_usd=Decimal("1000000"))
+    await register(pipeline.pool, [a], var_usd=Decimal("8000"))
+    start = (await api.get("/sweep-intent", params={"limit": 1})).json()
+    assert set(start) == {"orders", "next_cursor", "count"}
+
+    r = await api.post("/balances", json=balance(a.account_id), headers={"x-trace-id": "api-trace-1"})
+    assert r.status_code == 202, r.text
+    assert r.json()["trace_id"] == "api-trace-1" and r.headers["x-trace-id"] == "api-trace-1"
+    assert r.json()["partition"] in range(12) and r.json()["offset"] >= 0
+    await pipeline.drain([a.account_id], events=1)
+
+    [row] = await pipeline.orders_for([a.account_id])
+    cursor = encode_cursor(row["id"] - 1)
+    page = (await api.get("/sweep-intent", params={"after": cursor, "limit": 1})).json()
+    assert page["count"] == 1 and page["orders"][0]["order_id"] == row["order_id"]
+    assert page["orders"][0]["status"] == "SENT" and page["orders"][0]["trace_id"] == "api-trace-1"
+    assert decode_cursor(page["next_cursor"]) == row["id"]
+
+    pos = (await api.get(f"/accounts/{a.account_id}/position")).json()
+    assert pos["available_usd"] == "10000000" and pos["excess_usd"] == "9000000.0000"
+    assert (await api.get("/accounts/NOBODY/position")).status_code == 404
+
+    oid = row["order_id"]
+    failed = await api.post(f"/sweep-intent/{oid}/fail", json={"reason": "account frozen"})
+    assert failed.status_code == 200 and failed.json()["status"] == "FAILED"
+    stored = await pipeline.pool.fetchrow("SELECT failure_reason, failed_ts FROM sweep_order WHERE order_id = $1", oid)
+    assert stored["failure_reason"] == "account frozen" and stored["failed_ts"] is not None
+    late_ack = await api.post(f"/sweep-intent/{oid}/ack")
+    assert late_ack.status_code == 409 and late_ack.json()["error"]["field"] == "status"
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "reason"),
+    [
+        (b"{", "$", "malformed JSON"),
+        (b'{"event_id": "x"}', "account_id", "Field required"),
+        ("balance", "available_usd", "decimal"),
+        ("eur", "currency", "only USD"),
+        ("unknown", "account_id", "unknown account"),
+    ],
+)
+async def test_post_balance_refusals_name_the_field(
+    api: httpx.AsyncClient, pipeline: Pipeline, body: object, field: str, reason: str
+) -> None:
+    [a] = new_accounts()
+    await register(pipeline.pool, [a])
+    content = {
+        "balance": balance(a.account_id, available_usd="ten"),
+        "eur": balance(a.account_id, currency="EUR"),
+        "unknown": balance("UNKNOWN-ACCT"),
+    }.get(body) if isinstance(body, str) else None  # type: ignore[call-overload]
+    r = await (api.post("/balances", json=content) if content is not None else api.post("/balances", content=body))
+    assert r.status_code == 422
+    assert r.json()["error"]["field"] == field and reason in r.json()["error"]["reason"]
+
+
+async def test_transition_bodies_and_limits(api: httpx.AsyncClient) -> None:
+    assert (await api.post("/sweep-intent/x/fail", content=b"{nope")).json()["error"]["reason"].startswith("malformed")
+    assert (await api.post("/sweep-intent/x/fail", json={"reason": 5})).json()["error"]["field"] == "reason"
+    assert (await api.post("/sweep-intent/x/ack", json={})).status_code == 404
+    big = await api.post("/balances", content=b" " * 1_000_001)
+    assert big.status_code == 413 and "limit" in big.json()["error"]["reason"]
+    for bad in ("garbage", "c1.!!!", "c1.LTE"):
+        r = await api.get("/sweep-intent", params={"after": bad})
+        assert r.status_code == 422 and r.json()["error"]["field"] == "after"
+    assert (await api.get("/sweep-intent", params={"limit": 5000})).json()["error"]["field"] == "limit"
+
+
+async def test_health_and_readiness(api: httpx.AsyncClient) -> None:
+    assert (await api.get("/healthz")).json() == {"status": "ok"}
+    ready = await api.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["checks"] == {"postgres": "ok", "shards": "ok"}
+    openapi = (await api.get("/openapi.json")).json()
+    assert {"/sweep-intent", "/balances", "/sweep-intent/{order_id}/ack"} <= set(openapi["paths"])
+
+
+async def test_dependencies_down_answer_503_not_500(stack) -> None:  # type: ignore[no-untyped-def]
+    settings = RuntimeSettings(kafka_bootstrap=stack.kafka_bootstrap,
+                               database_url="postgresql://treasury@127.0.0.1:1/treasury")
+    backend = Backend(settings, LocalShards(None))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=build_app(backend)), base_url="http://api") as c:
+        ready = await c.get("/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["checks"]["postgres"].startswith("down") and ready.json()["checks"]["shards"].startswith(
+            "down")
+        pull = await c.get("/sweep-intent")
+        assert pull.status_code == 503 and "retry" in pull.json()["error"]["reason"]
