@@ -74,14 +74,14 @@ class Coordinator:
         """Make the orders durable (one transaction) and start publishing them; returns when durable."""
         if not new_orders:
             return []
-        requested = {o.order_id for o in new_orders}
         async with self._write_lock, self._pool.acquire() as conn:
-            rows = await orders.insert_new(conn, new_orders)
+            rows, inserted = await orders.insert_new(conn, new_orders)
         crash_point("coordinator_after_write")
-        created = [row for row in rows if row["order_id"] in requested]
-        self._publish(created)
+        # Only what this call inserted: a retried call (Ray re-sends it to a restarted coordinator)
+        # finds its orders already written, and those are published by `start` or already were.
+        self._publish([row for row in rows if row["order_id"] in inserted])
         return [
-            SubmitResult(row["order_id"], row["decision_key"], row["status"], row["order_id"] in requested)
+            SubmitResult(row["order_id"], row["decision_key"], row["status"], row["order_id"] in inserted)
             for row in rows
         ]
 

@@ -54,22 +54,24 @@ class OpenOrder:
     acked_ts: datetime | None
 
 
-async def insert_new(conn: asyncpg.Connection, orders: Sequence[NewOrder]) -> list[asyncpg.Record]:
+async def insert_new(conn: asyncpg.Connection, orders: Sequence[NewOrder]) -> tuple[list[asyncpg.Record], set[str]]:
     """One transaction; an order whose decision_key exists already is not written again.
 
-    Returns the row of every order asked for (new or pre-existing), in id order, so the caller
-    can publish exactly what is durable.
+    Returns the row of every order asked for (new or pre-existing), in id order, and the ids this
+    call inserted: only those are the caller's to publish. A retried call (same order ids) gets
+    an empty set, so it can never publish an order a second time.
     """
     if not orders:
-        return []
+        return [], set()
     async with conn.transaction():
-        await conn.fetch(
+        inserted = await conn.fetch(
             """
             INSERT INTO sweep_order (order_id, decision_key, account_id, amount_usd, product, cutoff_utc,
                                      created_ts, payload, decision, trace_id)
             SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::numeric[], $5::varchar[],
                                  $6::timestamptz[], $7::timestamptz[], $8::jsonb[], $9::jsonb[], $10::varchar[])
             ON CONFLICT (decision_key) DO NOTHING
+            RETURNING order_id
             """,
             [o.order_id for o in orders],
             [o.decision_key for o in orders],
@@ -82,12 +84,11 @@ async def insert_new(conn: asyncpg.Connection, orders: Sequence[NewOrder]) -> li
             [o.decision for o in orders],
             [o.trace_id for o in orders],
         )
-        return list(
-            await conn.fetch(
-                "SELECT * FROM sweep_order WHERE decision_key = ANY($1::varchar[]) ORDER BY id",
-                [o.decision_key for o in orders],
-            )
+        rows = await conn.fetch(
+            "SELECT * FROM sweep_order WHERE decision_key = ANY($1::varchar[]) ORDER BY id",
+            [o.decision_key for o in orders],
         )
+        return list(rows), {r["order_id"] for r in inserted}
 
 
 async def mark_sent(db: Executor, order_ids: Sequence[str]) -> int:

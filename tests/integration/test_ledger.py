@@ -41,7 +41,11 @@ async def test_write_and_read_an_order_and_its_lifecycle(pool: asyncpg.Pool) -> 
     await register(pool, [a])
     o = order(a.account_id, f"{a.account_id}:e1", "750000.1234")
     async with pool.acquire() as conn:
-        [row] = await orders.insert_new(conn, [o])
+        [row], inserted = await orders.insert_new(conn, [o])
+        assert inserted == {o.order_id}
+        # the same call again (a retry) finds the order written and inserts nothing
+        again, inserted = await orders.insert_new(conn, [o])
+        assert [r["order_id"] for r in again] == [o.order_id] and inserted == set()
     assert row["status"] == "NEW" and row["amount_usd"] == Decimal("750000.1234") and row["payload"] == o.payload
     assert [r["order_id"] for r in await orders.unsent(pool)].count(o.order_id) == 1
     assert await orders.mark_sent(pool, [o.order_id]) == 1
@@ -64,8 +68,8 @@ async def test_unique_constraints_refuse_duplicates(pool: asyncpg.Pool) -> None:
     async with pool.acquire() as conn:
         await orders.insert_new(conn, [first])
         # the same decision again (a replay) is not written twice ...
-        rows = await orders.insert_new(conn, [order(a.account_id, f"{a.account_id}:e1")])
-        assert [r["order_id"] for r in rows] == [first.order_id]
+        rows, inserted = await orders.insert_new(conn, [order(a.account_id, f"{a.account_id}:e1")])
+        assert [r["order_id"] for r in rows] == [first.order_id] and inserted == set()
         # ... and the database itself refuses a second row for a decision key or an order id
         with pytest.raises(asyncpg.UniqueViolationError, match="sweep_order_decision_key_uq"):
             await conn.execute(
