@@ -10,6 +10,7 @@ rebuilds from the ledger and resumes at its committed offsets without anyone int
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from collections import deque
@@ -42,6 +43,7 @@ class CoordinatorActor:
         self._settings = settings
         self._started = asyncio.Event()
         self._stop = asyncio.Event()
+        self._stopped = asyncio.Event()
         self._core: Coordinator | None = None
 
     async def run(self) -> None:
@@ -52,7 +54,13 @@ class CoordinatorActor:
         self._core = Coordinator(pool, producer, self._settings.kafka_bootstrap)
         await self._core.start()
         self._started.set()
-        await self._core.run(self._stop)
+        try:
+            await self._core.run(self._stop)
+        finally:
+            await asyncio.to_thread(producer.flush, 10)  # deliveries still in flight
+            await self._core.settle(0)
+            await pool.close()
+            self._stopped.set()
 
     async def ready(self) -> bool:
         await self._started.wait()
@@ -70,7 +78,8 @@ class CoordinatorActor:
         return os.getpid()
 
     async def stop(self) -> None:
-        self._stop.set()
+        """Drain deliveries, close connections and exit the process (not restarted)."""
+        await _stop_and_exit(self._stop, self._stopped, self._started)
 
 
 class _RemoteCoordinator:
@@ -93,6 +102,7 @@ class AccountShardActor:
         self._policy: PolicyConfig = policy_from_mapping(policy)
         self._started = asyncio.Event()
         self._stop = asyncio.Event()
+        self._stopped = asyncio.Event()
         self._worker: ShardWorker | None = None
         self._latencies: dict[str, deque[float]] = {name: deque(maxlen=500_000) for name in LATENCIES}
 
@@ -113,7 +123,12 @@ class AccountShardActor:
         )
         await self._worker.start()
         self._started.set()
-        await self._worker.run(self._stop, on_batch=self._record)
+        try:
+            await self._worker.run(self._stop, on_batch=self._record)
+        finally:
+            await self._worker.close()
+            await pool.close()
+            self._stopped.set()
 
     def _record(self, stats: BatchStats) -> None:
         for name in LATENCIES:
@@ -154,7 +169,27 @@ class AccountShardActor:
         return os.getpid()
 
     async def stop(self) -> None:
-        self._stop.set()
+        """Finish the current batch, close connections and exit the process (not restarted)."""
+        await _stop_and_exit(self._stop, self._stopped, self._started)
+
+
+async def _stop_and_exit(stop: asyncio.Event, stopped: asyncio.Event, started: asyncio.Event) -> None:
+    stop.set()
+    if started.is_set():
+        await asyncio.wait_for(stopped.wait(), 30)
+    ray.actor.exit_actor()  # a clean exit: atexit hooks run and Ray does not restart the actor
+
+
+def stop_actors(settings: RuntimeSettings) -> None:
+    """Shards first (their last batch may still hand orders to the coordinator), then the coordinator."""
+    handles = [ray.get_actor(shard_name(i), namespace=NAMESPACE) for i in range(settings.shards)]
+    handles.append(ray.get_actor(COORDINATOR_NAME, namespace=NAMESPACE))
+    for group in (handles[:-1], handles[-1:]):
+        refs: list[Any] = [h.stop.remote() for h in group]
+        for ref in refs:
+            # the actor exiting is what stop asks for; Ray reports it as an error to the caller
+            with contextlib.suppress(ray.exceptions.RayActorError):
+                ray.get(ref, timeout=60)
 
 
 def start_actors(settings: RuntimeSettings, policy: PolicyConfig) -> tuple[Any, list[Any]]:

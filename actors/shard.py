@@ -444,6 +444,11 @@ class ShardWorker:
         # lost to a crash only replays events the ledger recognises as duplicates.
         self._consumer.commit(offsets=offsets, asynchronous=True)
 
+    async def close(self) -> None:
+        """Deliver what is queued and leave the partitions; offsets are already committed."""
+        await asyncio.to_thread(self._producer.flush, 10)
+        await asyncio.to_thread(self._consumer.close)
+
     def apply_config(self, config: PolicyConfig) -> None:
         self.config = config
 

@@ -17,7 +17,7 @@ import ray
 from ray import serve
 
 from actors import kafka_clients
-from actors.runtime import NAMESPACE, start_actors
+from actors.runtime import NAMESPACE, start_actors, stop_actors
 from serve_app import simulator
 from serve_app.deployment import deploy
 from serve_app.infra import stack
@@ -97,6 +97,7 @@ def run(opts: RunOptions) -> int:
         log.info("stopping")
         if ray.is_initialized():
             serve.shutdown()
+            stop_actors(settings)
             ray.shutdown()
         if not opts.keep_stack:
             stack.down()

@@ -27,7 +27,7 @@ from ray import serve
 from actors.account_state import AccountState, Outcome
 from actors.kafka_clients import CONSUMER_GROUP
 from actors.policy import DecisionInputs, decide, observed_var_bps
-from actors.runtime import NAMESPACE, start_actors
+from actors.runtime import NAMESPACE, start_actors, stop_actors
 from schemas.balance_event import BalanceEvent, BalanceKind
 from serve_app.deployment import deploy
 from storage.accounts import Account
@@ -72,6 +72,7 @@ def system(stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
         yield System(settings, f"http://127.0.0.1:{settings.serve_port}", marker)
     finally:
         serve.shutdown()
+        stop_actors(settings)
         ray.shutdown()
 
 
