@@ -175,7 +175,7 @@ async def test_an_event_that_cannot_be_decided_is_quarantined_not_stalling_other
 
     monkeypatch.setattr(shard_module, "decide", flaky)
     produce_events(pipeline.bootstrap, [ev(bad.account_id, 1, "666"), ev(good.account_id, 1, "10000000")])
-    await pipeline.drain([good.account_id], events=1)
+    await pipeline.drain([bad.account_id, good.account_id], events=2)
     assert len(await pipeline.orders_for([good.account_id])) == 1
     dead = read_from(pipeline.bootstrap, "balance_events.dlq", pipeline.dlq_start, expect=1)
     reasons = [dict(m.headers() or [])["error_reason"] for m in dead if m.key() == bad.account_id.encode()]
