@@ -21,8 +21,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from actors import kafka_clients
-from schemas.balance_event import BalanceEvent
-from schemas.errors import MessageRejected, decode, field_path
+from schemas.bank_formats import sniff_and_parse
+from schemas.errors import MessageRejected, field_path
+from serve_app.ingest import check_ingestible
 from storage import accounts, orders
 from storage.db import create_pool
 from storage.orders import IllegalTransition, OrderNotFound
@@ -164,26 +165,42 @@ def build_app(backend: Backend) -> FastAPI:
         next_id = rows[-1]["id"] if rows else after_id
         return {"orders": [order_view(r) for r in rows], "next_cursor": encode_cursor(next_id), "count": len(rows)}
 
-    @app.post("/balances", status_code=202, tags=["balances"], responses={422: {"description": "invalid event"}})
-    async def post_balance(request: Request) -> JSONResponse:
-        """Validate and append to ``balance_events``; the shards apply it from the log, in order."""
+    @app.post("/balances", status_code=202, tags=["balances"], responses={422: {"description": "refused"}})
+    async def post_balances(request: Request) -> JSONResponse:
+        """A native ``BalanceEvent`` (JSON), a camt.052/053 report (XML) or Finastra balances (JSON).
+
+        Everything in the body is checked first; only then is every event appended to
+        ``balance_events``, where the shards apply it in order.
+        """
         body = await request.body()
         if len(body) > MAX_BODY_BYTES:
             return error(413, "$", f"body is {len(body)} bytes; the limit is {MAX_BODY_BYTES}")
-        event = decode(BalanceEvent, body)
-        trace_id = event.trace_id or request.state.trace_id
-        if event.currency != "USD":
-            raise MessageRejected("currency", f"only USD accounts are swept, got {event.currency}")
-        known = await accounts.get_many(await backend.pool(), [event.account_id])
-        if event.account_id not in known:
-            raise MessageRejected("account_id", f"unknown account {event.account_id!r}")
-        value = event.model_copy(update={"trace_id": trace_id}).model_dump_json(exclude_none=True).encode()
-        msg = await backend.producer().send(
-            BALANCE_EVENTS.name, event.account_id.encode(), value, kafka_clients.headers(trace_id=trace_id)
-        )
+        events = sniff_and_parse(body, request.headers.get("content-type"))
+        known = await accounts.get_many(await backend.pool(), sorted({e.account_id for e in events}))
+        check_ingestible(events, known)
+        trace_id = request.state.trace_id
+        producer = backend.producer()
+        delivered = await asyncio.gather(*[
+            producer.send(
+                BALANCE_EVENTS.name,
+                e.account_id.encode(),
+                e.model_copy(update={"trace_id": e.trace_id or trace_id}).model_dump_json(exclude_none=True).encode(),
+                kafka_clients.headers(trace_id=e.trace_id or trace_id),
+            )
+            for e in events
+        ])
         return JSONResponse(
-            {"accepted": True, "event_id": event.event_id, "topic": msg.topic(), "partition": msg.partition(),
-             "offset": msg.offset(), "trace_id": trace_id},
+            {
+                "accepted": True,
+                "count": len(events),
+                "topic": BALANCE_EVENTS.name,
+                "trace_id": trace_id,
+                "events": [
+                    {"event_id": e.event_id, "account_id": e.account_id, "partition": m.partition(),
+                     "offset": m.offset()}
+                    for e, m in zip(events, delivered, strict=True)
+                ],
+            },
             status_code=202,
         )
 

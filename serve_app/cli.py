@@ -9,8 +9,12 @@ import sys
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from treasury.settings import ConfigError
+
+if TYPE_CHECKING:
+    from schemas.balance_event import BalanceEvent
 
 
 def _decimal(text: str) -> Decimal:
@@ -74,6 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--min-balance", type=_decimal, default=Decimal(0), metavar="USD")
     acct_sub.add_parser("list")
     acct.set_defaults(handler=_accounts)
+
+    ingest = sub.add_parser("ingest", help="feed camt.052/053 or Finastra/native JSON files into balance_events")
+    ingest.add_argument("files", nargs="+", metavar="FILE")
+    ingest.add_argument("--dry-run", action="store_true", help="print the events it would send, send nothing")
+    ingest.set_defaults(handler=_ingest)
 
     sim = sub.add_parser("simulate", help="stream simulated balance events into balance_events")
     sim.add_argument("--accounts", type=int, default=20)
@@ -162,6 +171,56 @@ def _accounts(args: argparse.Namespace) -> int:
         return 0
 
     return asyncio.run(go())
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    """All files are parsed and checked before anything is sent: one bad file sends nothing."""
+    from pathlib import Path
+
+    from schemas.bank_formats import sniff_and_parse
+    from schemas.errors import MessageRejected
+    from serve_app.ingest import dry_run_line
+
+    events = []
+    for name in args.files:
+        try:
+            events.extend(sniff_and_parse(Path(name).read_bytes(), None))
+        except OSError as exc:
+            print(f"treasury-orch ingest: {name}: {exc.strerror}", file=sys.stderr)
+            return 2
+        except MessageRejected as exc:
+            print(f"treasury-orch ingest: {name}: refused: {exc.field}: {exc.reason}", file=sys.stderr)
+            return 2
+    if args.dry_run:
+        for event in events:
+            print(json.dumps(dry_run_line(event)))
+        return 0
+    return asyncio.run(_send(events))
+
+
+async def _send(events: list[BalanceEvent]) -> int:
+    from actors import kafka_clients
+    from schemas.errors import MessageRejected
+    from serve_app.ingest import check_ingestible
+    from serve_app.simulator import produce_all
+    from storage import accounts
+    from storage.db import create_pool
+    from treasury.settings import RuntimeSettings
+
+    settings = RuntimeSettings.from_env()
+    pool = await create_pool(settings.database_url, max_size=1)
+    try:
+        known = await accounts.get_many(pool, sorted({e.account_id for e in events}))
+    finally:
+        await pool.close()
+    try:
+        check_ingestible(events, known)
+    except MessageRejected as exc:
+        print(f"treasury-orch ingest: refused, nothing sent: {exc.field}: {exc.reason}", file=sys.stderr)
+        return 2
+    undelivered = produce_all(kafka_clients.producer(settings.kafka_bootstrap), events)
+    print(json.dumps({"sent": len(events) - undelivered, "undelivered": undelivered}))
+    return 1 if undelivered else 0
 
 
 def _simulate(args: argparse.Namespace) -> int:

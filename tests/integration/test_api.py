@@ -16,6 +16,7 @@ import pytest
 
 from actors.shard import ShardWorker
 from serve_app.api import Backend, build_app, decode_cursor, encode_cursor
+from tests.integration.camt_samples import camt053, finastra
 from tests.integration.conftest import Pipeline, new_accounts, register
 from treasury.settings import RuntimeSettings
 
@@ -63,7 +64,8 @@ async def test_post_balance_to_ack(api: httpx.AsyncClient, pipeline: Pipeline) -
     r = await api.post("/balances", json=balance(a.account_id), headers={"x-trace-id": "api-trace-1"})
     assert r.status_code == 202, r.text
     assert r.json()["trace_id"] == "api-trace-1" and r.headers["x-trace-id"] == "api-trace-1"
-    assert r.json()["partition"] in range(12) and r.json()["offset"] >= 0
+    [where] = r.json()["events"]
+    assert where["partition"] in range(12) and where["offset"] >= 0 and where["event_id"] == "a1"
     await pipeline.drain([a.account_id], events=1)
 
     [row] = await pipeline.orders_for([a.account_id])
@@ -142,3 +144,46 @@ async def test_dependencies_down_answer_503_not_500(stack) -> None:  # type: ign
             "down")
         pull = await c.get("/sweep-intent")
         assert pull.status_code == 503 and "retry" in pull.json()["error"]["reason"]
+
+
+async def test_post_camt_and_finastra_bodies(api: httpx.AsyncClient, pipeline: Pipeline) -> None:
+    [a] = new_accounts()
+    await register(pipeline.pool, [a], var_usd=Decimal("1000"))
+    camt = await api.post("/balances", content=camt053(a.account_id), headers={"content-type": "application/xml"})
+    assert camt.status_code == 202, camt.text
+    assert camt.json()["count"] == 2 and {e["account_id"] for e in camt.json()["events"]} == {a.account_id}
+    fin = await api.post("/balances", content=finastra(a.account_id), headers={"content-type": "application/json"})
+    assert fin.status_code == 202 and fin.json()["count"] == 1
+    await pipeline.drain([a.account_id], events=3)
+    rows = await pipeline.balances_for([a.account_id])
+    assert sorted((r["balance_code"] or "-", str(r["avail_usd"]), str(r["booked_usd"])) for r in rows) == [
+        ("-", "2500000.0000", "2400000.0000"), ("CLAV", "10000000.0000", "None"), ("CLBD", "None", "9000000.0000")]
+    # the statement's available close drove a sweep; the later Finastra balance sees it pending
+    [order] = await pipeline.orders_for([a.account_id])
+    assert order["amount_usd"] == Decimal("10000000.0000") and order["product"] == "FED_RRP"  # no projection yet
+    again = await api.post("/balances", content=camt053(a.account_id), headers={"content-type": "application/xml"})
+    assert again.status_code == 202  # a re-sent file: new message id, same balances, decided again as duplicates
+
+
+@pytest.mark.parametrize(
+    ("body", "field", "reason"),
+    [
+        (b"<Document><nope/></Document>", "$", "unsupported format"),
+        (b'<?xml version="1.0"?><!DOCTYPE d [<!ENTITY x "xx"><!ENTITY y "&x;&x;">]><d>&y;</d>', "$", ""),
+        (b"<Document", "$", ""),
+    ],
+)
+async def test_bad_xml_is_refused_whole(api: httpx.AsyncClient, body: bytes, field: str, reason: str) -> None:
+    r = await api.post("/balances", content=body, headers={"content-type": "application/xml"})
+    assert r.status_code == 422 and r.json()["error"]["field"] == field and reason in r.json()["error"]["reason"]
+
+
+async def test_a_file_with_one_unknown_account_sends_nothing(api: httpx.AsyncClient, pipeline: Pipeline) -> None:
+    [a] = new_accounts()
+    await register(pipeline.pool, [a])
+    mixed = camt053(a.account_id).replace(b"</BkToCstmrStmt>", camt053("NOT-REGISTERED").split(
+        b"<BkToCstmrStmt>")[1].split(b"</GrpHdr>")[1].split(b"</BkToCstmrStmt>")[0] + b"</BkToCstmrStmt>")
+    r = await api.post("/balances", content=mixed, headers={"content-type": "application/xml"})
+    assert r.status_code == 422 and "NOT-REGISTERED" in r.json()["error"]["reason"]
+    await pipeline.step()
+    assert await pipeline.balances_for([a.account_id]) == []

@@ -21,6 +21,8 @@ import httpx
 import psutil
 import pytest
 
+from tests.integration.camt_samples import camt053
+
 pytestmark = pytest.mark.integration
 CLI = [sys.executable, "-m", "serve_app.cli"]
 
@@ -72,6 +74,16 @@ def test_infra_status_accounts_and_simulate(env: dict[str, str]) -> None:
     assert {"account_id": "CLI-ACCT-1", "esg": True, "min_balance_usd": "250000.0000"} in listed
     sent = cli(env, "simulate", "--accounts", "3", "--rate", "500", "--count", "40")
     assert sent.returncode == 0 and json.loads(sent.stdout) == {"sent": 40}
+
+
+def test_ingest_sends_a_checked_file(env: dict[str, str], tmp_path: Path) -> None:
+    statement = tmp_path / "statement.xml"
+    statement.write_bytes(camt053("CLI-INGEST-1"))
+    refused = cli(env, "ingest", str(statement))
+    assert refused.returncode == 2 and "unknown account 'CLI-INGEST-1'" in refused.stderr
+    assert cli(env, "accounts", "add", "CLI-INGEST-1").returncode == 0
+    sent = cli(env, "ingest", str(statement))
+    assert sent.returncode == 0 and json.loads(sent.stdout) == {"sent": 2, "undelivered": 0}
 
 
 def test_run_serves_orders_and_stops_cleanly_on_ctrl_c(env: dict[str, str], tmp_path: Path) -> None:

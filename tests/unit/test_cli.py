@@ -87,3 +87,29 @@ def test_var_compute_and_backtest(capsys: pytest.CaptureFixture[str], tmp_path: 
     png = tmp_path / "bt.png"
     code, out, _ = run(capsys, "var", "backtest", str(csv), "--window", "10", "--confidence", "0.9", "--png", str(png))
     assert code == 0 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and out.strip()
+
+
+SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "testdata" / "iso20022" / "genkgo-camt"
+
+
+@pytest.mark.skipif(not SAMPLES.exists(), reason="shared/testdata not beside the repo")
+def test_ingest_dry_run_prints_every_balance(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "ingest", "--dry-run", str(SAMPLES / "camt053.v2.minimal.xml"),
+                       str(SAMPLES / "camt052.v4.xml"))
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and lines
+    # read from camt053.v2.minimal.xml: the OPBD opening balance of 18.15 EUR on 2014-12-30
+    assert lines[0] == {**lines[0], "account_id": "NL26VAYB8060476890", "balance_code": "OPBD", "amount": "18.15",
+                        "currency": "EUR", "as_of_ts": "2014-12-30T23:59:59.999Z"}
+
+
+def test_ingest_refuses_a_bad_file_whole(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps({"event_id": "e1", "account_id": "A1", "as_of_ts": "2025-06-10T00:00:00Z",
+                                "kind": "INTRADAY", "available_usd": "5"}))
+    bad = tmp_path / "bad.xml"
+    bad.write_text('<Document xmlns="urn:iso:std:iso:20022:tech:xsd:camt.053.001.02"><BkToCstmrStmt/></Document>')
+    code, out, err = run(capsys, "ingest", "--dry-run", str(good), str(bad))
+    assert code == 2 and out == "" and "bad.xml: refused" in err
+    code, _, err = run(capsys, "ingest", "--dry-run", str(tmp_path / "missing.xml"))
+    assert code == 2 and "missing.xml" in err
