@@ -77,6 +77,7 @@ class CoordinatorActor:
     async def pid(self) -> int:
         return os.getpid()
 
+    @ray.method(max_task_retries=0)
     async def stop(self) -> None:
         """Drain deliveries, close connections and exit the process (not restarted)."""
         await _stop_and_exit(self._stop, self._stopped, self._started)
@@ -157,6 +158,12 @@ class AccountShardActor:
         assert self._worker is not None
         return self._worker.set_var(account_id, var_usd, days)
 
+    async def set_vars(self, items: list[tuple[str, float | None, int | None]]) -> int:
+        """VaR results from a recompute; returns how many accounts this shard holds and updated."""
+        await self._started.wait()
+        assert self._worker is not None
+        return sum(self._worker.set_var(account, var_usd, days) for account, var_usd, days in items)
+
     async def apply_config(self, policy: dict[str, Any]) -> None:
         self._policy = policy_from_mapping(policy)
         if self._worker is not None:
@@ -168,6 +175,7 @@ class AccountShardActor:
     async def pid(self) -> int:
         return os.getpid()
 
+    @ray.method(max_task_retries=0)
     async def stop(self) -> None:
         """Finish the current batch, close connections and exit the process (not restarted)."""
         await _stop_and_exit(self._stop, self._stopped, self._started)

@@ -96,6 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
     compute.add_argument("file", help="columns account_id, date, net_flow_usd")
     compute.add_argument("--confidence", type=float, default=0.99)
     compute.add_argument("--window", type=int, default=250)
+    recompute = var_sub.add_parser("recompute", help="recompute VaR on the Ray pool, store it, push it to the shards")
+    recompute.add_argument("--accounts", nargs="*", default=None, metavar="ID", help="default: all")
+    recompute.add_argument("--window", type=int, default=250)
+    recompute.add_argument("--confidence", type=float, default=0.99)
+    recompute.add_argument("--source", default="postgres", help="'postgres' (ledger closes) or a Parquet/CSV file")
+    recompute.add_argument("--workers", type=int, default=2, help="VaR actors in the pool")
+    recompute.add_argument("--shards", type=int, default=None, help="push to this many running shards (SHARDS)")
     backtest = var_sub.add_parser("backtest", help="Kupiec, Christoffersen and the Basel traffic light")
     backtest.add_argument("file", help="columns account_id, date, net_flow_usd")
     backtest.add_argument("--confidence", type=float, default=0.99)
@@ -240,6 +247,8 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _var(args: argparse.Namespace) -> int:
+    if args.action == "recompute":
+        return _var_recompute(args)
     if args.action == "compute":
         from risk.compute import run_compute_cli
 
@@ -247,6 +256,40 @@ def _var(args: argparse.Namespace) -> int:
     from risk.backtest import run_backtest_cli
 
     return run_backtest_cli(args.file, args.confidence, args.window, args.account, args.png)
+
+
+def _var_recompute(args: argparse.Namespace) -> int:
+    """Runs on the Ray cluster in RAY_ADDRESS (or a local one); pushes to shards when they run."""
+    import ray
+
+    from actors.runtime import NAMESPACE, shard_name
+    from actors.var_job import recompute, text_progress
+    from storage.db import create_pool
+    from treasury.settings import RuntimeSettings
+
+    settings = RuntimeSettings.from_env()
+    ray.init(namespace=NAMESPACE, log_to_driver=False, include_dashboard=False)
+    shards = settings.shards if args.shards is None else args.shards
+    try:
+        ray.get_actor(shard_name(0), namespace=NAMESPACE)
+    except ValueError:
+        shards = 0  # no running system: results go to the ledger, shards read them when they start
+
+    async def go() -> int:
+        pool = await create_pool(settings.database_url, max_size=2)
+        try:
+            summary = await recompute(pool, source=args.source, window=args.window, confidence=args.confidence,
+                                      accounts=args.accounts, workers=args.workers, shards=shards,
+                                      progress=text_progress(sys.stderr))
+        finally:
+            await pool.close()
+        print(json.dumps(summary.as_dict()))
+        return 0
+
+    try:
+        return asyncio.run(go())
+    finally:
+        ray.shutdown()
 
 
 def _schemas(args: argparse.Namespace) -> int:

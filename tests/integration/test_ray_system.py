@@ -20,6 +20,7 @@ from pathlib import Path
 
 import asyncpg
 import httpx
+import numpy as np
 import pytest
 import ray
 from ray import serve
@@ -28,9 +29,15 @@ from actors.account_state import AccountState, Outcome
 from actors.kafka_clients import CONSUMER_GROUP
 from actors.policy import DecisionInputs, decide, observed_var_bps
 from actors.runtime import NAMESPACE, start_actors, stop_actors
+from actors.var_job import recompute
+from risk.kernels import var_and_es
+from risk.pool import VarPool
 from schemas.balance_event import BalanceEvent, BalanceKind
 from serve_app.deployment import deploy
+from storage import balances, var_results
 from storage.accounts import Account
+from storage.balances import BalanceRow
+from storage.var_results import VarResult
 from tests.integration.conftest import new_accounts, register
 from tests.integration.kafka_tools import high_watermarks, produce_events, read_from, skip_to_end
 from treasury.settings import PolicyConfig, RuntimeSettings
@@ -286,3 +293,50 @@ async def test_rest_pull_pages_every_order_once_while_orders_are_written(
     assert len(seen) == len(set(seen)) == len(rows) == len(accts)
     assert seen == [r["order_id"] for r in rows]  # creation order, no gaps, no repeats
     assert json.loads(json.dumps(seen))
+
+
+async def test_var_pool_equals_the_single_process_kernel(system: System) -> None:
+    rng = np.random.default_rng(7)
+    flows = rng.normal(0, 1e6, size=(2_500, 250))
+    flows[rng.random(flows.shape) < 0.02] = np.nan
+    flows[:10, :245] = np.nan  # short histories
+    pooled = VarPool(2).compute(flows, 0.99, chunk_rows=700)
+    direct = var_and_es(flows, 0.99)
+    assert np.array_equal(pooled.var, direct.var, equal_nan=True)
+    assert np.array_equal(pooled.es, direct.es, equal_nan=True)
+    assert np.array_equal(pooled.days, direct.days)
+
+
+async def test_recomputed_var_above_the_limit_turns_the_next_order_into_fed_rrp(
+    system: System, pool: asyncpg.Pool
+) -> None:
+    [a] = new_accounts()
+    t0 = datetime.now(UTC) - timedelta(hours=2)
+    await register(pool, [a])
+    await var_results.upsert_many(pool, [VarResult(  # an older result: 1 bps, within the limit
+        a.account_id, (t0 - timedelta(days=90)).date(), 250, Decimal("0.99"), 250, Decimal(1000), None, None)])
+    produce_events(system.settings.kafka_bootstrap, [BalanceEvent(
+        event_id="v1", account_id=a.account_id, as_of_ts=t0, kind=BalanceKind.INTRADAY,
+        available_usd=Decimal(10_000_000), projected_outflows_24h_usd=Decimal(2_000_000))])
+    await wait_for(lambda: all_decided_and_sent(pool, [a], 1), what="first order")
+    [first] = await ledger_orders(pool, [a])
+    assert first["product"] == "TBILL_4W" and first["amount_usd"] == Decimal("9400000.0000")
+
+    # 40 closing statements swinging by 300,000 a day: the worst day of 39 flows is a 300,000 loss
+    closes = [BalanceRow(a.account_id, f"clbd-{d}", t0 - timedelta(days=40 - d), "PRIOR_DAY", "CLBD", None,
+                         Decimal(5_000_000 + (300_000 if d % 2 else 0)), "USD", None, True, {}, True)
+              for d in range(40)]
+    await balances.insert_batch(pool, closes)
+    summary = await recompute(pool, accounts=[a.account_id], workers=2, shards=system.settings.shards)
+    assert summary.as_dict() == {"accounts": 1, "with_var": 1, "short_history": 1, "pushed": 1}
+    stored = (await var_results.latest(pool, [a.account_id]))[a.account_id]
+    assert (stored.var_usd, stored.es_usd, stored.days) == (Decimal("300000.0000"), Decimal("300000.0000"), 39)
+
+    produce_events(system.settings.kafka_bootstrap, [BalanceEvent(
+        event_id="v2", account_id=a.account_id, as_of_ts=t0 + timedelta(minutes=5), kind=BalanceKind.INTRADAY,
+        available_usd=Decimal(20_000_000), projected_outflows_24h_usd=Decimal(2_000_000))])
+    await wait_for(lambda: all_decided_and_sent(pool, [a], 2 + 40), what="second order")
+    second = (await ledger_orders(pool, [a]))[-1]
+    # 300,000 / 20,000,000 = 150 bps > 10: the whole excess (20,000,000 - 9,400,000 pending) overnight
+    assert second["product"] == "FED_RRP" and second["amount_usd"] == Decimal("10600000.0000")
+    assert second["payload"]["risk_checks"]["observed_var_bps"] == pytest.approx(150.0)

@@ -1,0 +1,105 @@
+"""VaR recompute: history -> the VaR actor pool -> ``var_result`` -> the live account shards.
+
+History comes from the ledger's closing balances or, for quants, a long-form Parquet/CSV file.
+Results are written before they are pushed, so a shard that misses the push (restarting, not
+yet running) still reads them from the ledger when it next loads the account.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import ray
+
+from actors.runtime import NAMESPACE, shard_name
+from risk.history import FlowHistory, build_matrix, load_history
+from risk.pool import VarPool
+from storage import balances, var_results
+from storage.db import Executor
+from storage.history import closing_flows
+from storage.var_results import VarResult
+
+
+@dataclass(frozen=True)
+class RecomputeSummary:
+    accounts: int
+    with_var: int
+    short_history: int
+    pushed: int
+
+    def as_dict(self) -> dict[str, int]:
+        return {"accounts": self.accounts, "with_var": self.with_var, "short_history": self.short_history,
+                "pushed": self.pushed}
+
+
+async def load(db: Executor, source: str | Path, window: int, accounts: Sequence[str] | None) -> FlowHistory:
+    if str(source) == "postgres":
+        return build_matrix(await closing_flows(db, accounts), window)
+    history = load_history(source, window)
+    if accounts is None:
+        return history
+    keep = [i for i, a in enumerate(history.account_ids) if a in set(accounts)]
+    return FlowHistory([history.account_ids[i] for i in keep], history.flows[keep], history.days[keep],
+                       history.last_date[keep])
+
+
+async def recompute(
+    db: Executor,
+    *,
+    source: str | Path = "postgres",
+    window: int = 250,
+    confidence: float = 0.99,
+    accounts: Sequence[str] | None = None,
+    workers: int = 2,
+    shards: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+) -> RecomputeSummary:
+    """The whole job; the Python API for notebooks is this function (Ray must be initialised)."""
+    history = await load(db, source, window, accounts)
+    result = VarPool(workers).compute(history.flows, confidence, progress=progress)
+    available = await balances.latest_positions(db, history.account_ids)
+    rows = [
+        _row(account, history.last_date[i], window, confidence, int(result.days[i]), result.var[i], result.es[i],
+             available.get(account))
+        for i, account in enumerate(history.account_ids)
+    ]
+    await var_results.upsert_many(db, rows)
+    pushed = push_to_shards(rows, shards) if shards else 0
+    with_var = sum(r.var_usd is not None for r in rows)
+    return RecomputeSummary(len(rows), with_var, sum(r.days < window for r in rows), pushed)
+
+
+def _row(account: str, last: Any, window: int, confidence: float, days: int, var: float, es: float,
+         position: Any) -> VarResult:
+    var_usd = None if math.isnan(var) else Decimal(repr(round(float(var), 4)))
+    es_usd = None if math.isnan(es) else Decimal(repr(round(float(es), 4)))
+    avail = position["avail_usd"] if position is not None else None
+    bps = float(var) / float(avail) * 10_000 if var_usd is not None and avail and avail > 0 else None
+    as_of = last.astype(date) if isinstance(last, np.datetime64) else (last or datetime.now(UTC).date())
+    return VarResult(account, as_of, window, Decimal(str(confidence)), days, var_usd, bps, es_usd)
+
+
+def push_to_shards(rows: Sequence[VarResult], shards: int) -> int:
+    """Every shard gets every result; a shard keeps those of the accounts it holds."""
+    items = [(r.account_id, None if r.var_usd is None else float(r.var_usd), r.days) for r in rows]
+    handles = [ray.get_actor(shard_name(i), namespace=NAMESPACE) for i in range(shards)]
+    return sum(ray.get([h.set_vars.remote(items) for h in handles], timeout=60))
+
+
+def text_progress(stream: Any) -> Callable[[int, int], None]:
+    def show(done: int, total: int) -> None:
+        width = 30
+        filled = width * done // max(total, 1)
+        stream.write(f"\rVaR recompute [{'#' * filled}{'.' * (width - filled)}] {done}/{total} accounts")
+        if done >= total:
+            stream.write("\n")
+        stream.flush()
+
+    return show
