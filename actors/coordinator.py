@@ -152,7 +152,7 @@ def published_order_ids(bootstrap: str, since_ms: int, timeout: float = 30.0) ->
         meta = c.list_topics(SWEEP_INTENT.name, timeout=timeout)
         parts = sorted(meta.topics[SWEEP_INTENT.name].partitions)
         starts = c.offsets_for_times([TopicPartition(SWEEP_INTENT.name, p, since_ms) for p in parts], timeout=timeout)
-        ends = {p: c.get_watermark_offsets(TopicPartition(SWEEP_INTENT.name, p), timeout=timeout)[1] for p in parts}
+        ends = kafka_clients.high_watermarks(bootstrap, SWEEP_INTENT.name, timeout)
         todo = {tp.partition for tp in starts if 0 <= tp.offset < ends[tp.partition] and tp.offset != OFFSET_END}
         c.assign([tp for tp in starts if tp.partition in todo])
         seen: set[str] = set()

@@ -8,6 +8,7 @@ they stand for is durable.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import threading
@@ -30,6 +31,10 @@ _COORDINATOR_ERRORS = {
     KafkaError.REQUEST_TIMED_OUT,
     KafkaError._TIMED_OUT,
     KafkaError._TRANSPORT,
+    # a fresh topic's leader is elected moments after the metadata says so
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
 }
 
 
@@ -69,8 +74,8 @@ def _log_failed_commit(err: KafkaError | None, partitions: list[TopicPartition])
 
 
 def _retrying(what: str, call: Callable[[], T], timeout: float) -> T:
-    """Group-coordinator calls fail with retriable errors while the broker is still electing one
-    (always on a fresh broker, whose offsets topic is created on first use): retry until the deadline."""
+    """Coordinator and leader lookups fail with retriable errors while a fresh broker is still
+    electing them (its offsets topic is created on first use): retry until the deadline."""
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -160,11 +165,17 @@ def _settle(done: asyncio.Future[Message], err: KafkaError | None, msg: Message)
         done.set_exception(KafkaException(err))
 
 
-def high_watermarks(bootstrap: str, topic: str) -> dict[int, int]:
+def high_watermarks(bootstrap: str, topic: str, timeout: float = 30.0) -> dict[int, int]:
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": "treasury-watermarks"})
     try:
         parts = c.list_topics(topic, timeout=10).topics[topic].partitions
-        return {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in parts}
+
+        def high(partition: int) -> int:
+            low_high = c.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+            assert low_high is not None, "a watermark request either answers or raises"
+            return int(low_high[1])
+
+        return {p: _retrying("read watermarks", functools.partial(high, p), timeout) for p in parts}
     finally:
         c.close()
 
