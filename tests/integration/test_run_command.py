@@ -86,6 +86,19 @@ def test_ingest_sends_a_checked_file(env: dict[str, str], tmp_path: Path) -> Non
     assert sent.returncode == 0 and json.loads(sent.stdout) == {"sent": 2, "undelivered": 0}
 
 
+def test_var_recompute_from_a_file(env: dict[str, str], tmp_path: Path) -> None:
+    flows = tmp_path / "flows.csv"
+    days = [f"2025-01-{d:02d}" for d in range(1, 31)]
+    flows.write_text("account_id,date,net_flow_usd\n" + "".join(
+        f"CLI-VAR-1,{day},{(-1) ** i * (i + 1) * 1000}\n" for i, day in enumerate(days)))
+    assert cli(env, "accounts", "add", "CLI-VAR-1").returncode == 0
+    done = cli(env, "var", "recompute", "--source", str(flows), "--workers", "1", "--accounts", "CLI-VAR-1")
+    assert done.returncode == 0, done.stderr[-2000:]
+    # no system running: stored, not pushed; 30 days < 250 is a short history
+    assert json.loads(done.stdout) == {"accounts": 1, "with_var": 1, "short_history": 1, "pushed": 0}
+    assert "VaR recompute [" in done.stderr
+
+
 def test_run_serves_orders_and_stops_cleanly_on_ctrl_c(env: dict[str, str], tmp_path: Path) -> None:
     port = free_port()
     log = tmp_path / "run.log"
