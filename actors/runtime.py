@@ -29,7 +29,11 @@ from treasury.settings import PolicyConfig, RuntimeSettings, policy_from_mapping
 
 NAMESPACE = "treasury"
 COORDINATOR_NAME = "coordinator"
+SCHEDULER_NAME = "var-scheduler"
 LATENCIES = ("decision_latency_s", "consume_latency_s", "durable_latency_s")
+
+
+_DRIVER_HANDLES: list[Any] = []
 
 
 def shard_name(index: int) -> str:
@@ -121,6 +125,7 @@ class AccountShardActor:
             kafka_clients.producer(s.kafka_bootstrap),
             _RemoteCoordinator(coordinator),
             self._policy,
+            on_closing=_notify_scheduler,
         )
         await self._worker.start()
         self._started.set()
@@ -192,12 +197,23 @@ def stop_actors(settings: RuntimeSettings) -> None:
     """Shards first (their last batch may still hand orders to the coordinator), then the coordinator."""
     handles = [ray.get_actor(shard_name(i), namespace=NAMESPACE) for i in range(settings.shards)]
     handles.append(ray.get_actor(COORDINATOR_NAME, namespace=NAMESPACE))
+    with contextlib.suppress(ValueError):
+        ray.kill(ray.get_actor(SCHEDULER_NAME, namespace=NAMESPACE), no_restart=True)  # holds no durable state
     for group in (handles[:-1], handles[-1:]):
         refs: list[Any] = [h.stop.remote() for h in group]
         for ref in refs:
             # the actor exiting is what stop asks for; Ray reports it as an error to the caller
             with contextlib.suppress(ray.exceptions.RayActorError):
                 ray.get(ref, timeout=60)
+
+
+def _notify_scheduler(account_ids: list[str]) -> None:
+    """Fire and forget: a missing scheduler (not started, restarting) only delays a VaR refresh."""
+    try:
+        ray.get_actor(SCHEDULER_NAME, namespace=NAMESPACE).closing_statements.remote(account_ids)
+    except ValueError:
+        logging.getLogger("treasury.runtime").warning("no VaR scheduler running; closes of %d accounts not signalled",
+                                                      len(account_ids))
 
 
 def start_actors(settings: RuntimeSettings, policy: PolicyConfig) -> tuple[Any, list[Any]]:
@@ -214,7 +230,12 @@ def start_actors(settings: RuntimeSettings, policy: PolicyConfig) -> tuple[Any, 
         shard.run.remote()
         shards.append(shard)
     ray.get([s.ready.remote() for s in shards], timeout=120)
-    logging.getLogger("treasury.runtime").info("coordinator and %d shards running", len(shards))
+    from actors.var_scheduler import VarScheduler  # the scheduler's module imports this one
+
+    scheduler = VarScheduler.options(name=SCHEDULER_NAME, **opts).remote(settings)  # type: ignore[attr-defined]
+    # A named actor owned by this driver is destroyed when the driver's last handle goes; keep them.
+    _DRIVER_HANDLES[:] = [coordinator, *shards, scheduler]
+    logging.getLogger("treasury.runtime").info("coordinator, %d shards and the VaR scheduler running", len(shards))
     return coordinator, shards
 
 

@@ -26,7 +26,7 @@ from actors import kafka_clients
 from actors.account_state import AccountState, Outcome, pending_sweeps
 from actors.coordinator import SubmitResult
 from actors.policy import Decision, DecisionInputs, decide, observed_var_bps
-from schemas.balance_event import BalanceEvent
+from schemas.balance_event import BalanceCode, BalanceEvent
 from schemas.cash_position import CashPosition
 from schemas.errors import MessageRejected, decode_with_source
 from schemas.sweep_order import RiskChecks, SweepOrder
@@ -90,6 +90,7 @@ class ShardWorker:
         sink: OrderSink,
         config: PolicyConfig,
         clock: Callable[[], datetime] = utc_now,
+        on_closing: Callable[[list[str]], None] | None = None,
     ) -> None:
         self.index = index
         self.partitions = owned_partitions(index, shards)
@@ -99,6 +100,7 @@ class ShardWorker:
         self._sink = sink
         self.config = config
         self._clock = clock
+        self._on_closing = on_closing
         self._states: dict[str, AccountState] = {}
         self.totals: dict[str, int] = defaultdict(int)
         self.phase_s: dict[str, float] = defaultdict(float)
@@ -206,6 +208,10 @@ class ShardWorker:
         self._commit(msgs)
         mark("commit offsets")
         self.totals["batches"] += 1
+        closes = sorted({p.event.account_id for p in work
+                         if p.outcome is Outcome.APPLIED and p.event.balance_code is BalanceCode.CLBD})
+        if closes and self._on_closing is not None:
+            self._on_closing(closes)  # yesterday's close is in: VaR can include it
         for outcome, n in stats.outcomes.items():
             self.totals[outcome] += n
         self.totals["orders"] += stats.orders

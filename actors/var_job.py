@@ -7,6 +7,7 @@ yet running) still reads them from the ledger when it next loads the account.
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ import ray
 
 from actors.runtime import NAMESPACE, shard_name
 from risk.history import FlowHistory, build_matrix, load_history
-from risk.pool import VarPool
+from risk.pool import DEFAULT_CHUNK_ROWS, VarPool
 from storage import balances, var_results
 from storage.db import Executor
 from storage.history import closing_flows
@@ -63,7 +64,9 @@ async def recompute(
 ) -> RecomputeSummary:
     """The whole job; the Python API for notebooks is this function (Ray must be initialised)."""
     history = await load(db, source, window, accounts)
-    result = VarPool(workers).compute(history.flows, confidence, progress=progress)
+    # The pool blocks on Ray futures: keep the caller's event loop (an actor's, a CLI's) free.
+    result = await asyncio.to_thread(VarPool(workers).compute, history.flows, confidence, 1,
+                                     DEFAULT_CHUNK_ROWS, progress)
     available = await balances.latest_positions(db, history.account_ids)
     rows = [
         _row(account, history.last_date[i], window, confidence, int(result.days[i]), result.var[i], result.es[i],
@@ -71,7 +74,7 @@ async def recompute(
         for i, account in enumerate(history.account_ids)
     ]
     await var_results.upsert_many(db, rows)
-    pushed = push_to_shards(rows, shards) if shards else 0
+    pushed = await asyncio.to_thread(push_to_shards, rows, shards) if shards else 0
     with_var = sum(r.var_usd is not None for r in rows)
     return RecomputeSummary(len(rows), with_var, sum(r.days < window for r in rows), pushed)
 

@@ -19,10 +19,12 @@ from confluent_kafka import KafkaException
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 
 from actors import kafka_clients
 from schemas.bank_formats import sniff_and_parse
-from schemas.errors import MessageRejected, field_path
+from schemas.errors import MessageRejected, decode, field_path
+from schemas.types import AccountId
 from serve_app.ingest import check_ingestible
 from storage import accounts, orders
 from storage.db import create_pool
@@ -41,12 +43,26 @@ class ShardLookup(Protocol):
     async def ready(self) -> bool: ...
 
 
+class RiskJobs(Protocol):
+    async def submit(self, accounts: list[str] | None, window: int | None, confidence: float) -> str: ...
+    async def status(self, job_id: str) -> dict[str, Any] | None: ...
+
+
+class RecomputeRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    accounts: list[AccountId] | None = Field(default=None, max_length=100_000, description="default: every account")
+    window: int | None = Field(default=None, ge=2, le=5000, description="days; default VAR_WINDOW_DAYS")
+    confidence: float = Field(default=0.99, gt=0.5, lt=1)
+
+
 class Backend:
     """Connections a replica opens once, lazily, so the app starts even while a part is down."""
 
-    def __init__(self, settings: RuntimeSettings, shards: ShardLookup) -> None:
+    def __init__(self, settings: RuntimeSettings, shards: ShardLookup, risk_jobs: RiskJobs | None = None) -> None:
         self.settings = settings
         self.shards = shards
+        self.risk_jobs = risk_jobs
         self._pool: asyncpg.Pool | None = None
         self._producer: kafka_clients.AsyncProducer | None = None
         self._lock = asyncio.Lock()
@@ -241,5 +257,23 @@ def build_app(backend: Backend) -> FastAPI:
         if pos is None:
             return error(404, "account_id", f"no live position for {account_id!r}")
         return JSONResponse(pos)
+
+    @app.post("/risk/var/recompute", status_code=202, tags=["risk"])
+    async def var_recompute(request: Request) -> JSONResponse:
+        """Start a VaR recompute on the Ray pool; poll the returned job id."""
+        body = await request.body()
+        spec = decode(RecomputeRequest, body) if body.strip() else RecomputeRequest()
+        if backend.risk_jobs is None:
+            return error(503, "$", "the VaR scheduler is not running")
+        job_id = await backend.risk_jobs.submit(spec.accounts, spec.window, spec.confidence)
+        return JSONResponse({"job_id": job_id, "status": "queued"}, status_code=202)
+
+    @app.get("/risk/var/recompute/{job_id}", tags=["risk"])
+    async def var_recompute_status(job_id: str) -> JSONResponse:
+        """queued | running | done (with counts) | failed (with the error)."""
+        job = await backend.risk_jobs.status(job_id) if backend.risk_jobs is not None else None
+        if job is None:
+            return error(404, "job_id", f"no VaR job {job_id!r}")
+        return JSONResponse(job)
 
     return app

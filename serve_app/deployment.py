@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from ray import serve
 from ray.serve import Application
 
-from actors.runtime import shard_handles
+from actors.runtime import NAMESPACE, SCHEDULER_NAME, shard_handles
 from serve_app.api import Backend, build_app
 from treasury.logs import configure_logging
 from treasury.settings import RuntimeSettings
@@ -46,11 +46,26 @@ class RayShards:
         return True
 
 
+class RayRiskJobs:
+    """VaR jobs run in the named scheduler actor, so a job outlives the request (and the replica)."""
+
+    def _scheduler(self) -> Any:
+        return ray.get_actor(SCHEDULER_NAME, namespace=NAMESPACE)
+
+    async def submit(self, accounts: list[str] | None, window: int | None, confidence: float) -> str:
+        job_id: str = await self._scheduler().submit.remote(accounts, window, confidence)
+        return job_id
+
+    async def status(self, job_id: str) -> dict[str, Any] | None:
+        job: dict[str, Any] | None = await self._scheduler().status.remote(job_id)
+        return job
+
+
 def build_ingress_app() -> FastAPI:
     """Called inside each replica: settings come from the replica's environment."""
     configure_logging()
     settings = RuntimeSettings.from_env()
-    return build_app(Backend(settings, RayShards(settings.shards)))
+    return build_app(Backend(settings, RayShards(settings.shards), RayRiskJobs()))
 
 
 @serve.deployment(

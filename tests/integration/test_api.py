@@ -187,3 +187,11 @@ async def test_a_file_with_one_unknown_account_sends_nothing(api: httpx.AsyncCli
     assert r.status_code == 422 and "NOT-REGISTERED" in r.json()["error"]["reason"]
     await pipeline.step()
     assert await pipeline.balances_for([a.account_id]) == []
+
+
+async def test_var_jobs_without_a_scheduler(api: httpx.AsyncClient) -> None:
+    r = await api.post("/risk/var/recompute")
+    assert r.status_code == 503 and "scheduler" in r.json()["error"]["reason"]
+    assert (await api.get("/risk/var/recompute/x")).status_code == 404
+    bad = await api.post("/risk/var/recompute", json={"accounts": ["has space"]})
+    assert bad.status_code == 422 and bad.json()["error"]["field"] == "accounts.0"

@@ -340,3 +340,45 @@ async def test_recomputed_var_above_the_limit_turns_the_next_order_into_fed_rrp(
     # 300,000 / 20,000,000 = 150 bps > 10: the whole excess (20,000,000 - 9,400,000 pending) overnight
     assert second["product"] == "FED_RRP" and second["amount_usd"] == Decimal("10600000.0000")
     assert second["payload"]["risk_checks"]["observed_var_bps"] == pytest.approx(150.0)
+
+
+async def test_var_recompute_jobs_over_rest(system: System, client: httpx.AsyncClient, pool: asyncpg.Pool) -> None:
+    [a] = new_accounts()
+    await register(pool, [a])
+    t0 = datetime.now(UTC) - timedelta(days=30)
+    await balances.insert_batch(pool, [
+        BalanceRow(a.account_id, f"c{d}", t0 + timedelta(days=d), "PRIOR_DAY", "CLBD", None,
+                   Decimal(1_000_000 - 1_000 * d * d), "USD", None, True, {}, True) for d in range(12)])
+    started = await client.post("/risk/var/recompute", json={"accounts": [a.account_id], "window": 250})
+    assert started.status_code == 202 and started.json()["status"] == "queued"
+    job_id = started.json()["job_id"]
+
+    async def finished() -> dict | None:
+        job = (await client.get(f"/risk/var/recompute/{job_id}")).json()
+        return job if job["status"] in ("done", "failed") else None
+
+    job = await wait_for(finished, what="VaR job")
+    assert job["status"] == "done" and job["counts"] == {"accounts": 1, "with_var": 1, "short_history": 1, "pushed": 0}
+    # flows -1,000 x (2d - 1) for d = 1..11: the worst of 11 days is -21,000
+    assert (await var_results.latest(pool, [a.account_id]))[a.account_id].var_usd == Decimal("21000.0000")
+    assert (await client.get("/risk/var/recompute/nope")).status_code == 404
+    bad = await client.post("/risk/var/recompute", json={"confidence": 2})
+    assert bad.status_code == 422 and bad.json()["error"]["field"] == "confidence"
+
+
+async def test_closing_statements_trigger_a_var_recompute(system: System, pool: asyncpg.Pool) -> None:
+    [a] = new_accounts()
+    await register(pool, [a])
+    t0 = datetime.now(UTC) - timedelta(days=20)
+    closes = [BalanceEvent(event_id=f"close-{d}", account_id=a.account_id, as_of_ts=t0 + timedelta(days=d),
+                           kind=BalanceKind.PRIOR_DAY, balance_code="CLBD",  # type: ignore[arg-type]
+                           booked_usd=Decimal(2_000_000 + (50_000 if d % 2 else -50_000)))
+              for d in range(8)]
+    produce_events(system.settings.kafka_bootstrap, closes)
+
+    async def refreshed() -> bool:
+        latest = await var_results.latest(pool, [a.account_id])
+        return a.account_id in latest and latest[a.account_id].days == 7
+
+    await wait_for(refreshed, timeout=90, what="VaR recomputed after the closing statements")
+    assert (await var_results.latest(pool, [a.account_id]))[a.account_id].var_usd == Decimal("100000.0000")
