@@ -67,6 +67,16 @@ def consumer(bootstrap: str, group: str = CONSUMER_GROUP, **overrides: Any) -> C
     return Consumer(config)
 
 
+def produce_waiting(p: Producer, topic: str, key: bytes, value: bytes, wait_s: float = 0.05) -> None:
+    """Produce, waiting for room when the local queue is full (bulk senders outrun the broker)."""
+    while True:
+        try:
+            p.produce(topic, key=key, value=value)
+            return
+        except BufferError:
+            p.poll(wait_s)
+
+
 def _log_failed_commit(err: KafkaError | None, partitions: list[TopicPartition]) -> None:
     """A failed asynchronous commit costs a replay after a restart (harmless), so it is logged, not raised."""
     if err is not None:

@@ -63,12 +63,7 @@ def produce(bootstrap: str, values: list[tuple[bytes, bytes]], rate: float | Non
     p = kafka_clients.producer(bootstrap, **{"linger.ms": 20 if rate is None else 1})
     started = time.monotonic()
     for i, (key, value) in enumerate(values):
-        while True:
-            try:
-                p.produce(BALANCE_EVENTS.name, key=key, value=value)
-                break
-            except BufferError:
-                p.poll(0.01)
+        kafka_clients.produce_waiting(p, BALANCE_EVENTS.name, key, value, wait_s=0.01)
         if rate is not None:
             ahead = (i + 1) / rate - (time.monotonic() - started)
             if ahead > 0:

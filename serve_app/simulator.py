@@ -20,6 +20,7 @@ from decimal import Decimal
 
 from confluent_kafka import Producer
 
+from actors.kafka_clients import produce_waiting
 from schemas.balance_event import BalanceCode, BalanceEvent, BalanceKind
 from storage.accounts import Account
 from treasury.topics import BALANCE_EVENTS
@@ -131,13 +132,7 @@ def encode(event: BalanceEvent) -> tuple[bytes, bytes]:
 def produce_all(producer: Producer, events: Sequence[BalanceEvent]) -> int:
     """Send as fast as the broker takes them; returns how many were not delivered."""
     for event in events:
-        key, value = encode(event)
-        while True:
-            try:
-                producer.produce(BALANCE_EVENTS.name, key=key, value=value)
-                break
-            except BufferError:
-                producer.poll(0.05)
+        produce_waiting(producer, BALANCE_EVENTS.name, *encode(event))
     return producer.flush(60)
 
 
