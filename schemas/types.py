@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from decimal import Decimal
 from typing import Annotated
 
@@ -37,7 +36,3 @@ OrderAmount = Annotated[
 ]
 Bps = Annotated[float, Field(ge=0, le=1_000_000, allow_inf_nan=False)]
 
-
-def utc(value: datetime) -> datetime:
-    """Re-exported so model code reads `utc(x)` rather than reaching into the clock module."""
-    return as_utc(value)

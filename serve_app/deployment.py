@@ -89,6 +89,3 @@ def deploy(settings: RuntimeSettings) -> None:
     serve.start(http_options={"host": settings.serve_host, "port": settings.serve_port})
     serve.run(application(settings), name=APP_NAME, route_prefix="/")
 
-
-def ray_connected() -> bool:
-    return bool(ray.is_initialized())

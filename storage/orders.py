@@ -159,8 +159,3 @@ async def open_orders(db: Executor, account_ids: Sequence[str], acked_after: dat
         acked_after,
     )
     return [OpenOrder(r["account_id"], r["amount_usd"], r["status"], r["acked_ts"]) for r in records]
-
-
-async def count_by_status(db: Executor) -> dict[str, int]:
-    rows = await db.fetch("SELECT status, count(*) AS n FROM sweep_order GROUP BY status")
-    return {row["status"]: int(row["n"]) for row in rows}
