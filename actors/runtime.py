@@ -25,6 +25,7 @@ from actors.shard import BatchStats, ShardWorker
 from storage.db import create_pool
 from storage.orders import NewOrder
 from treasury.logs import configure_logging
+from treasury.metrics import ShardMetrics
 from treasury.settings import PolicyConfig, RuntimeSettings, policy_from_mapping
 
 NAMESPACE = "treasury"
@@ -162,6 +163,9 @@ class AccountShardActor:
         await self._started.wait()
         assert self._worker is not None
         return self._worker.set_var(account_id, var_usd, days)
+
+    async def metrics(self) -> ShardMetrics | None:
+        return self._worker.metrics() if self._worker is not None else None
 
     async def set_vars(self, items: list[tuple[str, float | None, int | None]]) -> int:
         """VaR results from a recompute; returns how many accounts this shard holds and updated."""

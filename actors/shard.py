@@ -17,6 +17,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, Protocol, TypeVar
 
 import asyncpg
@@ -36,6 +37,7 @@ from storage.orders import NewOrder, OpenOrder
 from treasury.clock import utc_now
 from treasury.faults import crash_point
 from treasury.ids import new_order_id, new_trace_id
+from treasury.metrics import LatencyHistogram, ShardMetrics
 from treasury.money import ZERO
 from treasury.settings import PolicyConfig
 from treasury.topics import BALANCE_EVENTS, BALANCE_EVENTS_DLQ, CASH_POSITIONS
@@ -104,6 +106,8 @@ class ShardWorker:
         self._states: dict[str, AccountState] = {}
         self.totals: dict[str, int] = defaultdict(int)
         self.phase_s: dict[str, float] = defaultdict(float)
+        self._latency = LatencyHistogram()
+        self._swept: dict[str, Decimal] = defaultdict(Decimal)
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
@@ -215,6 +219,9 @@ class ShardWorker:
         for outcome, n in stats.outcomes.items():
             self.totals[outcome] += n
         self.totals["orders"] += stats.orders
+        self._latency.observe_many(stats.decision_latency_s)
+        for product, usd in stats.swept_usd.items():
+            self._swept[product] += usd
         return stats
 
     async def _with_conn(self, query: Callable[..., Awaitable[T]], *args: Any) -> T:
@@ -457,6 +464,20 @@ class ShardWorker:
 
     def apply_config(self, config: PolicyConfig) -> None:
         self.config = config
+
+    def metrics(self) -> ShardMetrics:
+        """What /metrics shows of this shard: totals since start, lag and the accounts' VaR in bps."""
+        lag: dict[int, int] = {}
+        for tp in self._consumer.position(self._consumer.assignment()):
+            _, high = self._consumer.get_watermark_offsets(tp, cached=True) or (0, 0)
+            if tp.offset >= 0 and high >= 0:
+                lag[tp.partition] = max(0, high - tp.offset)
+        var_bps = {
+            account: bps for account, state in self._states.items() if state.available_usd is not None
+            and (bps := observed_var_bps(state.var_usd, state.available_usd)) is not None
+        }
+        outcomes = {k: int(v) for k, v in self.totals.items() if k in {o.value for o in Outcome}}
+        return ShardMetrics(dict(self._swept), outcomes, list(self._latency.counts), self._latency.total, lag, var_bps)
 
     def stats(self) -> dict[str, Any]:
         return {"index": self.index, "partitions": self.partitions, "accounts": len(self._states), **self.totals,

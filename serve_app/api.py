@@ -18,7 +18,8 @@ import asyncpg
 from confluent_kafka import KafkaException
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, Field
 
 from actors import kafka_clients
@@ -30,6 +31,7 @@ from storage import accounts, orders
 from storage.db import create_pool
 from storage.orders import IllegalTransition, OrderNotFound
 from treasury.ids import new_trace_id
+from treasury.metrics import ShardMetrics, render
 from treasury.settings import RuntimeSettings
 from treasury.topics import BALANCE_EVENTS
 
@@ -41,6 +43,7 @@ CURSOR_PREFIX = "c1."
 class ShardLookup(Protocol):
     async def position(self, account_id: str) -> dict[str, Any] | None: ...
     async def ready(self) -> bool: ...
+    async def metrics(self) -> list[ShardMetrics]: ...
 
 
 class RiskJobs(Protocol):
@@ -169,6 +172,13 @@ def build_app(backend: Backend) -> FastAPI:
         ok = all(v == "ok" for v in checks.values())
         body = {"status": "ready" if ok else "not ready", "checks": checks}
         return JSONResponse(body, status_code=200 if ok else 503)
+
+    @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
+    async def metrics() -> PlainTextResponse:
+        """Prometheus exposition: the spec's metrics and the operator's, gathered for this scrape."""
+        rows = await (await backend.pool()).fetch("SELECT status, count(*) AS n FROM sweep_order GROUP BY status")
+        body = render(await backend.shards.metrics(), {r["status"]: int(r["n"]) for r in rows})
+        return PlainTextResponse(body.decode(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/sweep-intent", tags=["orders"])
     async def pull(

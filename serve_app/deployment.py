@@ -13,6 +13,7 @@ from ray.serve import Application
 from actors.runtime import NAMESPACE, SCHEDULER_NAME, shard_handles
 from serve_app.api import Backend, build_app
 from treasury.logs import configure_logging
+from treasury.metrics import ShardMetrics
 from treasury.settings import RuntimeSettings
 
 APP_NAME = "treasury"
@@ -37,6 +38,11 @@ class RayShards:
         calls = [h.position.remote(account_id) for h in self._all()]
         results = await asyncio.wait_for(asyncio.gather(*calls), SHARD_CALL_TIMEOUT_S)
         return next((r for r in results if r is not None), None)
+
+    async def metrics(self) -> list[ShardMetrics]:
+        results = await asyncio.wait_for(asyncio.gather(*[h.metrics.remote() for h in self._all()]),
+                                         SHARD_CALL_TIMEOUT_S)
+        return [r for r in results if r is not None]
 
     async def ready(self) -> bool:
         try:

@@ -18,6 +18,7 @@ from actors.shard import ShardWorker
 from serve_app.api import Backend, build_app, decode_cursor, encode_cursor
 from tests.integration.camt_samples import camt053, finastra
 from tests.integration.conftest import Pipeline, new_accounts, register
+from treasury.metrics import ShardMetrics
 from treasury.settings import RuntimeSettings
 
 pytestmark = pytest.mark.integration
@@ -32,6 +33,9 @@ class LocalShards:
     async def position(self, account_id: str) -> dict[str, Any] | None:
         pos = self.worker.position(account_id) if self.worker else None
         return None if pos is None else pos.model_dump(mode="json", exclude_none=True)
+
+    async def metrics(self) -> list[ShardMetrics]:
+        return [self.worker.metrics()] if self.worker else []
 
     async def ready(self) -> bool:
         if self.worker is None:
@@ -78,6 +82,10 @@ async def test_post_balance_to_ack(api: httpx.AsyncClient, pipeline: Pipeline) -
     pos = (await api.get(f"/accounts/{a.account_id}/position")).json()
     assert pos["available_usd"] == "10000000" and pos["excess_usd"] == "9000000.0000"
     assert (await api.get("/accounts/NOBODY/position")).status_code == 404
+
+    exposition = (await api.get("/metrics")).text
+    assert 'treasury_swept_usd_total{product="TBILL_4W"}' in exposition
+    assert "sweep_decision_latency_seconds_bucket" in exposition and 'treasury_orders{status="SENT"}' in exposition
 
     oid = row["order_id"]
     failed = await api.post(f"/sweep-intent/{oid}/fail", json={"reason": "account frozen"})

@@ -197,6 +197,11 @@ async def test_rest_round_trip(system: System, client: httpx.AsyncClient, pool: 
     assert (await client.get("/sweep-intent", params={"after": "garbage"})).json()["error"]["field"] == "after"
     assert (await client.get("/sweep-intent", params={"limit": 0})).json()["error"]["field"] == "limit"
     assert (await client.get("/docs")).status_code == 200
+    metrics = (await client.get("/metrics")).text
+    for name in ("treasury_swept_usd_total", "treasury_var_bps", "sweep_decision_latency_seconds_bucket",
+                 "treasury_orders", "treasury_balance_events_total", "treasury_consumer_lag",
+                 "treasury_outbox_orders", "treasury_config_version"):
+        assert name in metrics, name
 
 
 async def _ready(client: httpx.AsyncClient) -> dict | None:
