@@ -35,7 +35,8 @@ class VarPool:
     def __init__(self, workers: int) -> None:
         if workers < 1:
             raise ValueError("a VaR pool needs at least one worker")
-        opts: dict[str, Any] = {"namespace": NAMESPACE, "get_if_exists": True}
+        # SPREAD: on a multi-node cluster the workers land on different nodes, each with its own cores.
+        opts: dict[str, Any] = {"namespace": NAMESPACE, "get_if_exists": True, "scheduling_strategy": "SPREAD"}
         self.workers = [VarWorker.options(name=f"var-worker-{i}", **opts).remote() for i in range(workers)]  # type: ignore[attr-defined]
 
     def compute(
