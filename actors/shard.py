@@ -76,7 +76,7 @@ class _Pending:
     source: dict[str, Any]  # the event as received, stored verbatim in raw_event
     trace_id: str
     outcome: Outcome
-    row_id: int | None = None
+    row_id: int | None = None  # set when the ledger already holds the row, undecided
     decision: Decision | None = None
     order: NewOrder | None = None
 
@@ -159,7 +159,7 @@ class ShardWorker:
                 rejects.append((item.msg, MessageRejected("account_id", f"unknown account {item.event.account_id!r}")))
         earliest = min((p.event.as_of_ts for p in valid), default=self._clock())
         existing, open_orders = await asyncio.gather(
-            self._with_conn(_existing, [(p.event.account_id, p.event.event_id) for p in valid]),
+            self._with_conn(balances.existing, [(p.event.account_id, p.event.event_id) for p in valid]),
             self._with_conn(orders.open_orders, sorted({p.event.account_id for p in valid}), earliest),
         )
         mark("read ledger")
@@ -171,14 +171,15 @@ class ShardWorker:
         work: list[_Pending] = []
         for item in valid:
             key = (item.event.account_id, item.event.event_id)
-            if key in seen or existing.get(key) is True:
+            held = existing.get(key)
+            if key in seen or (held is not None and held[1]):
                 stats.outcomes[Outcome.DUPLICATE] += 1
                 continue
             seen.add(key)
             state = self._states[item.event.account_id]
             item.outcome = state.apply(item.event)
-            if key in existing:  # stored by a crashed attempt, never decided: decide again
-                item.row_id = -1
+            if held is not None:  # stored by a crashed attempt, never decided: decide again
+                item.row_id = held[0]
             work.append(item)
             stats.outcomes[item.outcome] += 1
             if item.outcome is Outcome.APPLIED and item.event.available_usd is not None:
@@ -197,12 +198,14 @@ class ShardWorker:
         self._dead_letter(rejects)
         stats.outcomes[Outcome.INVALID] += len(rejects)
         # Balance rows and orders are independent until both are durable: write them concurrently.
-        (inserted, redo), _ = await asyncio.gather(self._store_balances(work), self._submit_orders(work, stats))
+        inserted, _ = await asyncio.gather(self._store_balances(work), self._submit_orders(work, stats))
         mark("write balances + orders")
         with_orders = {(p.event.account_id, p.event.event_id) for p in work if p.order is not None}
         crash_point("shard_after_orders")
         await balances.mark_decided(
-            self._pool, [row_id for key, row_id in inserted.items() if key in with_orders] + list(redo.values())
+            self._pool,
+            [row_id for key, row_id in inserted.items() if key in with_orders]
+            + [p.row_id for p in work if p.row_id is not None],
         )
         mark("mark decided")
         remaining = await asyncio.to_thread(self._producer.flush, 30.0)
@@ -228,14 +231,11 @@ class ShardWorker:
         async with self._pool.acquire() as conn:
             return await query(conn, *args)
 
-    async def _store_balances(
-        self, work: Sequence[_Pending]
-    ) -> tuple[dict[tuple[str, str], int], dict[tuple[str, str], int]]:
+    async def _store_balances(self, work: Sequence[_Pending]) -> dict[tuple[str, str], int]:
         async with self._pool.acquire() as conn:
             inserted = await balances.insert_batch(conn, [self._row(p) for p in work if p.row_id is None])
-            redo = await balances.undecided(conn, [(p.event.account_id, p.event.event_id) for p in work if p.row_id])
         crash_point("shard_after_balances")
-        return inserted, redo
+        return inserted
 
     async def _submit_orders(self, work: Sequence[_Pending], stats: BatchStats) -> None:
         new_orders = [p.order for p in work if p.order is not None]
@@ -482,22 +482,6 @@ class ShardWorker:
     def stats(self) -> dict[str, Any]:
         return {"index": self.index, "partitions": self.partitions, "accounts": len(self._states), **self.totals,
                 "phase_s": dict(self.phase_s)}
-
-
-async def _existing(conn: asyncpg.Connection, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], bool]:
-    """Which of these events the ledger holds already, and whether their decision is durable."""
-    if not keys:
-        return {}
-    rows = await conn.fetch(
-        """
-        SELECT b.account_id, b.event_id, b.decided_ts IS NOT NULL AS decided FROM balance b
-        JOIN unnest($1::varchar[], $2::varchar[]) AS k(account_id, event_id)
-          ON b.account_id = k.account_id AND b.event_id = k.event_id
-        """,
-        [k[0] for k in keys],
-        [k[1] for k in keys],
-    )
-    return {(r["account_id"], r["event_id"]): bool(r["decided"]) for r in rows}
 
 
 class _Stopwatch:

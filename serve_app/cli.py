@@ -231,17 +231,10 @@ async def _send(events: list[BalanceEvent]) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from actors import kafka_clients
-    from serve_app import simulator
-    from serve_app.main_job import seed_accounts
+    from serve_app.main_job import feed
     from treasury.settings import RuntimeSettings
 
-    settings = RuntimeSettings.from_env()
-    profiles = simulator.make_accounts(args.accounts)
-    asyncio.run(seed_accounts(settings, profiles))
-    feed = simulator.live(profiles, args.rate)
-    producer = kafka_clients.producer(settings.kafka_bootstrap)
-    sent = asyncio.run(simulator.stream(producer, feed.events(), args.rate, asyncio.Event(), args.count))
+    sent = asyncio.run(feed(RuntimeSettings.from_env(), args.accounts, args.rate, asyncio.Event(), args.count))
     print(json.dumps({"sent": sent}))
     return 0
 

@@ -61,13 +61,13 @@ def start_system(settings: RuntimeSettings, policy: PolicyConfig) -> None:
     deploy(settings)
 
 
-async def _simulate(settings: RuntimeSettings, opts: RunOptions, stop: asyncio.Event) -> None:
-    profiles = simulator.make_accounts(opts.accounts)
+async def feed(settings: RuntimeSettings, accounts: int, rate: float, stop: asyncio.Event,
+               limit: int | None = None) -> int:
+    """Register the simulated accounts, then stream their live feed until ``stop`` (or ``limit``)."""
+    profiles = simulator.make_accounts(accounts)
     await seed_accounts(settings, profiles)
-    feed = simulator.live(profiles, opts.rate)
     producer = kafka_clients.producer(settings.kafka_bootstrap)
-    sent = await simulator.stream(producer, feed.events(), opts.rate, stop)
-    log.info("simulator stopped after %d events", sent)
+    return await simulator.stream(producer, simulator.live(profiles, rate).events(), rate, stop, limit)
 
 
 def run(opts: RunOptions) -> int:
@@ -89,7 +89,8 @@ def run(opts: RunOptions) -> int:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop.set)
             if opts.simulate:
-                await _simulate(settings, opts, stop)
+                sent = await feed(settings, opts.accounts, opts.rate, stop)
+                log.info("simulator stopped after %d events", sent)
             await stop.wait()
 
         asyncio.run(main())

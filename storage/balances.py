@@ -61,21 +61,24 @@ async def insert_batch(db: Executor, rows: Sequence[BalanceRow]) -> dict[tuple[s
     return {(rec["account_id"], rec["event_id"]): rec["id"] for rec in records}
 
 
-async def undecided(db: Executor, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int]:
-    """Rows stored by an attempt that crashed before its decision was durable: decide them again."""
+async def existing(db: Executor, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, bool]]:
+    """Which of these events the ledger holds already: row id, and whether its decision is durable.
+
+    A row that is held but not decided was stored by an attempt that crashed before its decision
+    was recorded: the caller decides it again and marks it by id.
+    """
     if not keys:
         return {}
     records = await db.fetch(
         """
-        SELECT b.id, b.account_id, b.event_id FROM balance b
+        SELECT b.id, b.account_id, b.event_id, b.decided_ts IS NOT NULL AS decided FROM balance b
         JOIN unnest($1::varchar[], $2::varchar[]) AS k(account_id, event_id)
           ON b.account_id = k.account_id AND b.event_id = k.event_id
-        WHERE b.decided_ts IS NULL
         """,
         [k[0] for k in keys],
         [k[1] for k in keys],
     )
-    return {(rec["account_id"], rec["event_id"]): rec["id"] for rec in records}
+    return {(r["account_id"], r["event_id"]): (r["id"], bool(r["decided"])) for r in records}
 
 
 async def mark_decided(db: Executor, ids: Sequence[int]) -> None:

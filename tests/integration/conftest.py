@@ -6,6 +6,7 @@ Postgres started by the ``stack`` fixture; the Ray tests run the same classes in
 
 from __future__ import annotations
 
+import socket
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -67,6 +68,13 @@ class Pipeline:
             return bool(decided >= events and unsent == 0)
 
         await poll_until(self.step, done, timeout)
+
+
+def free_port() -> int:
+    """A loopback port free right now, for a server a test starts (Serve, the run command)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def new_accounts(n: int = 1, **kw: object) -> list[Account]:

@@ -98,9 +98,10 @@ async def test_balance_rows_are_idempotent_per_account_and_event(pool: asyncpg.P
     first = await balances.insert_batch(pool, [row])
     assert list(first) == [(a.account_id, "e1")]
     assert await balances.insert_batch(pool, [row]) == {}
-    assert await balances.undecided(pool, [(a.account_id, "e1")]) == first
+    [row_id] = first.values()
+    assert await balances.existing(pool, [(a.account_id, "e1")]) == {(a.account_id, "e1"): (row_id, False)}
     await balances.mark_decided(pool, list(first.values()))
-    assert await balances.undecided(pool, [(a.account_id, "e1")]) == {}
+    assert await balances.existing(pool, [(a.account_id, "e1")]) == {(a.account_id, "e1"): (row_id, True)}
     latest = await balances.latest_positions(pool, [a.account_id])
     assert latest[a.account_id]["avail_usd"] == Decimal("1.2346")  # numeric(20,4) as spec section 6
     with pytest.raises(asyncpg.UniqueViolationError, match="balance_account_event_uq"):

@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
+import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -22,15 +22,10 @@ import psutil
 import pytest
 
 from tests.integration.camt_samples import camt053
+from tests.integration.conftest import free_port
 
 pytestmark = pytest.mark.integration
 CLI = [sys.executable, "-m", "serve_app.cli"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def first_simulated_order(base: str) -> dict[str, object] | None:
@@ -77,11 +72,12 @@ def test_infra_status_accounts_and_simulate(env: dict[str, str]) -> None:
 
 
 def test_ingest_sends_a_checked_file(env: dict[str, str], tmp_path: Path) -> None:
+    account = f"CLI-INGEST-{uuid.uuid4().hex[:8]}"  # unknown until this test registers it, on any stack
     statement = tmp_path / "statement.xml"
-    statement.write_bytes(camt053("CLI-INGEST-1"))
+    statement.write_bytes(camt053(account))
     refused = cli(env, "ingest", str(statement))
-    assert refused.returncode == 2 and "unknown account 'CLI-INGEST-1'" in refused.stderr
-    assert cli(env, "accounts", "add", "CLI-INGEST-1").returncode == 0
+    assert refused.returncode == 2 and f"unknown account '{account}'" in refused.stderr
+    assert cli(env, "accounts", "add", account).returncode == 0
     sent = cli(env, "ingest", str(statement))
     assert sent.returncode == 0 and json.loads(sent.stdout) == {"sent": 2, "undelivered": 0}
 
