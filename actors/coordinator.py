@@ -10,6 +10,7 @@ marked SENT rather than published a second time.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import time
 from collections import deque
@@ -26,6 +27,8 @@ from schemas.catalog import VERSIONS
 from storage import orders
 from storage.orders import NewOrder
 from treasury.faults import crash_point
+from treasury.keyring import Keyring
+from treasury.signing import sign_orders
 from treasury.topics import SWEEP_INTENT
 
 log = logging.getLogger("treasury.coordinator")
@@ -44,8 +47,11 @@ class SubmitResult:
 
 
 class Coordinator:
-    def __init__(self, pool: asyncpg.Pool, producer: Producer, bootstrap: str) -> None:
+    def __init__(self, pool: asyncpg.Pool, producer: Producer, bootstrap: str, *, keyring: Keyring,
+                 signing_key: str) -> None:
         self._pool = pool
+        self._keyring = keyring
+        self._signing_key = signing_key
         self._producer = producer
         self._bootstrap = bootstrap
         self._write_lock = asyncio.Lock()
@@ -74,6 +80,7 @@ class Coordinator:
         """Make the orders durable (one transaction) and start publishing them; returns when durable."""
         if not new_orders:
             return []
+        new_orders = await asyncio.to_thread(self._signed, new_orders)
         async with self._write_lock, self._pool.acquire() as conn:
             rows, inserted = await orders.insert_new(conn, new_orders)
         crash_point("coordinator_after_write")
@@ -85,18 +92,25 @@ class Coordinator:
             for row in rows
         ]
 
+    def _signed(self, new_orders: Sequence[NewOrder]) -> list[NewOrder]:
+        """Signed before they are written: the ledger, the topic and the REST pull carry one payload."""
+        payloads = sign_orders(self._keyring, self._signing_key, [o.payload for o in new_orders])
+        return [dataclasses.replace(o, payload=p) for o, p in zip(new_orders, payloads, strict=True)]
+
     def _publish(self, rows: Sequence[asyncpg.Record]) -> None:
         for row in rows:
             order_id = row["order_id"]
             if order_id in self._in_flight:
                 continue
             self._in_flight[order_id] = row
+            payload = row["payload"]
             self._producer.produce(
                 SWEEP_INTENT.name,
                 key=order_id.encode(),
                 value=kafka_clients.dumps(row["payload"]),
                 headers=kafka_clients.headers(
-                    trace_id=row["trace_id"], schema_version=SCHEMA_HEADER, content_type="application/json"
+                    trace_id=row["trace_id"], schema_version=SCHEMA_HEADER, content_type="application/json",
+                    signature=payload.get("signature"), signing_key_version=_text(payload.get("signing_key_version")),
                 ),
                 on_delivery=self._on_delivery,
             )
@@ -143,6 +157,10 @@ class Coordinator:
 
     async def stats(self) -> dict[str, Any]:
         return {"in_flight": len(self._in_flight), "published": self.published}
+
+
+def _text(value: object) -> str | None:
+    return None if value is None else str(value)
 
 
 def published_order_ids(bootstrap: str, since_ms: int, timeout: float = 30.0) -> set[str]:

@@ -24,6 +24,8 @@ from actors.coordinator import Coordinator, SubmitResult
 from actors.shard import BatchStats, ShardWorker
 from storage.db import create_pool
 from storage.orders import NewOrder
+from treasury.envelope import EnvelopeCipher
+from treasury.keyring import keyring_from_settings
 from treasury.logs import configure_logging
 from treasury.metrics import ShardMetrics
 from treasury.settings import PolicyConfig, RuntimeSettings, policy_from_mapping
@@ -56,7 +58,9 @@ class CoordinatorActor:
             return  # already running: a second `run` call (e.g. from a re-attached driver) is a no-op
         pool = await create_pool(self._settings.database_url, max_size=4)
         producer = kafka_clients.producer(self._settings.kafka_bootstrap, **{"linger.ms": 1})
-        self._core = Coordinator(pool, producer, self._settings.kafka_bootstrap)
+        self._core = Coordinator(pool, producer, self._settings.kafka_bootstrap,
+                                 keyring=keyring_from_settings(self._settings),
+                                 signing_key=self._settings.order_signing_key)
         await self._core.start()
         self._started.set()
         try:
@@ -127,6 +131,7 @@ class AccountShardActor:
             _RemoteCoordinator(coordinator),
             self._policy,
             on_closing=_notify_scheduler,
+            cipher=EnvelopeCipher(keyring_from_settings(s), s.data_key),
         )
         await self._worker.start()
         self._started.set()

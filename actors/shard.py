@@ -35,6 +35,7 @@ from storage import accounts, balances, orders, var_results
 from storage.balances import BalanceRow
 from storage.orders import NewOrder, OpenOrder
 from treasury.clock import utc_now
+from treasury.envelope import EnvelopeCipher, row_context
 from treasury.faults import crash_point
 from treasury.ids import new_order_id, new_trace_id
 from treasury.metrics import LatencyHistogram, ShardMetrics
@@ -93,6 +94,8 @@ class ShardWorker:
         config: PolicyConfig,
         clock: Callable[[], datetime] = utc_now,
         on_closing: Callable[[list[str]], None] | None = None,
+        *,
+        cipher: EnvelopeCipher,
     ) -> None:
         self.index = index
         self.partitions = owned_partitions(index, shards)
@@ -103,6 +106,7 @@ class ShardWorker:
         self.config = config
         self._clock = clock
         self._on_closing = on_closing
+        self._cipher = cipher
         self._states: dict[str, AccountState] = {}
         self.totals: dict[str, int] = defaultdict(int)
         self.phase_s: dict[str, float] = defaultdict(float)
@@ -232,8 +236,10 @@ class ShardWorker:
             return await query(conn, *args)
 
     async def _store_balances(self, work: Sequence[_Pending]) -> dict[tuple[str, str], int]:
+        # Encryption may fetch a new data key from Vault (hourly): off the event loop.
+        rows = await asyncio.to_thread(lambda: [self._row(p) for p in work if p.row_id is None])
         async with self._pool.acquire() as conn:
-            inserted = await balances.insert_batch(conn, [self._row(p) for p in work if p.row_id is None])
+            inserted = await balances.insert_batch(conn, rows)
         crash_point("shard_after_balances")
         return inserted
 
@@ -310,7 +316,9 @@ class ShardWorker:
             created_ts=now,
             decision_key=decision_key,
             trace_id=item.trace_id,
-        ).model_dump(mode="json")  # nulls stay: observed_var_bps is required, null when no VaR exists
+            aml_tags={str(k): str(v) for k, v in state.account.aml_tags.items()},
+        ).model_dump(mode="json", exclude={"signature", "signing_key_version"})  # nulls stay (observed_var_bps)
+        # the coordinator signs it
         item.order = NewOrder(
             order_id=order_id,
             decision_key=decision_key,
@@ -330,7 +338,7 @@ class ShardWorker:
 
     def _row(self, item: _Pending) -> BalanceRow:
         ev = item.event
-        raw = {**item.source, "trace_id": item.trace_id}
+        raw = self._cipher.encrypt({**item.source, "trace_id": item.trace_id}, row_context(ev.account_id, ev.event_id))
         return BalanceRow(
             account_id=ev.account_id,
             event_id=ev.event_id,

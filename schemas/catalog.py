@@ -47,7 +47,8 @@ class Contract:
 
 CONTRACTS: tuple[Contract, ...] = (
     # 1.1.0: risk_checks.observed_var_bps may be null (no VaR yet); decision_key, trace_id added
-    Contract("sweep_order", SweepOrder, "1.1.0"),
+    # 1.2.0: aml_tags, signature and signing_key_version added (Vault Transit signing)
+    Contract("sweep_order", SweepOrder, "1.2.0"),
     Contract("balance_event", BalanceEvent, "1.0.0"),
     Contract("cash_position", CashPosition, "1.0.0"),
     Contract("config_update", ConfigUpdate, "1.0.0"),

@@ -7,6 +7,7 @@ binary float; JSON numbers are accepted on input, so the spec's own example vali
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -32,6 +33,11 @@ class RiskChecks(BaseModel):
     )
 
 
+# BSA/AML tags the Bank-Connector copies into pain.001's additional information (max 140 chars each).
+AmlTagName = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z][A-Za-z0-9_.-]*$")]
+AmlTagValue = Annotated[str, Field(max_length=140)]
+
+
 class SweepOrder(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, title="SweepOrder")
 
@@ -48,3 +54,13 @@ class SweepOrder(BaseModel):
         default=None, max_length=200, description="account + source event; one order per key, ever"
     )
     trace_id: TraceId | None = None
+    aml_tags: dict[AmlTagName, AmlTagValue] = Field(
+        default_factory=dict, max_length=20,
+        description="the source account's BSA/AML tags, for pain.001 additionalInfo",
+    )
+    signature: str | None = Field(
+        default=None, max_length=512,
+        description="'<issuer>:v<n>:<base64 ed25519>' over the RFC 8785 canonical JSON of every other field "
+        "except signing_key_version",
+    )
+    signing_key_version: int | None = Field(default=None, ge=1, description="Transit key version that signed")

@@ -12,13 +12,14 @@ import binascii
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
 
 import asyncpg
 from confluent_kafka import KafkaException
-from fastapi import FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -27,10 +28,14 @@ from schemas.bank_formats import sniff_and_parse
 from schemas.errors import MessageRejected, decode, field_path
 from schemas.types import AccountId
 from serve_app.ingest import check_ingestible
-from storage import accounts, orders
+from storage import accounts, balances, orders
 from storage.db import create_pool
 from storage.orders import IllegalTransition, OrderNotFound
+from treasury.auth import AuthError, Caller, Scope, TokenVerifier
+from treasury.clock import iso_z
+from treasury.envelope import EnvelopeCipher, EnvelopeError, is_envelope, row_context
 from treasury.ids import new_trace_id
+from treasury.keyring import KeyringError, keyring_from_settings
 from treasury.metrics import ShardMetrics, render
 from treasury.settings import RuntimeSettings
 from treasury.topics import BALANCE_EVENTS
@@ -66,6 +71,13 @@ class Backend:
         self.settings = settings
         self.shards = shards
         self.risk_jobs = risk_jobs
+        keyring = keyring_from_settings(settings)  # refuses to start without Vault unless SIGNER=dev
+        self.cipher = EnvelopeCipher(keyring, settings.data_key)
+        self.verifier: TokenVerifier | None = None
+        if settings.auth == "jwt":
+            self.verifier = TokenVerifier(keyring, settings.token_signing_key, settings.jwt_audience)
+        else:
+            log.warning("AUTH=off: the REST API accepts requests from anyone. Never run this in production.")
         self._pool: asyncpg.Pool | None = None
         self._producer: kafka_clients.AsyncProducer | None = None
         self._lock = asyncio.Lock()
@@ -141,6 +153,32 @@ def build_app(backend: Backend) -> FastAPI:
     for kind in (OSError, TimeoutError, asyncpg.PostgresError, KafkaException):
         app.add_exception_handler(kind, _unavailable)
 
+    @app.exception_handler(AuthError)
+    async def _auth(_: Request, exc: AuthError) -> JSONResponse:
+        response = error(exc.status, "Authorization", exc.reason)
+        if exc.status == 401:
+            response.headers["WWW-Authenticate"] = f'Bearer error="invalid_token", error_description="{exc.reason}"'
+        return response
+
+    @app.exception_handler(KeyringError)
+    async def _keyring(_: Request, exc: KeyringError) -> JSONResponse:
+        log.warning("vault unavailable: %s", exc)
+        return error(503, "$", "temporarily unavailable, retry: the key service did not answer")
+
+    bearer = HTTPBearer(auto_error=False, description="JWT (EdDSA) signed by the Vault Transit key TOKEN_SIGNING_KEY")
+
+    def scope(needed: Scope) -> Any:
+        """A route's required scope; the caller is checked before the handler runs."""
+        async def check(
+            request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)] = None
+        ) -> Caller | None:
+            if backend.verifier is None:
+                return None
+            caller = await asyncio.to_thread(backend.verifier.verify, request.headers.get("authorization"), needed)
+            request.state.caller = caller
+            return caller
+        return Depends(check)
+
     @app.exception_handler(MessageRejected)
     async def _rejected(_: Request, exc: MessageRejected) -> JSONResponse:
         return error(422, exc.field, exc.reason)
@@ -180,7 +218,7 @@ def build_app(backend: Backend) -> FastAPI:
         body = render(await backend.shards.metrics(), {r["status"]: int(r["n"]) for r in rows})
         return PlainTextResponse(body.decode(), media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/sweep-intent", tags=["orders"])
+    @app.get("/sweep-intent", tags=["orders"], dependencies=[scope(Scope.ORDERS_READ)])
     async def pull(
         after: str | None = Query(default=None, description="cursor from the previous page; omit to start"),
         limit: int = Query(default=100, ge=1, le=1000),
@@ -191,7 +229,8 @@ def build_app(backend: Backend) -> FastAPI:
         next_id = rows[-1]["id"] if rows else after_id
         return {"orders": [order_view(r) for r in rows], "next_cursor": encode_cursor(next_id), "count": len(rows)}
 
-    @app.post("/balances", status_code=202, tags=["balances"], responses={422: {"description": "refused"}})
+    @app.post("/balances", status_code=202, tags=["balances"], responses={422: {"description": "refused"}},
+              dependencies=[scope(Scope.BALANCES_WRITE)])
     async def post_balances(request: Request) -> JSONResponse:
         """A native ``BalanceEvent`` (JSON), a camt.052/053 report (XML) or Finastra balances (JSON).
 
@@ -251,24 +290,24 @@ def build_app(backend: Backend) -> FastAPI:
         return JSONResponse({"order_id": order_id, "status": row["status"], "changed": changed,
                              "trace_id": row["trace_id"]})
 
-    @app.post("/sweep-intent/{order_id}/ack", tags=["orders"])
+    @app.post("/sweep-intent/{order_id}/ack", tags=["orders"], dependencies=[scope(Scope.ORDERS_WRITE)])
     async def ack(order_id: str, request: Request) -> JSONResponse:
         """The Bank-Connector executed the order (SENT -> ACK); repeating it is harmless."""
         return await _transition(order_id, "ACK", request)
 
-    @app.post("/sweep-intent/{order_id}/fail", tags=["orders"])
+    @app.post("/sweep-intent/{order_id}/fail", tags=["orders"], dependencies=[scope(Scope.ORDERS_WRITE)])
     async def fail(order_id: str, request: Request) -> JSONResponse:
         """The Bank-Connector could not execute the order (SENT -> FAILED); body {"reason": "..."}."""
         return await _transition(order_id, "FAILED", request)
 
-    @app.get("/accounts/{account_id}/position", tags=["accounts"])
+    @app.get("/accounts/{account_id}/position", tags=["accounts"], dependencies=[scope(Scope.BALANCES_READ)])
     async def position(account_id: str) -> JSONResponse:
         pos = await backend.shards.position(account_id)
         if pos is None:
             return error(404, "account_id", f"no live position for {account_id!r}")
         return JSONResponse(pos)
 
-    @app.post("/risk/var/recompute", status_code=202, tags=["risk"])
+    @app.post("/risk/var/recompute", status_code=202, tags=["risk"], dependencies=[scope(Scope.RISK)])
     async def var_recompute(request: Request) -> JSONResponse:
         """Start a VaR recompute on the Ray pool; poll the returned job id."""
         body = await request.body()
@@ -278,12 +317,35 @@ def build_app(backend: Backend) -> FastAPI:
         job_id = await backend.risk_jobs.submit(spec.accounts, spec.window, spec.confidence)
         return JSONResponse({"job_id": job_id, "status": "queued"}, status_code=202)
 
-    @app.get("/risk/var/recompute/{job_id}", tags=["risk"])
+    @app.get("/risk/var/recompute/{job_id}", tags=["risk"], dependencies=[scope(Scope.RISK)])
     async def var_recompute_status(job_id: str) -> JSONResponse:
         """queued | running | done (with counts) | failed (with the error)."""
         job = await backend.risk_jobs.status(job_id) if backend.risk_jobs is not None else None
         if job is None:
             return error(404, "job_id", f"no VaR job {job_id!r}")
         return JSONResponse(job)
+
+    @app.get("/accounts/{account_id}/balances/{event_id}", tags=["accounts"],
+             dependencies=[scope(Scope.BALANCES_READ)])
+    async def stored_balance(account_id: str, event_id: str) -> JSONResponse:
+        """A stored balance event with its raw message decrypted (stored encrypted under a Vault data key)."""
+        row = await balances.get_one(await backend.pool(), account_id, event_id)
+        if row is None:
+            return error(404, "event_id", f"no balance event {event_id!r} for account {account_id!r}")
+        raw = row["raw_event"]
+        if is_envelope(raw):
+            try:
+                raw = await asyncio.to_thread(backend.cipher.decrypt, raw, row_context(account_id, event_id))
+            except EnvelopeError as exc:
+                log.error("stored raw event cannot be decrypted: %s", exc, extra={"account_id": account_id})
+                return error(500, "raw_event", str(exc))
+        return JSONResponse({
+            "account_id": account_id,
+            "event_id": event_id,
+            "as_of_ts": iso_z(row["as_of_ts"]),
+            "applied": row["applied"],
+            "decided": row["decided_ts"] is not None,
+            "raw_event": raw,
+        })
 
     return app

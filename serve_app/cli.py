@@ -114,6 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
     schemas = sub.add_parser("schemas", help="regenerate or check the checked-in JSON Schema files")
     schemas.add_argument("action", choices=["generate", "check"])
     schemas.set_defaults(handler=_schemas)
+
+    from serve_app import security_cli
+
+    security_cli.add_parsers(sub)
     return parser
 
 

@@ -23,6 +23,7 @@ from serve_app.deployment import deploy
 from serve_app.infra import stack
 from storage import accounts
 from storage.db import create_pool
+from treasury.keyring import keyring_from_settings
 from treasury.logs import configure_logging
 from treasury.settings import PolicyConfig, RuntimeSettings, policy_from_env
 
@@ -75,13 +76,22 @@ def run(opts: RunOptions) -> int:
     policy = policy_from_env()
     info = stack.up()
     base = RuntimeSettings.from_env()
-    settings = base.model_copy(update={"kafka_bootstrap": info.kafka_bootstrap, "database_url": info.postgres_dsn})
+    update = {"kafka_bootstrap": info.kafka_bootstrap, "database_url": info.postgres_dsn}
+    if base.signer == "vault" and not base.vault_addr:  # no Vault of the operator's own: the stack's OpenBao
+        update |= {"vault_addr": info.vault_addr, "vault_token_file": info.vault_token_file}
+    settings = base.model_copy(update=update)
+    keyring_from_settings(settings)  # refuse to start unsigned before anything is started
     stop = asyncio.Event()
     try:
         start_system(settings, policy)
         print(f"REST API      http://{settings.serve_host}:{settings.serve_port}/docs", flush=True)
         print(f"Ray dashboard http://127.0.0.1:{DASHBOARD_PORT}", flush=True)
         print(f"Kafka         {settings.kafka_bootstrap}\nPostgres      {settings.database_url}", flush=True)
+        if settings.auth == "jwt":
+            print("REST token    export TOKEN=$(treasury-orch token --subject me --scopes orders:read "
+                  "balances:read)  # with this run's VAULT_ADDR / VAULT_TOKEN_FILE", flush=True)
+            print(f"              VAULT_ADDR={settings.vault_addr} VAULT_TOKEN_FILE={settings.vault_token_file}",
+                  flush=True)
         print("Ctrl-C stops everything.", flush=True)
 
         async def main() -> None:

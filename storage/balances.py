@@ -113,3 +113,10 @@ async def last_projections(db: Executor, account_ids: Sequence[str]) -> dict[str
         list(account_ids),
     )
     return {rec["account_id"]: rec["projected_outflows_usd"] for rec in records}
+
+
+async def get_one(db: Executor, account_id: str, event_id: str) -> asyncpg.Record | None:
+    """One stored balance event, raw_event still encrypted (the caller holds the cipher)."""
+    row: asyncpg.Record | None = await db.fetchrow(
+        "SELECT * FROM balance WHERE account_id = $1 AND event_id = $2", account_id, event_id)
+    return row

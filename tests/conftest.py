@@ -16,6 +16,9 @@ import pytest
 from serve_app.infra import stack as infra_stack
 from serve_app.infra.common import pid_alive
 from serve_app.infra.stack import StackInfo
+from treasury.auth import Scope, mint_token
+from treasury.keyring import Keyring, keyring_from_settings
+from treasury.settings import RuntimeSettings
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -61,3 +64,22 @@ def pg_dsn(stack: StackInfo) -> str:
 def kafka_bootstrap(stack: StackInfo) -> str:
     """bootstrap.servers of the test broker (`127.0.0.1:PORT`)."""
     return stack.kafka_bootstrap
+
+
+@pytest.fixture(scope="session")
+def stack_settings(stack: StackInfo) -> RuntimeSettings:
+    """Settings for the test stack: orders signed and raw events encrypted by its OpenBao, JWT required."""
+    return stack.settings()
+
+
+@pytest.fixture(scope="session")
+def keyring(stack_settings: RuntimeSettings) -> Keyring:
+    """The stack's OpenBao Transit (a real server, not a stand-in)."""
+    return keyring_from_settings(stack_settings)
+
+
+@pytest.fixture(scope="session")
+def auth_headers(keyring: Keyring, stack_settings: RuntimeSettings) -> dict[str, str]:
+    """A Bank-Connector JWT with every scope, signed by the stack's Transit key (as in production)."""
+    token = mint_token(keyring, stack_settings.token_signing_key, "bank-connector-test", [s.value for s in Scope])
+    return {"Authorization": f"Bearer {token}"}

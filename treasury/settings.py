@@ -13,7 +13,8 @@ import os
 from collections.abc import Mapping
 from datetime import time
 from decimal import Decimal
-from typing import Annotated, Any
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -109,6 +110,23 @@ class RuntimeSettings(BaseModel):
     var_window_days: Annotated[int, Field(ge=2, le=5000)] = 250
     serve_host: str = "127.0.0.1"
     serve_port: Annotated[int, Field(ge=1, le=65535)] = 8000
+    # Keys: Vault Transit unless the development keyring is chosen explicitly (treasury/keyring.py).
+    signer: Literal["vault", "dev"] = "vault"
+    vault_addr: str | None = None
+    vault_token: str | None = None
+    vault_token_file: str | None = None
+    transit_mount: str = "transit"
+    order_signing_key: str = "sweep-orders"
+    token_signing_key: str = "bank-connector"  # noqa: S105 - a Transit key name, not a secret
+    data_key: str = "raw-events"
+    dev_key_file: str = str(Path.home() / ".config" / "treasury-orch" / "dev-signer.key")
+    # Callers: JWTs signed by token_signing_key, or nothing at all when explicitly switched off.
+    auth: Literal["jwt", "off"] = "jwt"
+    jwt_audience: str = "treasury-orchestrator"
+
+    def key_names(self) -> dict[str, str]:
+        """Transit key per role, as keyring.KEY_TYPES names the roles."""
+        return {"order": self.order_signing_key, "token": self.token_signing_key, "data": self.data_key}
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> RuntimeSettings:
@@ -123,7 +141,8 @@ class RuntimeSettings(BaseModel):
 
     def as_env(self) -> dict[str, str]:
         """The environment that reproduces these settings in another process (actors, replicas)."""
-        return {key: str(getattr(self, field)) for field, key in _RUNTIME_ENV.items()}
+        values = {key: getattr(self, field) for field, key in _RUNTIME_ENV.items()}
+        return {key: str(value) for key, value in values.items() if value is not None}
 
 
 _RUNTIME_ENV = {
@@ -133,4 +152,15 @@ _RUNTIME_ENV = {
     "var_window_days": "VAR_WINDOW_DAYS",
     "serve_host": "SERVE_HOST",
     "serve_port": "SERVE_PORT",
+    "signer": "SIGNER",
+    "vault_addr": "VAULT_ADDR",
+    "vault_token": "VAULT_TOKEN",
+    "vault_token_file": "VAULT_TOKEN_FILE",
+    "transit_mount": "TRANSIT_MOUNT",
+    "order_signing_key": "ORDER_SIGNING_KEY",
+    "token_signing_key": "TOKEN_SIGNING_KEY",
+    "data_key": "DATA_KEY",
+    "dev_key_file": "DEV_KEY_FILE",
+    "auth": "AUTH",
+    "jwt_audience": "JWT_AUDIENCE",
 }

@@ -20,24 +20,27 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from serve_app.infra import kafka, postgres
+from serve_app.infra import kafka, openbao, postgres
 from serve_app.infra.common import (
     InfraError,
     atomic_write_text,
     choose_port,
     file_lock,
     log,
+    pick_free_port,
     pids_matching,
+    port_is_free,
     require_free_port,
     stop_group,
 )
+from treasury.settings import RuntimeSettings
 from treasury.topics import ALL_TOPICS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 STATE_FILE = "state.json"
 LOCK_TIMEOUT_S = 300.0  # a cold `up` (Maven resolve) holds the lock for about a minute
 KAFKA_RUNNING_READY_S = 30.0
-PARTS = ("kafka", "postgres")
+PARTS = ("kafka", "postgres", "openbao")
 
 __all__ = [
     "InfraError",
@@ -61,10 +64,17 @@ class StackInfo:
     kafka_bootstrap: str
     postgres_dsn: str
     home: Path
+    vault_addr: str
+    vault_token_file: str
 
     def env(self) -> dict[str, str]:
         """The variables RuntimeSettings.from_env reads."""
-        return {"KAFKA_BOOTSTRAP": self.kafka_bootstrap, "DATABASE_URL": self.postgres_dsn}
+        return {"KAFKA_BOOTSTRAP": self.kafka_bootstrap, "DATABASE_URL": self.postgres_dsn,
+                "VAULT_ADDR": self.vault_addr, "VAULT_TOKEN_FILE": self.vault_token_file}
+
+    def settings(self, **overrides: object) -> RuntimeSettings:
+        """Settings pointing at this stack (Vault-signed, JWT-authenticated), plus ``overrides``."""
+        return RuntimeSettings.from_env(self.env()).model_copy(update=overrides)
 
 
 @dataclass
@@ -81,14 +91,22 @@ class PostgresState:
 
 
 @dataclass
+class OpenBaoState:
+    port: int | None = None
+    pid: int | None = None
+
+
+@dataclass
 class State:
     """What state.json holds: the ports (kept across restarts) and the pids of what `up` started."""
 
     kafka: KafkaState = field(default_factory=KafkaState)
     postgres: PostgresState = field(default_factory=PostgresState)
+    openbao: OpenBaoState = field(default_factory=OpenBaoState)
 
     def ports_in_use(self) -> set[int]:
-        ports = (self.kafka.port, self.kafka.controller_port, self.postgres.port)
+        bao_cluster = self.openbao.port + 1 if self.openbao.port is not None else None
+        ports = (self.kafka.port, self.kafka.controller_port, self.postgres.port, self.openbao.port, bao_cluster)
         return {p for p in ports if p is not None}
 
 
@@ -119,7 +137,8 @@ def parse_state(text: str) -> State:
         return State()
     k = raw.get("kafka") if isinstance(raw.get("kafka"), dict) else {}
     p = raw.get("postgres") if isinstance(raw.get("postgres"), dict) else {}
-    assert isinstance(k, dict) and isinstance(p, dict)
+    b = raw.get("openbao") if isinstance(raw.get("openbao"), dict) else {}
+    assert isinstance(k, dict) and isinstance(p, dict) and isinstance(b, dict)
     return State(
         kafka=KafkaState(
             port=_int_or_none(k.get("port")),
@@ -127,6 +146,7 @@ def parse_state(text: str) -> State:
             pid=_int_or_none(k.get("pid")),
         ),
         postgres=PostgresState(port=_int_or_none(p.get("port")), pid=_int_or_none(p.get("pid"))),
+        openbao=OpenBaoState(port=_int_or_none(b.get("port")), pid=_int_or_none(b.get("pid"))),
     )
 
 
@@ -148,8 +168,9 @@ def _locked(home: Path) -> Iterator[None]:
 
 
 def _info(home: Path, state: State) -> StackInfo:
-    assert state.kafka.port is not None and state.postgres.port is not None
-    return StackInfo(kafka.bootstrap(state.kafka.port), postgres.dsn(state.postgres.port), home)
+    assert state.kafka.port is not None and state.postgres.port is not None and state.openbao.port is not None
+    return StackInfo(kafka.bootstrap(state.kafka.port), postgres.dsn(state.postgres.port), home,
+                     openbao.address(state.openbao.port), str(openbao.paths(home).token))
 
 
 # ------------------------------------------------------------------------------------------------ kafka
@@ -244,6 +265,38 @@ def _postgres_healthy(home: Path, state: State) -> bool:
     )
 
 
+# ---------------------------------------------------------------------------------------------- openbao
+
+
+def _free_pair() -> int:
+    """A free port whose neighbour is free too: dev mode's cluster listener takes API port + 1."""
+    for _ in range(20):
+        port = pick_free_port()
+        if port_is_free(port + 1):
+            return port
+    raise InfraError("could not find two adjacent free ports for openbao; free some ports")
+
+
+def _start_openbao(home: Path, state: State) -> None:
+    others = state.ports_in_use() - {state.openbao.port, (state.openbao.port or -2) + 1}
+    avoid = others | {p - 1 for p in others}
+    state.openbao.port = choose_port(state.openbao.port, is_free=lambda p: port_is_free(p) and port_is_free(p + 1),
+                                     pick=_free_pair, avoid=avoid)
+    state.openbao.pid = openbao.start(openbao.paths(home), state.openbao.port, RuntimeSettings().key_names())
+    save_state(home, state)
+
+
+def _stop_openbao(home: Path, state: State) -> None:
+    openbao.stop(state.openbao.pid, openbao.paths(home))
+    state.openbao.pid = None
+    save_state(home, state)
+
+
+def _openbao_healthy(home: Path, state: State) -> bool:
+    return (state.openbao.port is not None and openbao.is_ours(state.openbao.pid, openbao.paths(home))
+            and openbao.answers(state.openbao.port))
+
+
 # ------------------------------------------------------------------------------------------- public API
 
 
@@ -258,7 +311,7 @@ def up(home: Path | None = None) -> StackInfo:
     started_at = time.monotonic()
     with _locked(home):
         state = load_state(home)
-        before = (state.kafka.pid, state.postgres.pid)
+        before = (state.kafka.pid, state.postgres.pid, state.openbao.pid)
         started: list[str] = []
         try:
             kafka_running = kafka.is_ours(state.kafka.pid, kafka.paths(home))
@@ -269,6 +322,10 @@ def up(home: Path | None = None) -> StackInfo:
                 _stop_postgres(home, state)  # a live but unresponsive postmaster is restarted
                 _start_postgres(home, state, keep_port=False)
                 started.append("postgres")
+            if not _openbao_healthy(home, state):
+                _stop_openbao(home, state)
+                _start_openbao(home, state)
+                started.append("openbao")
             _await_kafka(home, state, just_started=not kafka_running)
         except BaseException:
             _undo(home, state, before)
@@ -278,12 +335,14 @@ def up(home: Path | None = None) -> StackInfo:
     return _info(home, state)
 
 
-def _undo(home: Path, state: State, before: tuple[int | None, int | None]) -> None:
+def _undo(home: Path, state: State, before: tuple[int | None, int | None, int | None]) -> None:
     """Stop what a failed `up` started (pids that differ from those found), so nothing is left behind."""
     if state.kafka.pid is not None and state.kafka.pid != before[0]:
         _stop_kafka(home, state)
     if state.postgres.pid is not None and state.postgres.pid != before[1]:
         _stop_postgres(home, state)
+    if state.openbao.pid is not None and state.openbao.pid != before[2]:
+        _stop_openbao(home, state)
 
 
 def down(home: Path | None = None) -> None:
@@ -299,6 +358,7 @@ def down(home: Path | None = None) -> None:
         _stop_kafka(home, state)
         _stop_strays(kafka.paths(home).properties, "kafka")
         _stop_postgres(home, state)
+        _stop_openbao(home, state)
 
 
 def status(home: Path | None = None) -> dict[str, dict[str, object]]:
@@ -308,6 +368,8 @@ def status(home: Path | None = None) -> dict[str, dict[str, object]]:
     kafka_paths, pg_paths = kafka.paths(home), postgres.paths(home)
     kafka_up = kafka.is_ours(state.kafka.pid, kafka_paths)
     pg_up = postgres.is_ours(state.postgres.pid, pg_paths)
+    bao_paths = openbao.paths(home)
+    bao_up = openbao.is_ours(state.openbao.pid, bao_paths)
     return {
         "kafka": {
             "running": kafka_up,
@@ -320,6 +382,12 @@ def status(home: Path | None = None) -> dict[str, dict[str, object]]:
             "address": postgres.dsn(state.postgres.port) if state.postgres.port else None,
             "pid": state.postgres.pid if pg_up else None,
             "log": str(pg_paths.log),
+        },
+        "openbao": {
+            "running": bao_up,
+            "address": openbao.address(state.openbao.port) if state.openbao.port else None,
+            "pid": state.openbao.pid if bao_up else None,
+            "log": str(bao_paths.log),
         },
     }
 

@@ -24,6 +24,8 @@ from storage.accounts import Account
 from storage.db import create_pool
 from storage.var_results import VarResult
 from tests.integration.kafka_tools import high_watermarks, poll_until, skip_to_end
+from treasury.envelope import EnvelopeCipher
+from treasury.keyring import Keyring
 from treasury.settings import PolicyConfig
 
 
@@ -92,14 +94,16 @@ async def register(pool: asyncpg.Pool, accts: list[Account], var_usd: Decimal | 
 
 
 @pytest.fixture
-async def pipeline(stack, pool: asyncpg.Pool) -> AsyncIterator[Pipeline]:  # type: ignore[no-untyped-def]
+async def pipeline(stack, pool: asyncpg.Pool, keyring: Keyring) -> AsyncIterator[Pipeline]:  # type: ignore[no-untyped-def]
     group = f"test-{uuid.uuid4().hex[:8]}"
     skip_to_end(stack.kafka_bootstrap, group, "balance_events")
     producer = kafka_clients.producer(stack.kafka_bootstrap)
-    coordinator = Coordinator(pool, producer, stack.kafka_bootstrap)
+    settings = stack.settings()
+    coordinator = Coordinator(pool, producer, stack.kafka_bootstrap, keyring=keyring,
+                              signing_key=settings.order_signing_key)
     await coordinator.start()
     worker = ShardWorker(0, 1, pool, kafka_clients.consumer(stack.kafka_bootstrap, group=group), producer,
-                         coordinator, PolicyConfig())
+                         coordinator, PolicyConfig(), cipher=EnvelopeCipher(keyring, settings.data_key))
     await worker.start()
     yield Pipeline(
         stack.kafka_bootstrap, pool, worker, coordinator,

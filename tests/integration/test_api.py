@@ -19,7 +19,6 @@ from serve_app.api import Backend, build_app, decode_cursor, encode_cursor
 from tests.integration.camt_samples import camt053, finastra
 from tests.integration.conftest import Pipeline, new_accounts, register
 from treasury.metrics import ShardMetrics
-from treasury.settings import RuntimeSettings
 
 pytestmark = pytest.mark.integration
 
@@ -44,10 +43,11 @@ class LocalShards:
 
 
 @pytest.fixture
-async def api(stack, pipeline: Pipeline) -> AsyncIterator[httpx.AsyncClient]:  # type: ignore[no-untyped-def]
-    settings = RuntimeSettings(kafka_bootstrap=stack.kafka_bootstrap, database_url=stack.postgres_dsn)
-    backend = Backend(settings, LocalShards(pipeline.worker))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=build_app(backend)), base_url="http://api") as c:
+async def api(stack, pipeline: Pipeline,  # type: ignore[no-untyped-def]
+              auth_headers: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]:
+    backend = Backend(stack.settings(), LocalShards(pipeline.worker))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=build_app(backend)), base_url="http://api",
+                                 headers=auth_headers) as c:
         yield c
     await backend.close()
 
@@ -141,11 +141,11 @@ async def test_health_and_readiness(api: httpx.AsyncClient) -> None:
     assert {"/sweep-intent", "/balances", "/sweep-intent/{order_id}/ack"} <= set(openapi["paths"])
 
 
-async def test_dependencies_down_answer_503_not_500(stack) -> None:  # type: ignore[no-untyped-def]
-    settings = RuntimeSettings(kafka_bootstrap=stack.kafka_bootstrap,
-                               database_url="postgresql://treasury@127.0.0.1:1/treasury")
+async def test_dependencies_down_answer_503_not_500(stack, auth_headers: dict[str, str]) -> None:  # type: ignore[no-untyped-def]
+    settings = stack.settings(database_url="postgresql://treasury@127.0.0.1:1/treasury")
     backend = Backend(settings, LocalShards(None))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=build_app(backend)), base_url="http://api") as c:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=build_app(backend)), base_url="http://api",
+                                 headers=auth_headers) as c:
         ready = await c.get("/readyz")
         assert ready.status_code == 503
         assert ready.json()["checks"]["postgres"].startswith("down") and ready.json()["checks"]["shards"].startswith(

@@ -15,6 +15,12 @@ from storage.orders import NewOrder
 from tests.integration.conftest import new_accounts, register
 from tests.integration.kafka_tools import high_watermarks, poll_until, read_from
 from treasury.ids import new_order_id
+from treasury.keyring import Keyring
+
+
+def make_coordinator(stack, pool: asyncpg.Pool, keyring: Keyring) -> Coordinator:  # type: ignore[no-untyped-def]
+    return Coordinator(pool, kafka_clients.producer(stack.kafka_bootstrap), stack.kafka_bootstrap, keyring=keyring,
+                       signing_key=stack.settings().order_signing_key)
 
 pytestmark = pytest.mark.integration
 
@@ -30,7 +36,8 @@ async def sent(pool: asyncpg.Pool, ids: list[str]) -> bool:
     return bool(statuses) and all(r["status"] == "SENT" for r in statuses)
 
 
-async def test_restart_then_retried_submit_publishes_each_order_once(stack, pool: asyncpg.Pool) -> None:  # type: ignore[no-untyped-def]
+async def test_restart_then_retried_submit_publishes_each_order_once(  # type: ignore[no-untyped-def]
+        stack, pool: asyncpg.Pool, keyring: Keyring) -> None:
     [a] = new_accounts()
     await register(pool, [a])
     start = high_watermarks(stack.kafka_bootstrap, "sweep_intent")
@@ -38,7 +45,7 @@ async def test_restart_then_retried_submit_publishes_each_order_once(stack, pool
     async with pool.acquire() as conn:  # written by a coordinator that died before publishing
         await orders.insert_new(conn, [lost, also_lost])
 
-    fresh = Coordinator(pool, kafka_clients.producer(stack.kafka_bootstrap), stack.kafka_bootstrap)
+    fresh = make_coordinator(stack, pool, keyring)
     assert (await fresh.start())["republished"] >= 2
     ids = [lost.order_id, also_lost.order_id]
     await poll_until(lambda: fresh.settle(0.05), lambda: sent(pool, ids), timeout=30)
@@ -48,14 +55,15 @@ async def test_restart_then_retried_submit_publishes_each_order_once(stack, pool
     await fresh.settle(0.2)
 
     # a coordinator started now finds both on the topic and publishes nothing again
-    again = Coordinator(pool, kafka_clients.producer(stack.kafka_bootstrap), stack.kafka_bootstrap)
+    again = make_coordinator(stack, pool, keyring)
     await again.start()
     msgs = read_from(stack.kafka_bootstrap, "sweep_intent", start, expect=2, settle=1.5)
     keys = [(m.key() or b"").decode() for m in msgs]
     assert sorted(k for k in keys if k in ids) == sorted(ids)
 
 
-async def test_start_marks_orders_already_on_the_topic_as_sent(stack, pool: asyncpg.Pool) -> None:  # type: ignore[no-untyped-def]
+async def test_start_marks_orders_already_on_the_topic_as_sent(  # type: ignore[no-untyped-def]
+        stack, pool: asyncpg.Pool, keyring: Keyring) -> None:
     [a] = new_accounts()
     await register(pool, [a])
     o = order(a.account_id, 1)
@@ -68,7 +76,7 @@ async def test_start_marks_orders_already_on_the_topic_as_sent(stack, pool: asyn
     since = int(o.created_ts.timestamp() * 1000) - 60_000
     assert o.order_id in published_order_ids(stack.kafka_bootstrap, since)
     start = high_watermarks(stack.kafka_bootstrap, "sweep_intent")
-    coordinator = Coordinator(pool, kafka_clients.producer(stack.kafka_bootstrap), stack.kafka_bootstrap)
+    coordinator = make_coordinator(stack, pool, keyring)
     summary = await coordinator.start()
     assert summary["reconciled"] >= 1 and await sent(pool, [o.order_id])
     await coordinator.settle(0.2)

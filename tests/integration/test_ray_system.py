@@ -55,8 +55,7 @@ class System:
 def system(stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:  # type: ignore[no-untyped-def]
     marker = tmp_path_factory.mktemp("faults") / "coordinator-crash.done"
     marker.write_text("disarmed: delete this file to crash the coordinator once, after its next write")
-    settings = RuntimeSettings(kafka_bootstrap=stack.kafka_bootstrap, database_url=stack.postgres_dsn, shards=2,
-                               serve_port=free_port())
+    settings = stack.settings(shards=2, serve_port=free_port())
     skip_to_end(stack.kafka_bootstrap, CONSUMER_GROUP, "balance_events")
     env = {**settings.as_env(), "TREASURY_CRASH_AT": "coordinator_after_write",
            "TREASURY_CRASH_ONCE_FILE": str(marker)}
@@ -76,8 +75,8 @@ def system(stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
 
 
 @pytest.fixture
-async def client(system: System) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=system.base_url, timeout=30) as c:
+async def client(system: System, auth_headers: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=system.base_url, timeout=30, headers=auth_headers) as c:
         yield c
 
 

@@ -28,12 +28,12 @@ pytestmark = pytest.mark.integration
 CLI = [sys.executable, "-m", "serve_app.cli"]
 
 
-def first_simulated_order(base: str) -> dict[str, object] | None:
+def first_simulated_order(base: str, headers: dict[str, str]) -> dict[str, object] | None:
     """Page through the whole pull API (the ledger may hold other tests' orders) for one of ours."""
     cursor = None
     while True:
         params: dict[str, str | int] = {"limit": 1000, **({"after": cursor} if cursor else {})}
-        page = httpx.get(f"{base}/sweep-intent", params=params, timeout=10).json()
+        page = httpx.get(f"{base}/sweep-intent", params=params, headers=headers, timeout=10).json()
         found = next((o for o in page["orders"] if str(o.get("source_account", "")).startswith("970")), None)
         if found or not page["count"]:
             return found
@@ -95,7 +95,8 @@ def test_var_recompute_from_a_file(env: dict[str, str], tmp_path: Path) -> None:
     assert "VaR recompute [" in done.stderr
 
 
-def test_run_serves_orders_and_stops_cleanly_on_ctrl_c(env: dict[str, str], tmp_path: Path) -> None:
+def test_run_serves_orders_and_stops_cleanly_on_ctrl_c(env: dict[str, str], tmp_path: Path,
+                                                       auth_headers: dict[str, str]) -> None:
     port = free_port()
     log = tmp_path / "run.log"
     with log.open("w") as out:
@@ -111,8 +112,8 @@ def test_run_serves_orders_and_stops_cleanly_on_ctrl_c(env: dict[str, str], tmp_
         while (order is None or position is None) and time.monotonic() < deadline:
             assert proc.poll() is None, log.read_text()[-3000:]
             try:
-                order = order or first_simulated_order(base)
-                pos = httpx.get(f"{base}/accounts/9700000000/position", timeout=5)
+                order = order or first_simulated_order(base, auth_headers)
+                pos = httpx.get(f"{base}/accounts/9700000000/position", headers=auth_headers, timeout=5)
                 if pos.status_code == 200 and datetime.fromisoformat(pos.json()["as_of_ts"]) > started:
                     position = pos.json()
             except (httpx.HTTPError, ValueError):
@@ -121,6 +122,11 @@ def test_run_serves_orders_and_stops_cleanly_on_ctrl_c(env: dict[str, str], tmp_
         assert order is not None and position is not None, log.read_text()[-3000:]
         # no VaR has been computed for the simulated accounts: only the overnight fallback is allowed
         assert order["target_product"] == "FED_RRP"
+        # signed through the stack's Vault Transit, and `treasury-orch verify` says so
+        order_file = tmp_path / "order.json"
+        order_file.write_text(json.dumps(order))
+        verified = cli(env, "verify", str(order_file))
+        assert verified.returncode == 0 and json.loads(verified.stdout)["valid"] is True, verified.stderr
         assert "Ray dashboard http://127.0.0.1:8265" in log.read_text()
         children = [p.pid for p in psutil.Process(proc.pid).children(recursive=True)]
         proc.send_signal(signal.SIGINT)
