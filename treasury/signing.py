@@ -18,6 +18,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from treasury.keyring import Keyring, parse_signature
 
 SIGNATURE_FIELDS = ("signature", "signing_key_version")
+# Not part of the order but of its view: the REST pull adds the order's live status beside it.
+VIEW_FIELDS = ("status",)
 
 
 class SignatureInvalid(ValueError):
@@ -25,8 +27,8 @@ class SignatureInvalid(ValueError):
 
 
 def signed_bytes(order: Mapping[str, Any]) -> bytes:
-    """RFC 8785 canonical JSON of the order without its signature fields."""
-    return rfc8785.dumps({k: v for k, v in order.items() if k not in SIGNATURE_FIELDS})
+    """RFC 8785 canonical JSON of the order without its signature fields (nor the REST view's status)."""
+    return rfc8785.dumps({k: v for k, v in order.items() if k not in SIGNATURE_FIELDS + VIEW_FIELDS})
 
 
 def sign_orders(keyring: Keyring, key: str, orders: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -81,7 +81,7 @@ async def test_orders_are_signed_tagged_and_raw_events_encrypted(  # type: ignor
                                   headers=headers)).json()
             pulled = next((o for o in page["orders"] if o["order_id"] == row["order_id"]), None)
             cursor = page["next_cursor"]
-    assert verify_order({k: v for k, v in pulled.items() if k != "status"}, keys)
+    assert pulled["status"] == "SENT" and verify_order(pulled, keys)
 
     # raw event: ciphertext in the database, plaintext only through the API
     stored = await pipeline.pool.fetchval(
@@ -97,7 +97,7 @@ async def test_orders_are_signed_tagged_and_raw_events_encrypted(  # type: ignor
     # `treasury-orch verify`: valid, then a tampered copy
     env = {**stack.env(), "PATH": "/usr/bin:/bin"}
     good, bad = tmp_path / "good.json", tmp_path / "bad.json"
-    good.write_text(json.dumps(page))
+    good.write_text(json.dumps({"orders": [pulled], "next_cursor": "c1.x", "count": 1}))
     bad.write_text(json.dumps({**order, "source_account": "SOMEONE-ELSE"}))
     ok = subprocess.run([*CLI, "verify", str(good)], env=env, capture_output=True, text=True, timeout=60)
     assert ok.returncode == 0, ok.stderr
