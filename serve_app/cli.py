@@ -45,6 +45,21 @@ def _instant(text: str) -> datetime:
         raise argparse.ArgumentTypeError(f"{text!r}: {exc}") from None
 
 
+def _aml_tag(text: str) -> tuple[str, str]:
+    """NAME=VALUE, checked against the order schema's rules for aml_tags."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from schemas.sweep_order import AmlTagName, AmlTagValue
+
+    name, sep, value = text.partition("=")
+    try:
+        if not sep:
+            raise ValueError("expected NAME=VALUE")
+        return TypeAdapter(AmlTagName).validate_python(name), TypeAdapter(AmlTagValue).validate_python(value)
+    except (ValueError, ValidationError) as exc:
+        raise argparse.ArgumentTypeError(f"aml tag {text!r}: {str(exc).splitlines()[-1].strip()}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="treasury-orch", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -76,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("account_id")
     add.add_argument("--esg", action="store_true")
     add.add_argument("--min-balance", type=_decimal, default=Decimal(0), metavar="USD")
+    add.add_argument("--aml-tag", type=_aml_tag, action="append", default=[], metavar="NAME=VALUE",
+                     help="BSA/AML tag copied into every order of the account (repeatable)")
     acct_sub.add_parser("list")
     acct.set_defaults(handler=_accounts)
 
@@ -173,10 +190,11 @@ def _accounts(args: argparse.Namespace) -> int:
         pool = await create_pool(RuntimeSettings.from_env().database_url, max_size=1)
         try:
             if args.action == "add":
-                await accounts.upsert(pool, [accounts.Account(args.account_id, args.esg, args.min_balance)])
+                await accounts.upsert(pool, [accounts.Account(args.account_id, args.esg, args.min_balance,
+                                                              dict(args.aml_tag))])
             for a in await accounts.list_all(pool):
                 print(json.dumps({"account_id": a.account_id, "esg": a.esg_pref,
-                                  "min_balance_usd": str(a.min_balance_usd)}))
+                                  "min_balance_usd": str(a.min_balance_usd), "aml_tags": a.aml_tags}))
         finally:
             await pool.close()
         return 0

@@ -49,6 +49,8 @@ def make_accounts(n: int, seed: int = 7, prefix: str | None = None) -> list[SimP
             account_id=f"{head}{i:08d}",
             esg_pref=i % 5 == 4,
             min_balance_usd=Decimal(rng.randrange(5, 20)) * Decimal(100_000),
+            # what a bank's KYC system would attach; travels into each order's aml_tags
+            aml_tags={"kyc_tier": "AB"[i % 2], "purpose": "CASH-SWEEP"},
         )
         opening = Decimal(rng.randrange(5_000, 50_000)) * Decimal(1_000)
         profiles.append(SimProfile(account, opening, (opening * Decimal("0.04")).quantize(CENT)))

@@ -24,6 +24,7 @@ from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 from serve_app.infra import stack as infra_stack
 from serve_app.infra.common import InfraError, descendants, pids_matching, wait_until
 from serve_app.infra.stack import StackInfo
+from treasury.keyring import VaultKeyring
 from treasury.topics import ALL_TOPICS, CASH_POSITIONS, PARTITIONER, Topic
 
 pytestmark = pytest.mark.integration
@@ -51,14 +52,23 @@ def test_up_twice_is_harmless(stack: StackInfo) -> None:
         assert after[part]["pid"] == before[part]["pid"]
 
 
-def test_status_reports_both_parts_running(stack: StackInfo) -> None:
+def test_status_reports_every_part_running(stack: StackInfo) -> None:
     parts = infra_stack.status(stack.home)
 
     assert parts["kafka"]["running"] is True
     assert parts["kafka"]["address"] == stack.kafka_bootstrap
     assert parts["postgres"]["running"] is True
     assert parts["postgres"]["address"] == stack.postgres_dsn
-    assert stack.env() == {"KAFKA_BOOTSTRAP": stack.kafka_bootstrap, "DATABASE_URL": stack.postgres_dsn}
+    assert parts["openbao"]["running"] is True and parts["openbao"]["address"] == stack.vault_addr
+    assert stack.env() == {"KAFKA_BOOTSTRAP": stack.kafka_bootstrap, "DATABASE_URL": stack.postgres_dsn,
+                           "VAULT_ADDR": stack.vault_addr, "VAULT_TOKEN_FILE": stack.vault_token_file}
+    token = Path(stack.vault_token_file)
+    assert token.stat().st_mode & 0o777 == 0o600 and token.read_text().strip()
+    # the dev server was provisioned with the service's Transit keys
+    keyring = VaultKeyring.connect(stack.vault_addr, token.read_text().strip())
+    assert set(keyring.public_keys("sweep-orders")) and set(keyring.public_keys("bank-connector"))
+    plaintext, wrapped = keyring.new_data_key("raw-events")
+    assert keyring.unwrap("raw-events", wrapped) == plaintext
 
 
 def test_topics_exist_as_declared(kafka_bootstrap: str) -> None:

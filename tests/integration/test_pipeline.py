@@ -43,7 +43,7 @@ async def test_exact_amount_and_product(pipeline: Pipeline) -> None:
     wire = SweepOrder.model_validate_json(mine[0].value() or b"")
     assert wire.amount_usd == Decimal("8400000.0000") and wire.risk_checks.var_limit_bps == 10
     headers = dict(mine[0].headers() or [])
-    assert headers["schema_version"] == b"sweep_order/1.1.0" and headers["trace_id"] == order["trace_id"].encode()
+    assert headers["schema_version"] == b"sweep_order/1.2.0" and headers["trace_id"] == order["trace_id"].encode()
 
 
 async def test_var_breach_sweeps_the_whole_excess_to_fed_rrp(pipeline: Pipeline) -> None:

@@ -63,10 +63,13 @@ def env(stack) -> dict[str, str]:  # type: ignore[no-untyped-def]
 def test_infra_status_accounts_and_simulate(env: dict[str, str]) -> None:
     status = cli(env, "infra", "status")
     assert status.returncode == 0 and "kafka" in status.stdout and "postgres" in status.stdout
-    added = cli(env, "accounts", "add", "CLI-ACCT-1", "--esg", "--min-balance", "250000")
+    added = cli(env, "accounts", "add", "CLI-ACCT-1", "--esg", "--min-balance", "250000", "--aml-tag", "kyc_tier=A")
     assert added.returncode == 0, added.stderr
     listed = [json.loads(line) for line in cli(env, "accounts", "list").stdout.splitlines()]
-    assert {"account_id": "CLI-ACCT-1", "esg": True, "min_balance_usd": "250000.0000"} in listed
+    assert {"account_id": "CLI-ACCT-1", "esg": True, "min_balance_usd": "250000.0000",
+            "aml_tags": {"kyc_tier": "A"}} in listed
+    bad_tag = cli(env, "accounts", "add", "CLI-ACCT-2", "--aml-tag", "no-equals-sign")
+    assert bad_tag.returncode == 2 and "expected NAME=VALUE" in bad_tag.stderr
     sent = cli(env, "simulate", "--accounts", "3", "--rate", "500", "--count", "40")
     assert sent.returncode == 0 and json.loads(sent.stdout) == {"sent": 40}
 
@@ -121,7 +124,7 @@ def test_run_serves_orders_and_stops_cleanly_on_ctrl_c(env: dict[str, str], tmp_
             time.sleep(1)  # polling interval under the deadline
         assert order is not None and position is not None, log.read_text()[-3000:]
         # no VaR has been computed for the simulated accounts: only the overnight fallback is allowed
-        assert order["target_product"] == "FED_RRP"
+        assert order["target_product"] == "FED_RRP" and order["aml_tags"]["purpose"] == "CASH-SWEEP"
         # signed through the stack's Vault Transit, and `treasury-orch verify` says so
         order_file = tmp_path / "order.json"
         order_file.write_text(json.dumps(order))

@@ -273,11 +273,16 @@ def test_missing_state_file_is_empty(tmp_path: Path) -> None:
 
 
 def test_stack_info_env_matches_runtime_settings_names(tmp_path: Path) -> None:
-    info = StackInfo("127.0.0.1:1", "postgresql://treasury@127.0.0.1:2/treasury", tmp_path)
+    info = StackInfo("127.0.0.1:1", "postgresql://treasury@127.0.0.1:2/treasury", tmp_path,
+                     "http://127.0.0.1:3", str(tmp_path / "token"))
     assert info.env() == {
         "KAFKA_BOOTSTRAP": "127.0.0.1:1",
         "DATABASE_URL": "postgresql://treasury@127.0.0.1:2/treasury",
+        "VAULT_ADDR": "http://127.0.0.1:3",
+        "VAULT_TOKEN_FILE": str(tmp_path / "token"),
     }
+    settings = info.settings(shards=3)
+    assert settings.vault_addr == "http://127.0.0.1:3" and settings.shards == 3 and settings.signer == "vault"
 
 
 def test_default_home_honours_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
