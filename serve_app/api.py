@@ -18,14 +18,16 @@ import asyncpg
 from confluent_kafka import KafkaException
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, Field
 
 from actors import kafka_clients
+from schemas.balance_event import BalanceEvent
 from schemas.bank_formats import sniff_and_parse
 from schemas.errors import MessageRejected, decode, field_path
 from schemas.types import AccountId
+from serve_app.idempotency import IdempotencyKey, idempotent
 from serve_app.ingest import check_ingestible
 from storage import accounts, orders
 from storage.db import create_pool
@@ -120,17 +122,48 @@ def order_view(row: asyncpg.Record) -> dict[str, Any]:
     return {**row["payload"], "status": row["status"]}
 
 
+class TransitionBody(BaseModel):
+    reason: str | None = Field(default=None, description="why the bank could not execute the order")
+
+
+class RequestBodies:
+    """OpenAPI request bodies for endpoints that read the raw body themselves (several formats,
+    an optional body): the document then says what to send, and generated tests send it."""
+
+    def __init__(self) -> None:
+        self.components: dict[str, Any] = {}
+
+    def __call__(self, model: type[BaseModel], *, required: bool = True, xml: str | None = None) -> dict[str, Any]:
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        self.components.update(schema.pop("$defs", {}))
+        content: dict[str, Any] = {"application/json": {"schema": schema}}
+        if xml:
+            content["application/xml"] = {"schema": {"type": "string", "description": xml}}
+        return {"requestBody": {"required": required, "content": content}}
+
+    def install(self, app: FastAPI) -> None:
+        generate = app.openapi
+
+        def openapi() -> dict[str, Any]:
+            document = generate()
+            document.setdefault("components", {}).setdefault("schemas", {}).update(self.components)
+            return document
+
+        app.openapi = openapi  # type: ignore[method-assign]
+
+
 def build_app(backend: Backend) -> FastAPI:
     app = FastAPI(
         title="Treasury Orchestrator",
         version="0.1.0",
         description="Sweep orders for the Bank-Connector; balance webhooks; order outcomes.",
     )
+    bodies = RequestBodies()
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0]
-        loc = tuple(p for p in first.get("loc", ()) if p not in ("query", "path", "body"))
+        loc = tuple(p for p in first.get("loc", ()) if p not in ("query", "path", "body", "header"))
         return error(422, field_path(loc), str(first.get("msg")))
 
     async def _unavailable(_: Request, exc: Exception) -> JSONResponse:
@@ -191,13 +224,17 @@ def build_app(backend: Backend) -> FastAPI:
         next_id = rows[-1]["id"] if rows else after_id
         return {"orders": [order_view(r) for r in rows], "next_cursor": encode_cursor(next_id), "count": len(rows)}
 
-    @app.post("/balances", status_code=202, tags=["balances"], responses={422: {"description": "refused"}})
-    async def post_balances(request: Request) -> JSONResponse:
+    @app.post("/balances", status_code=202, tags=["balances"], responses={422: {"description": "refused"}},
+              openapi_extra=bodies(BalanceEvent, xml="a camt.052/053 report (Finastra JSON is accepted too)"))
+    async def post_balances(request: Request, idempotency_key: IdempotencyKey = None) -> Response:
         """A native ``BalanceEvent`` (JSON), a camt.052/053 report (XML) or Finastra balances (JSON).
 
         Everything in the body is checked first; only then is every event appended to
         ``balance_events``, where the shards apply it in order.
         """
+        return await idempotent(backend.pool, request, idempotency_key, lambda: _append_balances(request))
+
+    async def _append_balances(request: Request) -> JSONResponse:
         body = await request.body()
         if len(body) > MAX_BODY_BYTES:
             return error(413, "$", f"body is {len(body)} bytes; the limit is {MAX_BODY_BYTES}")
@@ -251,15 +288,17 @@ def build_app(backend: Backend) -> FastAPI:
         return JSONResponse({"order_id": order_id, "status": row["status"], "changed": changed,
                              "trace_id": row["trace_id"]})
 
-    @app.post("/sweep-intent/{order_id}/ack", tags=["orders"])
-    async def ack(order_id: str, request: Request) -> JSONResponse:
+    @app.post("/sweep-intent/{order_id}/ack", tags=["orders"], openapi_extra=bodies(TransitionBody, required=False))
+    async def ack(order_id: str, request: Request, idempotency_key: IdempotencyKey = None) -> Response:
         """The Bank-Connector executed the order (SENT -> ACK); repeating it is harmless."""
-        return await _transition(order_id, "ACK", request)
+        return await idempotent(backend.pool, request, idempotency_key,
+                                lambda: _transition(order_id, "ACK", request))
 
-    @app.post("/sweep-intent/{order_id}/fail", tags=["orders"])
-    async def fail(order_id: str, request: Request) -> JSONResponse:
+    @app.post("/sweep-intent/{order_id}/fail", tags=["orders"], openapi_extra=bodies(TransitionBody, required=False))
+    async def fail(order_id: str, request: Request, idempotency_key: IdempotencyKey = None) -> Response:
         """The Bank-Connector could not execute the order (SENT -> FAILED); body {"reason": "..."}."""
-        return await _transition(order_id, "FAILED", request)
+        return await idempotent(backend.pool, request, idempotency_key,
+                                lambda: _transition(order_id, "FAILED", request))
 
     @app.get("/accounts/{account_id}/position", tags=["accounts"])
     async def position(account_id: str) -> JSONResponse:
@@ -268,9 +307,13 @@ def build_app(backend: Backend) -> FastAPI:
             return error(404, "account_id", f"no live position for {account_id!r}")
         return JSONResponse(pos)
 
-    @app.post("/risk/var/recompute", status_code=202, tags=["risk"])
-    async def var_recompute(request: Request) -> JSONResponse:
+    @app.post("/risk/var/recompute", status_code=202, tags=["risk"],
+              openapi_extra=bodies(RecomputeRequest, required=False))
+    async def var_recompute(request: Request, idempotency_key: IdempotencyKey = None) -> Response:
         """Start a VaR recompute on the Ray pool; poll the returned job id."""
+        return await idempotent(backend.pool, request, idempotency_key, lambda: _start_recompute(request))
+
+    async def _start_recompute(request: Request) -> JSONResponse:
         body = await request.body()
         spec = decode(RecomputeRequest, body) if body.strip() else RecomputeRequest()
         if backend.risk_jobs is None:
@@ -286,4 +329,5 @@ def build_app(backend: Backend) -> FastAPI:
             return error(404, "job_id", f"no VaR job {job_id!r}")
         return JSONResponse(job)
 
+    bodies.install(app)
     return app
