@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
@@ -21,6 +20,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from actors import kafka_clients
 from schemas.balance_event import BalanceEvent
@@ -40,6 +40,7 @@ from treasury.topics import BALANCE_EVENTS
 log = logging.getLogger("treasury.api")
 MAX_BODY_BYTES = 1_000_000
 CURSOR_PREFIX = "c1."
+MAX_ORDER_ID = 64  # sweep_order.order_id
 
 
 class ShardLookup(Protocol):
@@ -123,7 +124,8 @@ def order_view(row: asyncpg.Record) -> dict[str, Any]:
 
 
 class TransitionBody(BaseModel):
-    reason: str | None = Field(default=None, description="why the bank could not execute the order")
+    reason: str | None = Field(default=None, max_length=2000, pattern=r"^[^\x00]*$",
+                               description="why the bank could not execute the order (no NUL characters)")
 
 
 class RequestBodies:
@@ -173,6 +175,18 @@ def build_app(backend: Backend) -> FastAPI:
 
     for kind in (OSError, TimeoutError, asyncpg.PostgresError, KafkaException):
         app.add_exception_handler(kind, _unavailable)
+
+    @app.exception_handler(asyncpg.DataError)
+    async def _unstorable(_: Request, exc: asyncpg.DataError) -> JSONResponse:
+        # A value our checks let through but the ledger cannot hold: retrying will not help.
+        log.error("value refused by Postgres: %s", exc)
+        return error(422, "$", f"a value cannot be stored: {exc}")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # the router's own answers (no such path, wrong verb) in the same shape as ours
+        field = {404: "path", 405: "method"}.get(exc.status_code, "$")
+        return error(exc.status_code, field, f"{exc.detail}: {request.method} {request.url.path[:200]}")
 
     @app.exception_handler(MessageRejected)
     async def _rejected(_: Request, exc: MessageRejected) -> JSONResponse:
@@ -268,16 +282,10 @@ def build_app(backend: Backend) -> FastAPI:
         )
 
     async def _transition(order_id: str, wanted: str, request: Request) -> JSONResponse:
-        reason: str | None = None
         body = await request.body()
-        if body.strip():
-            try:
-                data = json.loads(body)
-            except json.JSONDecodeError as exc:
-                raise MessageRejected("$", f"malformed JSON: {exc.msg}") from exc
-            if not isinstance(data, dict) or not isinstance(data.get("reason", ""), str):
-                raise MessageRejected("reason", "expected an object with an optional string 'reason'")
-            reason = data.get("reason") or None
+        reason = (decode(TransitionBody, body).reason or None) if body.strip() else None
+        if len(order_id) > MAX_ORDER_ID or "\x00" in order_id:
+            return error(404, "order_id", f"no order {order_id[:80]!r}")  # could never have been issued
         try:
             row, changed = await orders.transition(await backend.pool(), order_id, wanted, reason)
         except OrderNotFound:

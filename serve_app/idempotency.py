@@ -59,10 +59,11 @@ async def idempotent(
     pool = await pools()
     scope = caller_scope(request)
     body = await request.body()
-    digest = idempotency.request_hash(request.method, request.url.path, request.headers.get("content-type", ""),
-                                      body)
+    path = request.url.path
+    digest = idempotency.request_hash(request.method, path, request.headers.get("content-type", ""), body)
     await idempotency.purge_expired(pool)
-    held = await idempotency.claim(pool, scope, key, digest, request.method, request.url.path)
+    # the path is kept for people reading the table; Postgres text cannot hold a NUL
+    held = await idempotency.claim(pool, scope, key, digest, request.method, path.replace("\x00", "%00"))
     if held is not None:
         if held.request_hash != digest:
             return _refused(422, "this key was already used with a different request (method, path or body);"

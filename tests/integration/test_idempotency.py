@@ -171,3 +171,19 @@ async def test_keys_are_per_scope_and_an_abandoned_claim_can_be_taken_over(pool:
     assert (await idempotency.claim(pool, "alice", k, other, "POST", "/balances")) is not None
     assert await idempotency.claim(pool, "alice", k, h, "POST", "/balances") is None  # the replica died mid-request
     assert idempotency.valid_key("0190-abc_DEF.1:~") and not idempotency.valid_key("x" * 41)
+
+
+async def test_what_the_fuzzer_found_is_refused_cleanly(client: httpx.AsyncClient) -> None:
+    """Each of these answered 5xx or a non-JSON 4xx before schemathesis found it."""
+    nul_reason = await client.post("/sweep-intent/x/fail", json={"reason": "bad\u0000"})
+    assert nul_reason.status_code == 422 and nul_reason.json()["error"]["field"] == "reason"
+    nul_id = await client.post("/sweep-intent/x%00y/ack", headers=key())
+    assert nul_id.status_code == 404 and nul_id.json()["error"]["field"] == "order_id"
+    assert (await client.post("/sweep-intent/" + "x" * 65 + "/ack")).json()["error"]["field"] == "order_id"
+    nowhere = await client.get("/no/such/path")
+    assert nowhere.status_code == 404 and nowhere.json()["error"]["field"] == "path"
+    wrong_verb = await client.delete("/balances")
+    assert wrong_verb.status_code == 405 and wrong_verb.json()["error"]["field"] == "method"
+    deep = await client.post("/balances", content=b'{"event_id": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+                             headers={"content-type": "application/json"})
+    assert deep.status_code == 422 and "nested too deeply" in deep.json()["error"]["reason"]
