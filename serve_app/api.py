@@ -25,6 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from actors import kafka_clients
 from schemas.balance_event import BalanceEvent
 from schemas.bank_formats import sniff_and_parse
+from schemas.catalog import VERSIONS
 from schemas.errors import MessageRejected, decode, field_path
 from schemas.types import AccountId
 from serve_app.idempotency import IdempotencyKey, idempotent
@@ -41,6 +42,7 @@ log = logging.getLogger("treasury.api")
 MAX_BODY_BYTES = 1_000_000
 CURSOR_PREFIX = "c1."
 MAX_ORDER_ID = 64  # sweep_order.order_id
+BALANCE_EVENT_VERSION = f"balance_event/{VERSIONS['BalanceEvent']}"  # the header the shards check
 
 
 class ShardLookup(Protocol):
@@ -262,7 +264,7 @@ def build_app(backend: Backend) -> FastAPI:
                 BALANCE_EVENTS.name,
                 e.account_id.encode(),
                 e.model_copy(update={"trace_id": e.trace_id or trace_id}).model_dump_json(exclude_none=True).encode(),
-                kafka_clients.headers(trace_id=e.trace_id or trace_id),
+                kafka_clients.headers(trace_id=e.trace_id or trace_id, schema_version=BALANCE_EVENT_VERSION),
             )
             for e in events
         ])

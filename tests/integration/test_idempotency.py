@@ -16,7 +16,7 @@ import pytest
 from serve_app.api import Backend, build_app
 from storage import idempotency
 from tests.integration.conftest import new_accounts, register
-from tests.integration.kafka_tools import high_watermarks
+from tests.integration.kafka_tools import high_watermarks, read_from
 from tests.integration.test_api import LocalShards, balance
 from treasury.settings import RuntimeSettings
 
@@ -76,6 +76,10 @@ async def test_same_key_same_body_replays_the_first_answer_and_appends_once(
     assert again.status_code == 202 and again.headers["Idempotent-Replayed"] == "true"
     assert again.content == first.content  # the same partition and offset: nothing appended
     assert high_watermarks(stack.kafka_bootstrap, "balance_events") == after_first
+    [where] = first.json()["events"]
+    [sent] = read_from(stack.kafka_bootstrap, "balance_events", {where["partition"]: where["offset"]}, expect=1,
+                       settle=0.2)
+    assert dict(sent.headers() or [])["schema_version"] == b"balance_event/1.0.0"  # what the shards check
     row = await stored(pool, k)
     assert row is not None and row["status_code"] == 202 and row["expires_ts"] - row["created_ts"] == timedelta(
         hours=24)

@@ -111,7 +111,7 @@ def test_generated_requests_get_no_5xx_and_every_4xx_names_the_field(stack) -> N
 
     def fuzz(client: asgi.ASGIClient, mode: GenerationMode) -> None:
         @hypothesis.settings(
-            max_examples=EXAMPLES, derandomize=True, database=None, deadline=5000,
+            max_examples=EXAMPLES, derandomize=True, database=None, deadline=10_000,
             phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck),
         )
         @given(case=schema.as_strategy(generation_mode=mode))
