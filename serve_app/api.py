@@ -116,7 +116,7 @@ def decode_cursor(cursor: str | None) -> int:
         value = int(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode())
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise MessageRejected("after", "not a cursor this service issued") from None
-    if value < 0:
+    if not 0 <= value < 2**63:  # ledger ids are bigint; a forged huge one must not reach Postgres
         raise MessageRejected("after", "not a cursor this service issued")
     return value
 

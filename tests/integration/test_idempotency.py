@@ -13,7 +13,7 @@ import asyncpg
 import httpx
 import pytest
 
-from serve_app.api import Backend, build_app
+from serve_app.api import Backend, build_app, encode_cursor
 from storage import idempotency
 from tests.integration.conftest import new_accounts, register
 from tests.integration.kafka_tools import high_watermarks, read_from
@@ -191,3 +191,18 @@ async def test_what_the_fuzzer_found_is_refused_cleanly(client: httpx.AsyncClien
     deep = await client.post("/balances", content=b'{"event_id": ' + b"[" * 5000 + b"]" * 5000 + b"}",
                              headers={"content-type": "application/json"})
     assert deep.status_code == 422 and "nested too deeply" in deep.json()["error"]["reason"]
+
+
+async def test_a_forged_huge_cursor_and_unstorable_values_are_422_not_retry(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    huge = encode_cursor(2**64)
+    r = await client.get("/sweep-intent", params={"after": huge})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "after"
+
+    async def refuse(*_: object) -> None:
+        raise asyncpg.exceptions.CharacterNotInRepertoireError("invalid byte sequence")
+
+    monkeypatch.setattr("storage.orders.transition", refuse)  # a value some future check forgets
+    unstorable = await client.post("/sweep-intent/x/ack")
+    assert unstorable.status_code == 422 and "cannot be stored" in unstorable.json()["error"]["reason"]
