@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
@@ -29,6 +30,7 @@ from actors.coordinator import SubmitResult
 from actors.policy import Decision, DecisionInputs, decide, observed_var_bps
 from schemas.balance_event import BalanceCode, BalanceEvent
 from schemas.cash_position import CashPosition
+from schemas.catalog import VERSIONS
 from schemas.errors import MessageRejected, decode_with_source
 from schemas.sweep_order import RiskChecks, SweepOrder
 from storage import accounts, balances, orders, var_results
@@ -45,6 +47,14 @@ from treasury.topics import BALANCE_EVENTS, BALANCE_EVENTS_DLQ, CASH_POSITIONS
 
 log = logging.getLogger("treasury.shard")
 T = TypeVar("T")
+# A balance event is well under 1 KiB; anything past this (value plus headers) is refused unread,
+# long before the broker's 1 MB limit, and its dead letter keeps only this much of the value so
+# the dead letter itself always fits on the DLQ topic.
+MAX_EVENT_BYTES = 64 * 1024
+# The major version of BalanceEvent this shard reads; a producer may say which one it wrote in a
+# ``schema_version`` header (``balance_event/1.0.0``). No header: the current contract.
+SCHEMA_NAME = "balance_event"
+SCHEMA_MAJOR = VERSIONS["BalanceEvent"].split(".")[0]
 
 
 class OrderSink(Protocol):
@@ -255,6 +265,7 @@ class ShardWorker:
         rejects: list[tuple[Message, MessageRejected]] = []
         for msg in msgs:
             try:
+                _check_envelope(msg)
                 event, source = decode_with_source(BalanceEvent, msg.value() or b"")
                 key = (msg.key() or b"").decode("utf-8", "replace")
                 if key and key != event.account_id:
@@ -438,12 +449,16 @@ class ShardWorker:
                 "dead-lettered %s[%d]@%d: %s", msg.topic(), msg.partition(), msg.offset(), exc,
                 extra={"decision": "invalid"},
             )
+            value, original = msg.value(), _header_list(msg)
+            size = _message_bytes(msg)
+            if size > MAX_EVENT_BYTES:  # keep the evidence, not the payload that could not fit
+                value, original = (value or b"")[:MAX_EVENT_BYTES], kafka_clients.headers(original_bytes=str(size))
             self._producer.produce(
                 BALANCE_EVENTS_DLQ.name,
-                key=msg.key(),
-                value=msg.value(),
+                key=(msg.key() or b"")[:1024] or None,
+                value=value,
                 headers=[
-                    *_header_list(msg),
+                    *original,
                     *kafka_clients.headers(
                         error_field=exc.field,
                         error_reason=exc.reason,
@@ -503,6 +518,24 @@ class _Stopwatch:
         now = time.perf_counter()
         self._sums[phase] += now - self._last
         self._last = now
+
+
+def _message_bytes(msg: Message) -> int:
+    return len(msg.value() or b"") + len(msg.key() or b"") + sum(len(k) + len(v or b"") for k, v in _header_list(msg))
+
+
+def _check_envelope(msg: Message) -> None:
+    """What is refused before the body is even parsed: size, and a schema version we do not read."""
+    size = _message_bytes(msg)
+    if size > MAX_EVENT_BYTES:
+        raise MessageRejected("$", f"message is {size} bytes; a balance event may be at most {MAX_EVENT_BYTES}")
+    version = kafka_clients.header_map(_header_list(msg)).get("schema_version")
+    if version is None:
+        return
+    if not re.fullmatch(rf"{SCHEMA_NAME}/{SCHEMA_MAJOR}\.\d+\.\d+", version):
+        raise MessageRejected(
+            "schema_version", f"{version[:80]!r} is not a version this service reads ({SCHEMA_NAME}/{SCHEMA_MAJOR}.x.y)"
+        )
 
 
 def _produced_at(msg: Message) -> float:

@@ -74,8 +74,8 @@ def _declared(content_type: str | None) -> Syntax | None:
 def _parse_json(body: bytes) -> list[BalanceEvent]:
     try:
         keys = _top_level_keys(body)
-    except (UnicodeDecodeError, ValueError):
-        # Let the native decoder produce its precise message (bad UTF-8, line and column).
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        # Let the native decoder produce its precise message (bad UTF-8, line and column, nesting).
         return [decode(BalanceEvent, body)]
     if keys & _FINASTRA_KEYS:
         return parse_finastra(body)

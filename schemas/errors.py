@@ -49,6 +49,8 @@ def decode_with_source(model: type[M], raw: bytes | str) -> tuple[M, dict[str, A
         raise MessageRejected("$", f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
     except ValueError as exc:
         raise MessageRejected("$", str(exc)) from exc
+    except RecursionError as exc:  # a few KB of "[[[[..." would otherwise crash the caller
+        raise MessageRejected("$", "JSON nested too deeply") from exc
     if not isinstance(data, dict):
         raise MessageRejected("$", f"expected a JSON object, got {type(data).__name__}")
     try:

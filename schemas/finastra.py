@@ -103,6 +103,8 @@ def _load(data: bytes | str | dict[str, Any]) -> dict[str, Any]:
         ) from exc
     except ValueError as exc:
         raise MessageRejected("$", str(exc)) from exc
+    except RecursionError as exc:
+        raise MessageRejected("$", "JSON nested too deeply") from exc
     if not isinstance(loaded, dict):
         raise MessageRejected("$", f"expected a JSON object, got {type(loaded).__name__}")
     return loaded

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any, Protocol
@@ -18,15 +17,19 @@ import asyncpg
 from confluent_kafka import KafkaException
 from fastapi import Depends, FastAPI, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from actors import kafka_clients
+from schemas.balance_event import BalanceEvent
 from schemas.bank_formats import sniff_and_parse
+from schemas.catalog import VERSIONS
 from schemas.errors import MessageRejected, decode, field_path
 from schemas.types import AccountId
+from serve_app.idempotency import IdempotencyKey, idempotent
 from serve_app.ingest import check_ingestible
 from storage import accounts, balances, orders
 from storage.db import create_pool
@@ -44,6 +47,8 @@ log = logging.getLogger("treasury.api")
 MAX_BODY_BYTES = 1_000_000
 CURSOR_PREFIX = "c1."
 BEARER = HTTPBearer(auto_error=False, description="JWT (EdDSA) signed by the Vault Transit key TOKEN_SIGNING_KEY")
+MAX_ORDER_ID = 64  # sweep_order.order_id
+BALANCE_EVENT_VERSION = f"balance_event/{VERSIONS['BalanceEvent']}"  # the header the shards check
 
 
 class ShardLookup(Protocol):
@@ -124,7 +129,7 @@ def decode_cursor(cursor: str | None) -> int:
         value = int(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode())
     except (ValueError, binascii.Error, UnicodeDecodeError):
         raise MessageRejected("after", "not a cursor this service issued") from None
-    if value < 0:
+    if not 0 <= value < 2**63:  # ledger ids are bigint; a forged huge one must not reach Postgres
         raise MessageRejected("after", "not a cursor this service issued")
     return value
 
@@ -133,17 +138,49 @@ def order_view(row: asyncpg.Record) -> dict[str, Any]:
     return {**row["payload"], "status": row["status"]}
 
 
+class TransitionBody(BaseModel):
+    reason: str | None = Field(default=None, max_length=2000, pattern=r"^[^\x00]*$",
+                               description="why the bank could not execute the order (no NUL characters)")
+
+
+class RequestBodies:
+    """OpenAPI request bodies for endpoints that read the raw body themselves (several formats,
+    an optional body): the document then says what to send, and generated tests send it."""
+
+    def __init__(self) -> None:
+        self.components: dict[str, Any] = {}
+
+    def __call__(self, model: type[BaseModel], *, required: bool = True, xml: str | None = None) -> dict[str, Any]:
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        self.components.update(schema.pop("$defs", {}))
+        content: dict[str, Any] = {"application/json": {"schema": schema}}
+        if xml:
+            content["application/xml"] = {"schema": {"type": "string", "description": xml}}
+        return {"requestBody": {"required": required, "content": content}}
+
+    def install(self, app: FastAPI) -> None:
+        generate = app.openapi
+
+        def openapi() -> dict[str, Any]:
+            document = generate()
+            document.setdefault("components", {}).setdefault("schemas", {}).update(self.components)
+            return document
+
+        app.openapi = openapi  # type: ignore[method-assign]
+
+
 def build_app(backend: Backend) -> FastAPI:
     app = FastAPI(
         title="Treasury Orchestrator",
         version="0.1.0",
         description="Sweep orders for the Bank-Connector; balance webhooks; order outcomes.",
     )
+    bodies = RequestBodies()
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0]
-        loc = tuple(p for p in first.get("loc", ()) if p not in ("query", "path", "body"))
+        loc = tuple(p for p in first.get("loc", ()) if p not in ("query", "path", "body", "header"))
         return error(422, field_path(loc), str(first.get("msg")))
 
     async def _unavailable(_: Request, exc: Exception) -> JSONResponse:
@@ -176,8 +213,21 @@ def build_app(backend: Backend) -> FastAPI:
                 return None
             caller = await asyncio.to_thread(backend.verifier.verify, request.headers.get("authorization"), needed)
             request.state.caller = caller
+            request.state.principal = caller.subject  # idempotency keys are per caller
             return caller
         return Depends(check)
+
+    @app.exception_handler(asyncpg.DataError)
+    async def _unstorable(_: Request, exc: asyncpg.DataError) -> JSONResponse:
+        # A value our checks let through but the ledger cannot hold: retrying will not help.
+        log.error("value refused by Postgres: %s", exc)
+        return error(422, "$", f"a value cannot be stored: {exc}")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # the router's own answers (no such path, wrong verb) in the same shape as ours
+        field = {404: "path", 405: "method"}.get(exc.status_code, "$")
+        return error(exc.status_code, field, f"{exc.detail}: {request.method} {request.url.path[:200]}")
 
     @app.exception_handler(MessageRejected)
     async def _rejected(_: Request, exc: MessageRejected) -> JSONResponse:
@@ -230,13 +280,17 @@ def build_app(backend: Backend) -> FastAPI:
         return {"orders": [order_view(r) for r in rows], "next_cursor": encode_cursor(next_id), "count": len(rows)}
 
     @app.post("/balances", status_code=202, tags=["balances"], responses={422: {"description": "refused"}},
+              openapi_extra=bodies(BalanceEvent, xml="a camt.052/053 report (Finastra JSON is accepted too)"),
               dependencies=[scope(Scope.BALANCES_WRITE)])
-    async def post_balances(request: Request) -> JSONResponse:
+    async def post_balances(request: Request, idempotency_key: IdempotencyKey = None) -> Response:
         """A native ``BalanceEvent`` (JSON), a camt.052/053 report (XML) or Finastra balances (JSON).
 
         Everything in the body is checked first; only then is every event appended to
         ``balance_events``, where the shards apply it in order.
         """
+        return await idempotent(backend.pool, request, idempotency_key, lambda: _append_balances(request))
+
+    async def _append_balances(request: Request) -> JSONResponse:
         body = await request.body()
         if len(body) > MAX_BODY_BYTES:
             return error(413, "$", f"body is {len(body)} bytes; the limit is {MAX_BODY_BYTES}")
@@ -250,7 +304,7 @@ def build_app(backend: Backend) -> FastAPI:
                 BALANCE_EVENTS.name,
                 e.account_id.encode(),
                 e.model_copy(update={"trace_id": e.trace_id or trace_id}).model_dump_json(exclude_none=True).encode(),
-                kafka_clients.headers(trace_id=e.trace_id or trace_id),
+                kafka_clients.headers(trace_id=e.trace_id or trace_id, schema_version=BALANCE_EVENT_VERSION),
             )
             for e in events
         ])
@@ -270,16 +324,10 @@ def build_app(backend: Backend) -> FastAPI:
         )
 
     async def _transition(order_id: str, wanted: str, request: Request) -> JSONResponse:
-        reason: str | None = None
         body = await request.body()
-        if body.strip():
-            try:
-                data = json.loads(body)
-            except json.JSONDecodeError as exc:
-                raise MessageRejected("$", f"malformed JSON: {exc.msg}") from exc
-            if not isinstance(data, dict) or not isinstance(data.get("reason", ""), str):
-                raise MessageRejected("reason", "expected an object with an optional string 'reason'")
-            reason = data.get("reason") or None
+        reason = (decode(TransitionBody, body).reason or None) if body.strip() else None
+        if len(order_id) > MAX_ORDER_ID or "\x00" in order_id:
+            return error(404, "order_id", f"no order {order_id[:80]!r}")  # could never have been issued
         try:
             row, changed = await orders.transition(await backend.pool(), order_id, wanted, reason)
         except OrderNotFound:
@@ -290,15 +338,19 @@ def build_app(backend: Backend) -> FastAPI:
         return JSONResponse({"order_id": order_id, "status": row["status"], "changed": changed,
                              "trace_id": row["trace_id"]})
 
-    @app.post("/sweep-intent/{order_id}/ack", tags=["orders"], dependencies=[scope(Scope.ORDERS_WRITE)])
-    async def ack(order_id: str, request: Request) -> JSONResponse:
+    @app.post("/sweep-intent/{order_id}/ack", tags=["orders"], openapi_extra=bodies(TransitionBody, required=False),
+              dependencies=[scope(Scope.ORDERS_WRITE)])
+    async def ack(order_id: str, request: Request, idempotency_key: IdempotencyKey = None) -> Response:
         """The Bank-Connector executed the order (SENT -> ACK); repeating it is harmless."""
-        return await _transition(order_id, "ACK", request)
+        return await idempotent(backend.pool, request, idempotency_key,
+                                lambda: _transition(order_id, "ACK", request))
 
-    @app.post("/sweep-intent/{order_id}/fail", tags=["orders"], dependencies=[scope(Scope.ORDERS_WRITE)])
-    async def fail(order_id: str, request: Request) -> JSONResponse:
+    @app.post("/sweep-intent/{order_id}/fail", tags=["orders"], openapi_extra=bodies(TransitionBody, required=False),
+              dependencies=[scope(Scope.ORDERS_WRITE)])
+    async def fail(order_id: str, request: Request, idempotency_key: IdempotencyKey = None) -> Response:
         """The Bank-Connector could not execute the order (SENT -> FAILED); body {"reason": "..."}."""
-        return await _transition(order_id, "FAILED", request)
+        return await idempotent(backend.pool, request, idempotency_key,
+                                lambda: _transition(order_id, "FAILED", request))
 
     @app.get("/accounts/{account_id}/position", tags=["accounts"], dependencies=[scope(Scope.BALANCES_READ)])
     async def position(account_id: str) -> JSONResponse:
@@ -307,9 +359,13 @@ def build_app(backend: Backend) -> FastAPI:
             return error(404, "account_id", f"no live position for {account_id!r}")
         return JSONResponse(pos)
 
-    @app.post("/risk/var/recompute", status_code=202, tags=["risk"], dependencies=[scope(Scope.RISK)])
-    async def var_recompute(request: Request) -> JSONResponse:
+    @app.post("/risk/var/recompute", status_code=202, tags=["risk"],
+              openapi_extra=bodies(RecomputeRequest, required=False), dependencies=[scope(Scope.RISK)])
+    async def var_recompute(request: Request, idempotency_key: IdempotencyKey = None) -> Response:
         """Start a VaR recompute on the Ray pool; poll the returned job id."""
+        return await idempotent(backend.pool, request, idempotency_key, lambda: _start_recompute(request))
+
+    async def _start_recompute(request: Request) -> JSONResponse:
         body = await request.body()
         spec = decode(RecomputeRequest, body) if body.strip() else RecomputeRequest()
         if backend.risk_jobs is None:
@@ -348,4 +404,5 @@ def build_app(backend: Backend) -> FastAPI:
             "raw_event": raw,
         })
 
+    bodies.install(app)
     return app

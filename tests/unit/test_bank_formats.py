@@ -12,7 +12,7 @@ import pytest
 from schemas.balance_event import BalanceEvent, BalanceKind
 from schemas.bank_formats import sniff_and_parse
 from schemas.camt import parse_camt
-from schemas.errors import MessageRejected
+from schemas.errors import MessageRejected, decode
 from schemas.finastra import parse_finastra
 
 SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "testdata" / "iso20022" / "genkgo-camt"
@@ -113,3 +113,11 @@ def test_refusals(data: bytes, content_type: str | None, reason: str) -> None:
 def test_parser_errors_pass_through_with_their_field() -> None:
     bad = json.dumps({"items": [FINASTRA_ITEM | {"availableBalance": "1.5,0"}]}).encode()
     assert refused(bad).field == "items[0].availableBalance"
+
+
+@pytest.mark.parametrize("parse", [lambda b: sniff_and_parse(b, "application/json"), parse_finastra,
+                                   lambda b: [decode(BalanceEvent, b)]])
+def test_json_nested_thousands_deep_is_refused_not_a_crash(parse) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(MessageRejected, match="nested too deeply") as exc:
+        parse(b'{"items": ' + b"[" * 20_000 + b"]" * 20_000 + b"}")
+    assert exc.value.field == "$"
