@@ -20,7 +20,7 @@ from actors import kafka_clients
 from actors.runtime import NAMESPACE, start_actors, stop_actors
 from serve_app import simulator
 from serve_app.deployment import deploy
-from serve_app.infra import stack
+from serve_app.infra import stack, tls_front
 from storage import accounts
 from storage.db import create_pool
 from treasury.logs import configure_logging
@@ -28,6 +28,7 @@ from treasury.settings import PolicyConfig, RuntimeSettings, policy_from_env
 
 log = logging.getLogger("treasury.run")
 DASHBOARD_PORT = 8265
+TLS_FILE_KEYS = ("TLS_CERT_FILE", "TLS_KEY_FILE", "TLS_CLIENT_CA_FILE")
 
 
 @dataclass(frozen=True)
@@ -73,13 +74,18 @@ async def feed(settings: RuntimeSettings, accounts: int, rate: float, stop: asyn
 def run(opts: RunOptions) -> int:
     configure_logging()
     policy = policy_from_env()
-    info = stack.up()
     base = RuntimeSettings.from_env()
+    info = stack.up()
     settings = base.model_copy(update={"kafka_bootstrap": info.kafka_bootstrap, "database_url": info.postgres_dsn})
+    # Absolute TLS paths for local Ray workers, which inherit this environment from another cwd.
+    os.environ.update({key: str(getattr(settings, key.lower())) for key in TLS_FILE_KEYS if settings.tls_enabled})
     stop = asyncio.Event()
     try:
         start_system(settings, policy)
         print(f"REST API      http://{settings.serve_host}:{settings.serve_port}/docs", flush=True)
+        front = tls_front.start_for(settings, info.home)
+        if front is not None:
+            print(f"REST API TLS  {front.url}/docs (TLS 1.3, client certificate from TLS_CLIENT_CA_FILE)", flush=True)
         print(f"Ray dashboard http://127.0.0.1:{DASHBOARD_PORT}", flush=True)
         print(f"Kafka         {settings.kafka_bootstrap}\nPostgres      {settings.database_url}", flush=True)
         print("Ctrl-C stops everything.", flush=True)
@@ -96,6 +102,8 @@ def run(opts: RunOptions) -> int:
         asyncio.run(main())
     finally:
         log.info("stopping")
+        if settings.tls_enabled:
+            tls_front.stop(info.home)
         if ray.is_initialized():
             serve.shutdown()
             stop_actors(settings)
