@@ -80,6 +80,7 @@ def run(opts: RunOptions) -> int:
     # Absolute TLS paths for local Ray workers, which inherit this environment from another cwd.
     os.environ.update({key: str(getattr(settings, key.lower())) for key in TLS_FILE_KEYS if settings.tls_enabled})
     stop = asyncio.Event()
+    front: tls_front.Front | None = None
     try:
         start_system(settings, policy)
         print(f"REST API      http://{settings.serve_host}:{settings.serve_port}/docs", flush=True)
@@ -102,8 +103,8 @@ def run(opts: RunOptions) -> int:
         asyncio.run(main())
     finally:
         log.info("stopping")
-        if settings.tls_enabled:
-            tls_front.stop(info.home)
+        if front is not None:
+            tls_front.stop(info.home, front)
         if ray.is_initialized():
             serve.shutdown()
             stop_actors(settings)

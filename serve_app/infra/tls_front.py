@@ -318,12 +318,15 @@ def start(
         pid = spawn_daemon(_argv(nginx, front_paths), log_path=front_paths.log, cwd=front_paths.root)
         state.port, state.pid, state.host, state.upstream = chosen, pid, host, upstream
         _save_state(front_paths, state)  # before waiting, so `stop` finds it whatever happens next
-        if not wait_until(lambda: not pid_alive(pid) or port_accepts(chosen, host), READY_TIMEOUT_S) \
-                or not pid_alive(pid):
+        try:
+            if not wait_until(lambda: not pid_alive(pid) or port_accepts(chosen, host), READY_TIMEOUT_S) \
+                    or not pid_alive(pid):
+                raise InfraError(f"tls front (nginx) did not start on {host}:{chosen}; see {front_paths.log}:\n"
+                                 f"{tail(front_paths.log)}")
+        except BaseException:  # a failed start (or Ctrl-C meanwhile) leaves nothing running
             _stop_recorded(front_paths, state)
             _save_state(front_paths, state)
-            raise InfraError(f"tls front (nginx) did not start on {host}:{chosen}; see {front_paths.log}:\n"
-                             f"{tail(front_paths.log)}")
+            raise
     log(f"tls front on https://{host}:{chosen} -> http://{upstream} (pid {pid}, TLS 1.3, client certificates required)")
     return Front(host, chosen, pid, upstream)
 
@@ -346,13 +349,19 @@ def _upstream_host(serve_host: str) -> str:
     return LOOPBACK if unspecified else serve_host
 
 
-def stop(home: Path) -> None:
-    """Stop this home's front and wait until it is gone; harmless when none runs."""
+def stop(home: Path, front: Front | None = None) -> None:
+    """Stop this home's front and wait until it is gone; harmless when none runs.
+
+    With `front`, only that one: a caller stops the front it started, never one that a later
+    start in the same home has put in its place.
+    """
     front_paths = paths(Path(home).expanduser().resolve())
     if not front_paths.root.is_dir():
         return
     with file_lock(front_paths.root / ".lock", what="tls front", timeout_s=LOCK_TIMEOUT_S):
         state = load_state(front_paths)
+        if front is not None and state.pid != front.pid:
+            return
         _stop_recorded(front_paths, state)
         _save_state(front_paths, state)
 

@@ -38,31 +38,11 @@ from serve_app.api import Backend, build_app
 from serve_app.infra import tls_front
 from serve_app.infra.common import InfraError
 from tests.integration.conftest import free_port
+from tests.integration.tls_tools import SUBJECT, Certs, client_context, make_certs
 from treasury.metrics import ShardMetrics
 from treasury.settings import RuntimeSettings
 
 pytestmark = pytest.mark.integration
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SUBJECT = "CN=bank-connector,OU=clients,O=Treasury Orchestrator dev"
-
-
-@dataclass(frozen=True)
-class Certs:
-    """The folder dev_ca.sh wrote: ca, server, client, rogue-ca and rogue-client (.pem and .key)."""
-
-    dir: Path
-
-    @property
-    def files(self) -> tls_front.TlsFiles:
-        return tls_front.TlsFiles(self.dir / "server.pem", self.dir / "server.key", self.dir / "ca.pem")
-
-
-def make_certs(out: Path) -> Certs:
-    """What a developer runs (README "Security"); its stdout is the exports for the settings."""
-    done = subprocess.run(["bash", str(REPO_ROOT / "scripts" / "dev_ca.sh"), "--out", str(out)],
-                          capture_output=True, text=True, timeout=60, check=True)
-    assert f"TLS_CLIENT_CA_FILE={out / 'ca.pem'}" in done.stdout
-    return Certs(out)
 
 
 @pytest.fixture(scope="session")
@@ -128,16 +108,6 @@ def front(upstream: Upstream, certs: Certs, tmp_path_factory: pytest.TempPathFac
     tls_front.stop(home)
     assert not [pid for pid in [started.pid, *workers] if psutil.pid_exists(pid)
                 and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
-
-
-def client_context(certs: Certs, cert: str | None = "client", *, max_version: ssl.TLSVersion | None = None
-                   ) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(cafile=str(certs.dir / "ca.pem"))
-    if cert is not None:
-        ctx.load_cert_chain(certs.dir / f"{cert}.pem", certs.dir / f"{cert}.key")
-    if max_version is not None:
-        ctx.maximum_version = max_version
-    return ctx
 
 
 def get(front: RunningFront, ctx: ssl.SSLContext, path: str, headers: dict[str, str] | None = None
@@ -251,6 +221,8 @@ def test_restart_keeps_the_port_and_leaves_one_front(upstream: Upstream, certs: 
         assert tls_front.status(tmp_path)["running"] is True
         second = tls_front.start(tmp_path, certs.files, upstream_port=upstream.port)
         assert second.port == first.port and second.pid != first.pid
+        tls_front.stop(tmp_path, first)  # whoever started the first one stops only that: nothing here
+        assert tls_front.status(tmp_path)["pid"] == second.pid
         assert not psutil.pid_exists(first.pid) or psutil.Process(first.pid).status() == psutil.STATUS_ZOMBIE
         response, _, _ = get(RunningFront(second, tmp_path), client_context(certs), "/healthz")
         assert response.status == 200
