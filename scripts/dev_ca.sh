@@ -3,8 +3,8 @@
 #
 #   ca.pem / ca.key              the CA that signs the server and the clients (TLS_CLIENT_CA_FILE)
 #   server.pem / server.key      the front's certificate for localhost and 127.0.0.1 (TLS_CERT_FILE, TLS_KEY_FILE)
-#   client.pem / client.key      a client certificate from the CA (CN=bank-connector, or --client NAME)
-#   <NAME>.pem / <NAME>.key      one more client certificate per further --client NAME
+#   client.pem / client.key      a client certificate from the CA (CN=bank-connector)
+#   <NAME>.pem / <NAME>.key      one more client certificate from the CA per --client NAME (CN=NAME)
 #   rogue-ca.pem, rogue-client.pem / .key   a client certificate from another CA, which the front must refuse
 #
 # Development only: the keys are unencrypted, in a git-ignored folder (default .stack/certs), readable
@@ -29,9 +29,9 @@ while [ $# -gt 0 ]; do
     *) echo "dev_ca.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
-[ ${#clients[@]} -gt 0 ] || clients=(bank-connector)
 for name in "${clients[@]}"; do
   [[ "$name" =~ ^[A-Za-z0-9._-]+$ ]] || { echo "dev_ca.sh: client name $name: letters, digits, . _ - only" >&2; exit 2; }
+  case "$name" in ca|server|client|rogue-ca|rogue-client) echo "dev_ca.sh: $name is taken" >&2; exit 2 ;; esac
 done
 
 command -v openssl >/dev/null 2>&1 || { echo "dev_ca.sh: openssl not found: apt-get install -y openssl" >&2; exit 1; }
@@ -75,12 +75,10 @@ server_ext+='subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1\n'
 
 make_ca ca "/O=Treasury Orchestrator dev/CN=Treasury dev CA"
 make_leaf server ca "/O=Treasury Orchestrator dev/CN=localhost" "$server_ext"
-first=1
-for name in "${clients[@]}"; do
-  file=$name
-  [ "$first" -eq 1 ] && file=client
-  first=0
-  make_leaf "$file" ca "/O=Treasury Orchestrator dev/OU=clients/CN=$name" "${client_ext}subjectAltName=DNS:$name\n"
+make_leaf client ca "/O=Treasury Orchestrator dev/OU=clients/CN=bank-connector" \
+  "${client_ext}subjectAltName=DNS:bank-connector\n"
+for name in ${clients[@]+"${clients[@]}"}; do
+  make_leaf "$name" ca "/O=Treasury Orchestrator dev/OU=clients/CN=$name" "${client_ext}subjectAltName=DNS:$name\n"
 done
 make_ca rogue-ca "/O=Somebody else/CN=Rogue CA"
 make_leaf rogue-client rogue-ca "/O=Somebody else/CN=bank-connector" "${client_ext}subjectAltName=DNS:bank-connector\n"
