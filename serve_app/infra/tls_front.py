@@ -313,7 +313,10 @@ def start(
         try:
             run_checked(_argv(nginx, front_paths, "-t", "-q"), what="nginx -t (tls front config)", timeout_s=30)
         except InfraError as exc:
-            raise InfraError(f"{exc}; config {front_paths.conf}, log {front_paths.log}") from exc
+            # nginx -t also binds the listen address; its reason is the last [emerg] line of the log
+            emerg = [line for line in tail(front_paths.log, 30).splitlines() if "[emerg]" in line]
+            reason = emerg[-1].split("[emerg] ", 1)[-1] if emerg else "see the log"
+            raise InfraError(f"{exc}: {reason}; config {front_paths.conf}, log {front_paths.log}") from exc
         upstream = f"{upstream_host}:{upstream_port}"
         pid = spawn_daemon(_argv(nginx, front_paths), log_path=front_paths.log, cwd=front_paths.root)
         state.port, state.pid, state.host, state.upstream = chosen, pid, host, upstream

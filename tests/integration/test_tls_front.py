@@ -102,7 +102,7 @@ class RunningFront:
 @pytest.fixture(scope="module")
 def front(upstream: Upstream, certs: Certs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningFront]:
     home = tmp_path_factory.mktemp("front-home")
-    started = tls_front.start(home, certs.files, upstream_port=upstream.port)
+    started = tls_front.start(home, certs.files, upstream_port=upstream.port, port=free_port())
     workers = [child.pid for child in psutil.Process(started.pid).children()]
     yield RunningFront(started, home)
     tls_front.stop(home)
@@ -250,6 +250,10 @@ def test_taken_port_and_missing_files_are_named(upstream: Upstream, certs: Certs
         tls_front.start(tmp_path, missing, upstream_port=upstream.port)
     # a key that does not match the certificate: nginx -t refuses, nothing is left running
     wrong = tls_front.TlsFiles(certs.dir / "server.pem", certs.dir / "client.key", certs.dir / "ca.pem")
-    with pytest.raises(InfraError, match="nginx -t"):
+    with pytest.raises(InfraError, match=r"nginx -t .*key values mismatch"):
         tls_front.start(tmp_path, wrong, upstream_port=upstream.port)
+    assert tls_front.status(tmp_path)["running"] is False
+    # nginx cannot listen there (TEST-NET-1 is not on this machine): the error says why
+    with pytest.raises(InfraError, match=r"nginx -t .*bind\(\) to 192\.0\.2\.1:\d+ failed .*Cannot assign requested"):
+        tls_front.start(tmp_path, certs.files, upstream_port=upstream.port, host="192.0.2.1")
     assert tls_front.status(tmp_path)["running"] is False
