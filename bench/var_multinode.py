@@ -67,8 +67,9 @@ def main() -> None:
     cluster.add_node(num_cpus=1)
     cluster.wait_for_nodes()
     try:
-        run = subprocess.run([*CLI, "var", "recompute", "--source", str(flows), "--window", str(args.days),
-                              "--workers", "2"], env={**os.environ, "RAY_ADDRESS": cluster.address},
+        # S603: the project's own CLI with arguments built here, never from outside input
+        argv = [*CLI, "var", "recompute", "--source", str(flows), "--window", str(args.days), "--workers", "2"]
+        run = subprocess.run(argv, env={**os.environ, "RAY_ADDRESS": cluster.address},  # noqa: S603
                              capture_output=True, text=True, timeout=900, check=True)
         print(f"nodes: {len(cluster.list_all_nodes())}; recompute: {run.stdout.strip()}")
         ray.init(address=cluster.address)
@@ -77,7 +78,7 @@ def main() -> None:
     finally:
         ray.shutdown()
         cluster.shutdown()
-    single = subprocess.run([*CLI, "var", "compute", str(flows), "--window", str(args.days)],
+    single = subprocess.run([*CLI, "var", "compute", str(flows), "--window", str(args.days)],  # noqa: S603
                             capture_output=True, text=True, timeout=600, check=True)
     expected = {r["account_id"]: r["var_usd"] for r in map(json.loads, single.stdout.splitlines())}
     got = {k: v for k, v in asyncio.run(stored(args.days)).items() if k in expected}  # this run's accounts

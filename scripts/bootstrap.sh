@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the project needs on a fresh machine, and nothing twice:
-# Debian packages (Java 17, Maven, PostgreSQL) when missing, then a virtualenv in .venv with the
+# Debian packages (Java 17, Maven, PostgreSQL, nginx, openssl) when missing, then a virtualenv in .venv with the
 # package and its dev extra. Safe to run again; a second run takes seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,6 +9,9 @@ need_apt=()
 command -v java >/dev/null 2>&1 || need_apt+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || need_apt+=(maven)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
+# nginx is the REST API's TLS 1.3 / mTLS front; openssl makes the development certificates.
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_apt+=(nginx)
+command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "bootstrap: missing ${need_apt[*]}; install them with apt-get (needs root)" >&2

@@ -20,7 +20,7 @@ from actors import kafka_clients
 from actors.runtime import NAMESPACE, start_actors, stop_actors
 from serve_app import simulator
 from serve_app.deployment import deploy
-from serve_app.infra import stack
+from serve_app.infra import stack, tls_front
 from storage import accounts
 from storage.db import create_pool
 from treasury.keyring import keyring_from_settings
@@ -29,6 +29,7 @@ from treasury.settings import PolicyConfig, RuntimeSettings, policy_from_env
 
 log = logging.getLogger("treasury.run")
 DASHBOARD_PORT = 8265
+TLS_FILE_KEYS = ("TLS_CERT_FILE", "TLS_KEY_FILE", "TLS_CLIENT_CA_FILE")
 
 
 @dataclass(frozen=True)
@@ -74,17 +75,23 @@ async def feed(settings: RuntimeSettings, accounts: int, rate: float, stop: asyn
 def run(opts: RunOptions) -> int:
     configure_logging()
     policy = policy_from_env()
-    info = stack.up()
     base = RuntimeSettings.from_env()
+    info = stack.up()
     update = {"kafka_bootstrap": info.kafka_bootstrap, "database_url": info.postgres_dsn}
     if base.signer == "vault" and not base.vault_addr:  # no Vault of the operator's own: the stack's OpenBao
         update |= {"vault_addr": info.vault_addr, "vault_token_file": info.vault_token_file}
     settings = base.model_copy(update=update)
-    keyring_from_settings(settings)  # refuse to start unsigned before anything is started
+    keyring_from_settings(settings)  # refuse to start unsigned before anything else is started
+    # Absolute TLS paths for local Ray workers, which inherit this environment from another cwd.
+    os.environ.update({key: str(getattr(settings, key.lower())) for key in TLS_FILE_KEYS if settings.tls_enabled})
     stop = asyncio.Event()
+    front: tls_front.Front | None = None
     try:
         start_system(settings, policy)
         print(f"REST API      http://{settings.serve_host}:{settings.serve_port}/docs", flush=True)
+        front = tls_front.start_for(settings, info.home)
+        if front is not None:
+            print(f"REST API TLS  {front.url}/docs (TLS 1.3, client certificate from TLS_CLIENT_CA_FILE)", flush=True)
         print(f"Ray dashboard http://127.0.0.1:{DASHBOARD_PORT}", flush=True)
         print(f"Kafka         {settings.kafka_bootstrap}\nPostgres      {settings.database_url}", flush=True)
         if settings.auth == "jwt":
@@ -106,6 +113,8 @@ def run(opts: RunOptions) -> int:
         asyncio.run(main())
     finally:
         log.info("stopping")
+        if front is not None:
+            tls_front.stop(info.home, front)
         if ray.is_initialized():
             serve.shutdown()
             stop_actors(settings)

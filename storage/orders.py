@@ -121,10 +121,14 @@ async def transition(
     db: Executor, order_id: str, wanted: str, reason: str | None = None
 ) -> tuple[asyncpg.Record, bool]:
     """Move an order to ``wanted``; returns (row, changed). Raises OrderNotFound / IllegalTransition."""
-    stamp = {"SENT": "sent_ts", "ACK": "acked_ts", "FAILED": "failed_ts"}[wanted]
     sources = [src for src, dst in ALLOWED if dst == wanted]
+    # One fixed statement (no column name spliced into SQL text): the CASEs stamp the column of
+    # the status reached and leave the others as they are.
     row = await db.fetchrow(
-        f"UPDATE sweep_order SET status = $2, {stamp} = now(),"  # noqa: S608 - column from a fixed map
+        "UPDATE sweep_order SET status = $2::varchar,"
+        " sent_ts = CASE WHEN $2::varchar = 'SENT' THEN now() ELSE sent_ts END,"
+        " acked_ts = CASE WHEN $2::varchar = 'ACK' THEN now() ELSE acked_ts END,"
+        " failed_ts = CASE WHEN $2::varchar = 'FAILED' THEN now() ELSE failed_ts END,"
         " failure_reason = COALESCE($3, failure_reason)"
         " WHERE order_id = $1 AND status = ANY($4::varchar[]) RETURNING *",
         order_id,

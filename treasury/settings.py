@@ -16,7 +16,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from treasury.clock import parse_cutoff
 from treasury.money import MAX_ABS_USD
@@ -128,6 +128,39 @@ class RuntimeSettings(BaseModel):
         """Transit key per role, as keyring.KEY_TYPES names the roles."""
         return {"order": self.order_signing_key, "token": self.token_signing_key, "data": self.data_key}
 
+    # The TLS front (serve_app/infra/tls_front.py): all three files or none; port 0 = any free port.
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_client_ca_file: Path | None = None
+    tls_host: str = "127.0.0.1"
+    tls_port: Annotated[int, Field(ge=0, le=65535)] = 8443
+
+    @field_validator("tls_cert_file", "tls_key_file", "tls_client_ca_file")
+    @classmethod
+    def _readable_file(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return None
+        path = value.expanduser().resolve()
+        if not path.is_file():
+            raise ValueError(f"{value} is not a file (make development ones with `bash scripts/dev_ca.sh`)")
+        if not os.access(path, os.R_OK):
+            raise ValueError(f"{value} is not readable by this user")
+        return path
+
+    @model_validator(mode="after")
+    def _tls_all_or_none(self) -> RuntimeSettings:
+        files = {"TLS_CERT_FILE": self.tls_cert_file, "TLS_KEY_FILE": self.tls_key_file,
+                 "TLS_CLIENT_CA_FILE": self.tls_client_ca_file}
+        missing = [key for key, value in files.items() if value is None]
+        if 0 < len(missing) < len(files):
+            raise ValueError(f"{missing[0]}: required with the other TLS files (a TLS front needs a "
+                             "certificate, its key and the CA of the clients it accepts)")
+        return self
+
+    @property
+    def tls_enabled(self) -> bool:
+        return self.tls_cert_file is not None
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> RuntimeSettings:
         env = os.environ if environ is None else environ
@@ -136,12 +169,18 @@ class RuntimeSettings(BaseModel):
             return cls.model_validate(values)
         except ValidationError as exc:
             first = exc.errors()[0]
+            if not first["loc"]:  # a check over several keys names its key in the message
+                raise ConfigError(str(first["msg"]).removeprefix("Value error, ")) from exc
             field = str(first["loc"][0])
             raise ConfigError(f"{_RUNTIME_ENV.get(field, field)}: {first['msg']}") from exc
 
     def as_env(self) -> dict[str, str]:
-        """The environment that reproduces these settings in another process (actors, replicas)."""
-        values = {key: getattr(self, field) for field, key in _RUNTIME_ENV.items()}
+        """The environment that reproduces these settings in another process (actors, replicas).
+
+        The TLS keys are left out: only the driver runs the front, and a replica on another node
+        would not find the files.
+        """
+        values = {key: getattr(self, field) for field, key in _RUNTIME_ENV.items() if not key.startswith("TLS_")}
         return {key: str(value) for key, value in values.items() if value is not None}
 
 
@@ -163,4 +202,9 @@ _RUNTIME_ENV = {
     "dev_key_file": "DEV_KEY_FILE",
     "auth": "AUTH",
     "jwt_audience": "JWT_AUDIENCE",
+    "tls_cert_file": "TLS_CERT_FILE",
+    "tls_key_file": "TLS_KEY_FILE",
+    "tls_client_ca_file": "TLS_CLIENT_CA_FILE",
+    "tls_host": "TLS_HOST",
+    "tls_port": "TLS_PORT",
 }

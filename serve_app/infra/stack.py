@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from serve_app.infra import kafka, openbao, postgres
+from serve_app.infra import kafka, openbao, postgres, tls_front
 from serve_app.infra.common import (
     InfraError,
     atomic_write_text,
@@ -353,6 +353,7 @@ def down(home: Path | None = None) -> None:
     home = _resolve(home)
     if not home.is_dir():
         return
+    tls_front.stop(home)  # the run command's TLS front, should a crashed run have left it
     with _locked(home):
         state = load_state(home)
         _stop_kafka(home, state)

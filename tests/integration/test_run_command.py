@@ -23,6 +23,7 @@ import pytest
 
 from tests.integration.camt_samples import camt053
 from tests.integration.conftest import free_port
+from tests.integration.tls_tools import client_context, make_certs
 
 pytestmark = pytest.mark.integration
 CLI = [sys.executable, "-m", "serve_app.cli"]
@@ -100,12 +101,15 @@ def test_var_recompute_from_a_file(env: dict[str, str], tmp_path: Path) -> None:
 
 def test_run_serves_orders_and_stops_cleanly_on_ctrl_c(env: dict[str, str], tmp_path: Path,
                                                        auth_headers: dict[str, str]) -> None:
-    port = free_port()
+    port, tls_port = free_port(), free_port()
+    certs = make_certs(tmp_path / "certs")
+    tls_env = {"TLS_CERT_FILE": str(certs.files.cert), "TLS_KEY_FILE": str(certs.files.key),
+               "TLS_CLIENT_CA_FILE": str(certs.files.client_ca), "TLS_PORT": str(tls_port)}
     log = tmp_path / "run.log"
     with log.open("w") as out:
         proc = subprocess.Popen(
             [*CLI, "run", "--accounts", "3", "--rate", "50", "--keep-stack"],
-            env={**env, "SERVE_PORT": str(port)}, stdout=out, stderr=subprocess.STDOUT,
+            env={**env, "SERVE_PORT": str(port), **tls_env}, stdout=out, stderr=subprocess.STDOUT,
         )
     started = datetime.now(UTC)
     base = f"http://127.0.0.1:{port}"
@@ -131,6 +135,12 @@ def test_run_serves_orders_and_stops_cleanly_on_ctrl_c(env: dict[str, str], tmp_
         verified = cli(env, "verify", str(order_file))
         assert verified.returncode == 0 and json.loads(verified.stdout)["valid"] is True, verified.stderr
         assert "Ray dashboard http://127.0.0.1:8265" in log.read_text()
+        # the TLS front the run command started, in front of the real Serve ingress
+        assert f"REST API TLS  https://127.0.0.1:{tls_port}/docs" in log.read_text()
+        with httpx.Client(verify=client_context(certs), timeout=10) as tls_client:
+            health = tls_client.get(f"https://127.0.0.1:{tls_port}/healthz")
+            tls_version = health.extensions["network_stream"].get_extra_info("ssl_object").version()
+        assert health.status_code == 200 and health.json() == {"status": "ok"} and tls_version == "TLSv1.3"
         children = [p.pid for p in psutil.Process(proc.pid).children(recursive=True)]
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=120) == 0, log.read_text()[-3000:]

@@ -1,0 +1,259 @@
+"""The TLS front with real TLS clients: Python's ssl and `openssl s_client`, against real nginx.
+
+The upstream is the real FastAPI app (plus one test route that reports the headers it received)
+under uvicorn on a free loopback port; the run command's test drives the same front in front of
+Serve. Certificates come from scripts/dev_ca.sh, as a developer would make them.
+
+What a refusal looks like, as observed (nginx 1.22, OpenSSL 3.0, TLS 1.3):
+- no client certificate: in TLS 1.3 the client finishes its side of the handshake before the
+  server has looked at its (empty) certificate, so the refusal arrives as a
+  `certificate_required` alert on the first read; no HTTP byte is ever exchanged;
+- a certificate from another CA: the handshake completes (nginx verifies per request), every
+  request gets 403 with the project's error body and the connection is closed, and the request
+  never reaches the upstream;
+- a TLS 1.2 client: the handshake fails with a `protocol_version` alert.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import shutil
+import socket
+import ssl
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+import uvicorn
+from fastapi import Request
+
+from serve_app.api import Backend, build_app
+from serve_app.infra import tls_front
+from serve_app.infra.common import InfraError
+from tests.integration.conftest import free_port
+from tests.integration.tls_tools import SUBJECT, Certs, client_context, make_certs
+from treasury.metrics import ShardMetrics
+from treasury.settings import RuntimeSettings
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    return make_certs(tmp_path_factory.mktemp("certs"))
+
+
+class NoShards:
+    """/healthz and the test route never ask a shard; the Protocol still wants an object."""
+
+    async def position(self, account_id: str) -> dict[str, Any] | None:
+        return None
+
+    async def ready(self) -> bool:
+        return False
+
+    async def metrics(self) -> list[ShardMetrics]:
+        return []
+
+
+@dataclass
+class Upstream:
+    port: int
+    seen: list[dict[str, str]]
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[Upstream]:
+    """The real app under uvicorn in a thread, plus a route that records the headers it got."""
+    app = build_app(Backend(RuntimeSettings(), NoShards()))
+    seen: list[dict[str, str]] = []
+
+    @app.middleware("http")
+    async def _record(request: Request, call_next: Any) -> Any:
+        seen.append({k.lower(): v for k, v in request.headers.items()})
+        return await call_next(request)
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, name="tls-upstream", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.05)  # polling uvicorn's own started flag under a deadline
+    assert server.started, "uvicorn did not start"
+    yield Upstream(port, seen)
+    server.should_exit = True
+    thread.join(timeout=20)
+
+
+@dataclass(frozen=True)
+class RunningFront:
+    front: tls_front.Front
+    home: Path
+
+
+@pytest.fixture(scope="module")
+def front(upstream: Upstream, certs: Certs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningFront]:
+    home = tmp_path_factory.mktemp("front-home")
+    started = tls_front.start(home, certs.files, upstream_port=upstream.port, port=free_port())
+    workers = [child.pid for child in psutil.Process(started.pid).children()]
+    yield RunningFront(started, home)
+    tls_front.stop(home)
+    assert not [pid for pid in [started.pid, *workers] if psutil.pid_exists(pid)
+                and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE]
+
+
+def get(front: RunningFront, ctx: ssl.SSLContext, path: str, headers: dict[str, str] | None = None
+        ) -> tuple[http.client.HTTPResponse, bytes, str | None]:
+    conn = http.client.HTTPSConnection("127.0.0.1", front.front.port, context=ctx, timeout=10)
+    try:
+        conn.request("GET", path, headers=headers or {})
+        response = conn.getresponse()
+        body = response.read()
+        version = conn.sock.version() if conn.sock is not None else None
+        return response, body, version
+    finally:
+        conn.close()
+
+
+# ------------------------------------------------------------------------------------------- allowed
+
+
+def test_client_certificate_from_the_ca_reaches_healthz_over_tls13(front: RunningFront, certs: Certs) -> None:
+    response, body, version = get(front, client_context(certs), "/healthz")
+    assert response.status == 200 and json.loads(body) == {"status": "ok"}
+    assert version == "TLSv1.3"
+
+
+def test_upstream_gets_the_verified_subject_and_a_request_id(
+        front: RunningFront, certs: Certs, upstream: Upstream) -> None:
+    # A client cannot choose its own subject: the header it sends is replaced.
+    response, _, _ = get(front, client_context(certs), "/healthz", {"X-Client-Subject": "CN=admin"})
+    headers = upstream.seen[-1]
+    assert response.status == 200
+    assert headers["x-client-subject"] == SUBJECT and headers["x-client-verify"] == "SUCCESS"
+    assert len(headers["x-request-id"]) == 32 and int(headers["x-request-id"], 16) >= 0
+    # no trace id sent: nginx's request id becomes the trace id, and the app answers with it
+    assert headers["x-trace-id"] == headers["x-request-id"] == response.getheader("x-trace-id")
+    assert headers["x-forwarded-proto"] == "https"
+
+    response, _, _ = get(front, client_context(certs), "/healthz", {"X-Trace-Id": "trace-from-client"})
+    assert upstream.seen[-1]["x-trace-id"] == "trace-from-client" == response.getheader("x-trace-id")
+
+
+# ------------------------------------------------------------------------------------------- refused
+
+
+def test_no_client_certificate_is_refused_in_the_handshake(front: RunningFront, certs: Certs,
+                                                           upstream: Upstream) -> None:
+    before = len(upstream.seen)
+    ctx = client_context(certs, cert=None)
+    # TLS 1.3: wrap_socket returns once the client's side is done; the server's verdict on the
+    # (empty) certificate is the next thing the client reads
+    with socket.create_connection(("127.0.0.1", front.front.port), timeout=10) as raw, \
+            ctx.wrap_socket(raw, server_hostname="127.0.0.1") as tls, pytest.raises(ssl.SSLError) as refused:
+        tls.recv(1)
+    assert refused.value.reason == "TLSV13_ALERT_CERTIFICATE_REQUIRED"
+    assert len(upstream.seen) == before
+
+
+def test_certificate_from_another_ca_is_refused_and_never_forwarded(front: RunningFront, certs: Certs,
+                                                                    upstream: Upstream) -> None:
+    before = len(upstream.seen)
+    response, body, _ = get(front, client_context(certs, "rogue-client"), "/healthz")
+    assert response.status == 403
+    assert response.getheader("connection") == "close"
+    error = json.loads(body)["error"]
+    assert error["field"] == "client_certificate"
+    assert error["reason"].startswith("not issued by the configured CA: FAILED:")
+    assert len(upstream.seen) == before
+
+
+def test_tls12_client_fails_the_handshake(front: RunningFront, certs: Certs) -> None:
+    ctx = client_context(certs, max_version=ssl.TLSVersion.TLSv1_2)
+    with socket.create_connection(("127.0.0.1", front.front.port), timeout=10) as raw, \
+            pytest.raises(ssl.SSLError) as refused:
+        ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+    assert refused.value.reason == "TLSV1_ALERT_PROTOCOL_VERSION"
+
+
+def s_client(front: RunningFront, *args: str) -> subprocess.CompletedProcess[str]:
+    openssl = shutil.which("openssl")
+    assert openssl is not None
+    request = "GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    return subprocess.run(
+        [openssl, "s_client", "-connect", f"127.0.0.1:{front.front.port}", "-servername", "localhost",
+         "-ign_eof", *args],
+        input=request, capture_output=True, text=True, timeout=30, check=False,
+    )
+
+
+def test_openssl_s_client(front: RunningFront, certs: Certs) -> None:
+    ca = ["-CAfile", str(certs.dir / "ca.pem"), "-verify_return_error"]
+    client = ["-cert", str(certs.dir / "client.pem"), "-key", str(certs.dir / "client.key")]
+
+    ok = s_client(front, "-tls1_3", *ca, *client)
+    assert ok.returncode == 0, ok.stderr
+    assert "HTTP/1.1 200 OK" in ok.stdout and '{"status":"ok"}' in ok.stdout
+    assert "TLSv1.3" in ok.stdout and "Verify return code: 0 (ok)" in ok.stdout
+
+    tls12 = s_client(front, "-tls1_2", *ca, *client)
+    assert tls12.returncode != 0
+    assert "alert protocol version" in tls12.stderr and "HTTP/1.1" not in tls12.stdout
+
+    anonymous = s_client(front, "-tls1_3", *ca)
+    assert "alert certificate required" in anonymous.stderr and "HTTP/1.1" not in anonymous.stdout
+
+
+# ------------------------------------------------------------------------------------------ lifecycle
+
+
+def test_restart_keeps_the_port_and_leaves_one_front(upstream: Upstream, certs: Certs, tmp_path: Path) -> None:
+    first = tls_front.start(tmp_path, certs.files, upstream_port=upstream.port)
+    try:
+        assert tls_front.status(tmp_path)["running"] is True
+        second = tls_front.start(tmp_path, certs.files, upstream_port=upstream.port)
+        assert second.port == first.port and second.pid != first.pid
+        tls_front.stop(tmp_path, first)  # whoever started the first one stops only that: nothing here
+        assert tls_front.status(tmp_path)["pid"] == second.pid
+        assert not psutil.pid_exists(first.pid) or psutil.Process(first.pid).status() == psutil.STATUS_ZOMBIE
+        response, _, _ = get(RunningFront(second, tmp_path), client_context(certs), "/healthz")
+        assert response.status == 200
+        assert tls_front.status(tmp_path) == {
+            "running": True, "address": f"https://127.0.0.1:{second.port}", "pid": second.pid,
+            "upstream": f"127.0.0.1:{upstream.port}", "log": str(tmp_path / "tls-front" / "error.log"),
+            "access_log": str(tmp_path / "tls-front" / "access.log")}
+        access = (tmp_path / "tls-front" / "access.log").read_text()
+        assert '"GET /healthz HTTP/1.1" 200' in access and f'subject="{SUBJECT}"' in access
+    finally:
+        tls_front.stop(tmp_path)
+    assert tls_front.status(tmp_path)["running"] is False
+    tls_front.stop(tmp_path)  # a second stop is harmless
+
+
+def test_taken_port_and_missing_files_are_named(upstream: Upstream, certs: Certs, tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(InfraError, match=f"port {port} needed by the tls front"):
+            tls_front.start(tmp_path, certs.files, upstream_port=upstream.port, port=port)
+    missing = tls_front.TlsFiles(certs.dir / "server.pem", tmp_path / "nope.key", certs.dir / "ca.pem")
+    with pytest.raises(InfraError, match=r"TLS_KEY_FILE: .*nope\.key is not a file"):
+        tls_front.start(tmp_path, missing, upstream_port=upstream.port)
+    # a key that does not match the certificate: nginx -t refuses, nothing is left running
+    wrong = tls_front.TlsFiles(certs.dir / "server.pem", certs.dir / "client.key", certs.dir / "ca.pem")
+    with pytest.raises(InfraError, match=r"nginx -t .*key values mismatch"):
+        tls_front.start(tmp_path, wrong, upstream_port=upstream.port)
+    assert tls_front.status(tmp_path)["running"] is False
+    # nginx cannot listen there (TEST-NET-1 is not on this machine): the error says why
+    with pytest.raises(InfraError, match=r"nginx -t .*bind\(\) to 192\.0\.2\.1:\d+ failed .*Cannot assign requested"):
+        tls_front.start(tmp_path, certs.files, upstream_port=upstream.port, host="192.0.2.1")
+    assert tls_front.status(tmp_path)["running"] is False
