@@ -15,7 +15,7 @@ from datetime import time
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from treasury.clock import parse_cutoff
 from treasury.money import MAX_ABS_USD
@@ -109,6 +109,20 @@ class RuntimeSettings(BaseModel):
     var_window_days: Annotated[int, Field(ge=2, le=5000)] = 250
     serve_host: str = "127.0.0.1"
     serve_port: Annotated[int, Field(ge=1, le=65535)] = 8000
+    # Autoscaling of the REST ingress on its replicas' P95 latency (spec section 10: 800 ms).
+    serve_p95_target_ms: Annotated[float, Field(gt=0, le=600_000)] = 800.0
+    serve_min_replicas: Annotated[int, Field(ge=1, le=64)] = 1
+    serve_max_replicas: Annotated[int, Field(ge=1, le=64)] = 4
+    serve_scale_in_quiet_s: Annotated[float, Field(ge=0, le=86_400)] = 300.0
+    serve_latency_window_s: Annotated[float, Field(ge=0.5, le=600)] = 10.0
+
+    @field_validator("serve_max_replicas")
+    @classmethod
+    def _max_not_below_min(cls, value: int, info: ValidationInfo) -> int:
+        low = info.data.get("serve_min_replicas")
+        if low is not None and value < low:
+            raise ValueError(f"must be at least SERVE_MIN_REPLICAS ({low})")
+        return value
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> RuntimeSettings:
@@ -133,4 +147,9 @@ _RUNTIME_ENV = {
     "var_window_days": "VAR_WINDOW_DAYS",
     "serve_host": "SERVE_HOST",
     "serve_port": "SERVE_PORT",
+    "serve_p95_target_ms": "SERVE_P95_TARGET_MS",
+    "serve_min_replicas": "SERVE_MIN_REPLICAS",
+    "serve_max_replicas": "SERVE_MAX_REPLICAS",
+    "serve_scale_in_quiet_s": "SERVE_SCALE_IN_QUIET_S",
+    "serve_latency_window_s": "SERVE_LATENCY_WINDOW_S",
 }
