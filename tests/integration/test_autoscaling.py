@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import time
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 import pytest
@@ -43,8 +45,21 @@ class Load:
         return values[int(0.95 * (len(values) - 1))] if values else 0.0
 
 
+@dataclass
+class Ingress:
+    settings: RuntimeSettings
+    session_dir: Path
+
+    def decisions(self) -> list[str]:
+        """The policy's decisions, from the Serve controller's log (where an operator reads them)."""
+        lines: list[str] = []
+        for path in sorted((self.session_dir / "logs" / "serve").glob("controller_*.log")):
+            lines += [line for line in path.read_text(errors="replace").splitlines() if "autoscaling Ingress:" in line]
+        return lines
+
+
 @pytest.fixture(scope="module")
-def ingress(stack) -> Iterator[RuntimeSettings]:  # type: ignore[no-untyped-def]
+def ingress(stack) -> Iterator[Ingress]:  # type: ignore[no-untyped-def]
     settings = RuntimeSettings(
         kafka_bootstrap=stack.kafka_bootstrap, database_url=stack.postgres_dsn, serve_port=free_port(),
         serve_p95_target_ms=P95_TARGET_MS, serve_min_replicas=1, serve_max_replicas=MAX_REPLICAS,
@@ -54,11 +69,11 @@ def ingress(stack) -> Iterator[RuntimeSettings]:  # type: ignore[no-untyped-def]
     for key in ("COVERAGE_PROCESS_START", "COVERAGE_FILE"):
         if key in os.environ:
             env[key] = os.environ[key]
-    ray.init(namespace=NAMESPACE, num_cpus=1, include_dashboard=False, runtime_env={"env_vars": env},
-             log_to_driver=False)
+    ctx = ray.init(namespace=NAMESPACE, num_cpus=1, include_dashboard=False, runtime_env={"env_vars": env},
+                   log_to_driver=False)
     try:
         deploy(settings)
-        yield settings
+        yield Ingress(settings, Path(ctx.address_info["session_dir"]))
     finally:
         serve.shutdown()
         ray.shutdown()
@@ -85,22 +100,25 @@ async def drive(base_url: str, stop: asyncio.Event, load: Load, deadline: float)
 
 
 async def poll_replicas(until, timeout: float, seen: list[int]) -> float:  # type: ignore[no-untyped-def]
-    """Seconds until ``until(running, total)`` holds; every count observed goes to ``seen``."""
+    """Seconds until ``until(running, total)`` holds; every running count observed goes to ``seen``.
+
+    ``total`` counts replicas in every state (starting, stopping), so it can briefly exceed the
+    maximum while one replica replaces another; the bound is on running replicas."""
     start = time.monotonic()
     while time.monotonic() - start < timeout:
         running, total = await asyncio.to_thread(replicas)
-        seen.append(total)
+        seen.append(running)
         if until(running, total):
             return time.monotonic() - start
         await asyncio.sleep(0.25)  # polling interval under a deadline
     raise AssertionError(f"replica count did not reach the condition within {timeout:.0f} s (seen {seen[-20:]})")
 
 
-async def test_scales_out_on_p95_and_back_in_when_quiet(ingress: RuntimeSettings) -> None:
-    base_url = f"http://127.0.0.1:{ingress.serve_port}"
+async def test_scales_out_on_p95_and_back_in_when_quiet(ingress: Ingress) -> None:
+    assert replicas() == (1, 1)
+    base_url = f"http://127.0.0.1:{ingress.settings.serve_port}"
     async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
         assert (await client.get("/sweep-intent", params={"limit": 1})).status_code == 200
-    assert replicas() == (1, 1)
 
     seen: list[int] = []
     stop = asyncio.Event()
@@ -114,8 +132,13 @@ async def test_scales_out_on_p95_and_back_in_when_quiet(ingress: RuntimeSettings
     peak = max(seen)
     in_s = await poll_replicas(lambda running, total: running == total == 1, 60, seen)
 
+    decisions = ingress.decisions()
     print(f"\nautoscaling: target p95 {P95_TARGET_MS:.0f} ms; client p95 under load {load.p95():.0f} ms "
           f"over {len(load.latencies_ms)} requests; scaled out after {out_s:.1f} s (peak {peak} replicas, "
           f"counts seen {sorted(set(seen))}); back to 1 replica {in_s:.1f} s after the load stopped")
+    print("\n".join(decisions))
     assert 1 < peak <= MAX_REPLICAS
     assert set(load.statuses) == {200}, load.statuses
+    outs = [m for line in decisions if (m := re.search(r"(\d+) -> (\d+) replicas: p95 (\d+) ms above", line))]
+    assert outs and all(int(m[2]) > int(m[1]) and float(m[3]) > P95_TARGET_MS for m in outs), decisions
+    assert any(re.search(r"-> 1 replicas: quiet for", line) for line in decisions), decisions
