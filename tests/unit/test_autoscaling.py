@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from ray.serve._private.common import DeploymentID
 from ray.serve.config import AutoscalingConfig, AutoscalingContext
 
 from serve_app.autoscaling import (
@@ -119,7 +118,7 @@ def context(target: int, p95s: dict[str, float] | None, state: dict[str, object]
             low: int = 1, high: int = 4) -> AutoscalingContext:
     """A real Serve context, as the controller builds it each tick."""
     return AutoscalingContext(
-        deployment_id=DeploymentID(name="Ingress", app_name="treasury"), deployment_name="Ingress",
+        deployment_id=None, deployment_name="Ingress",  # the policy never reads the id
         app_name="treasury", current_num_replicas=target, target_num_replicas=target, running_replicas=[],
         total_num_requests=0.0, total_queued_requests=0.0,
         aggregated_metrics=(lambda: {P95_METRIC: p95s}) if p95s is not None else (lambda: {}),
