@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import ray
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from ray import serve
 from ray.serve import Application
 
 from actors.runtime import NAMESPACE, SCHEDULER_NAME, shard_handles
 from serve_app.api import Backend, build_app
+from serve_app.autoscaling import LatencyWindow, P95LatencyPolicy
 from treasury.logs import configure_logging
 from treasury.metrics import ShardMetrics
 from treasury.settings import RuntimeSettings
@@ -19,6 +22,8 @@ from treasury.settings import RuntimeSettings
 APP_NAME = "treasury"
 DEPLOYMENT_NAME = "Ingress"
 SHARD_CALL_TIMEOUT_S = 5.0
+MAX_ONGOING_REQUESTS = 100
+POLICY_PATH = f"{P95LatencyPolicy.__module__}:{P95LatencyPolicy.__name__}"
 
 
 class RayShards:
@@ -71,27 +76,81 @@ def build_ingress_app() -> FastAPI:
     """Called inside each replica: settings come from the replica's environment."""
     configure_logging()
     settings = RuntimeSettings.from_env()
-    return build_app(Backend(settings, RayShards(settings.shards), RayRiskJobs()))
+    app = build_app(Backend(settings, RayShards(settings.shards), RayRiskJobs()))
+    window = LatencyWindow(settings.serve_latency_window_s)
+    app.state.latency_window = window
+
+    @app.middleware("http")
+    async def _timed(request: Request, call_next: Callable[[Request], Awaitable[Any]]) -> Any:
+        # Time inside the replica, waits for a pooled connection included: that is what grows
+        # when one replica has more requests than it can serve, and what more replicas shrink.
+        start = time.perf_counter()
+        try:
+            return await call_next(request)
+        finally:
+            window.add((time.perf_counter() - start) * 1000.0)
+
+    return app
+
+
+def autoscaling_config(settings: RuntimeSettings) -> dict[str, Any]:
+    """Serve's ``autoscaling_config`` for the ingress, as plain data (also what a Serve config YAML holds).
+
+    The policy owns all timing (settle after a scale-out, quiet period before a scale-in), so
+    Serve's own up/down delays are zero. Replicas sample their window five times per look-back
+    and push twice per look-back (Serve's 10 s default push would make every decision late).
+    """
+    window = settings.serve_latency_window_s
+    return {
+        "min_replicas": settings.serve_min_replicas,
+        "max_replicas": settings.serve_max_replicas,
+        "look_back_period_s": window,
+        "metrics_interval_s": window / 2,
+        "upscale_delay_s": 0.0,
+        "downscale_delay_s": 0.0,
+        "policy": {
+            "policy_function": POLICY_PATH,
+            "policy_kwargs": {
+                "p95_target_ms": settings.serve_p95_target_ms,
+                "scale_in_quiet_s": settings.serve_scale_in_quiet_s,
+                "settle_s": 2 * window,
+            },
+        },
+    }
+
+
+def ingress_options(settings: RuntimeSettings) -> dict[str, Any]:
+    """Every option the ingress deployment runs with (``Ingress.options(**...)``), in one place."""
+    return {
+        "ray_actor_options": {"num_cpus": 0, "runtime_env": {"env_vars": settings.as_env()}},
+        "max_ongoing_requests": MAX_ONGOING_REQUESTS,
+        "health_check_period_s": 5,
+        "autoscaling_config": autoscaling_config(settings),
+    }
 
 
 @serve.deployment(
     name=DEPLOYMENT_NAME,
     ray_actor_options={"num_cpus": 0},
-    max_ongoing_requests=100,
+    max_ongoing_requests=MAX_ONGOING_REQUESTS,
     health_check_period_s=5,
 )
 @serve.ingress(build_ingress_app)
 class Ingress:
     """Routes come from ``build_ingress_app``; the class gives Serve a replica to host them."""
 
+    app: FastAPI  # set by Serve's ingress wrapper once the app is built
+
+    def record_autoscaling_stats(self) -> dict[str, float]:
+        """Serve calls this periodically; the custom policy reads the P95 it returns."""
+        window: LatencyWindow = self.app.state.latency_window
+        return window.stats()
+
 
 def application(settings: RuntimeSettings) -> Application:
-    return Ingress.options(  # type: ignore[attr-defined]
-        ray_actor_options={"num_cpus": 0, "runtime_env": {"env_vars": settings.as_env()}}
-    ).bind()
+    return Ingress.options(**ingress_options(settings)).bind()  # type: ignore[attr-defined]
 
 
 def deploy(settings: RuntimeSettings) -> None:
     serve.start(http_options={"host": settings.serve_host, "port": settings.serve_port})
     serve.run(application(settings), name=APP_NAME, route_prefix="/")
-

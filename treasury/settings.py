@@ -16,7 +16,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from treasury.clock import parse_cutoff
 from treasury.money import MAX_ABS_USD
@@ -161,6 +161,21 @@ class RuntimeSettings(BaseModel):
     def tls_enabled(self) -> bool:
         return self.tls_cert_file is not None
 
+    # Autoscaling of the REST ingress on its replicas' P95 latency (spec section 10: 800 ms).
+    serve_p95_target_ms: Annotated[float, Field(gt=0, le=600_000)] = 800.0
+    serve_min_replicas: Annotated[int, Field(ge=1, le=64)] = 1
+    serve_max_replicas: Annotated[int, Field(ge=1, le=64)] = 4
+    serve_scale_in_quiet_s: Annotated[float, Field(ge=0, le=86_400)] = 300.0
+    serve_latency_window_s: Annotated[float, Field(ge=0.5, le=600)] = 10.0
+
+    @field_validator("serve_max_replicas")
+    @classmethod
+    def _max_not_below_min(cls, value: int, info: ValidationInfo) -> int:
+        low = info.data.get("serve_min_replicas")
+        if low is not None and value < low:
+            raise ValueError(f"must be at least SERVE_MIN_REPLICAS ({low})")
+        return value
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> RuntimeSettings:
         env = os.environ if environ is None else environ
@@ -207,4 +222,9 @@ _RUNTIME_ENV = {
     "tls_client_ca_file": "TLS_CLIENT_CA_FILE",
     "tls_host": "TLS_HOST",
     "tls_port": "TLS_PORT",
+    "serve_p95_target_ms": "SERVE_P95_TARGET_MS",
+    "serve_min_replicas": "SERVE_MIN_REPLICAS",
+    "serve_max_replicas": "SERVE_MAX_REPLICAS",
+    "serve_scale_in_quiet_s": "SERVE_SCALE_IN_QUIET_S",
+    "serve_latency_window_s": "SERVE_LATENCY_WINDOW_S",
 }
