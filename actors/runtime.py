@@ -202,18 +202,27 @@ async def _stop_and_exit(stop: asyncio.Event, stopped: asyncio.Event, started: a
     ray.actor.exit_actor()  # a clean exit: atexit hooks run and Ray does not restart the actor
 
 
-def stop_actors(settings: RuntimeSettings) -> None:
-    """Shards first (their last batch may still hand orders to the coordinator), then the coordinator."""
-    handles = [ray.get_actor(shard_name(i), namespace=NAMESPACE) for i in range(settings.shards)]
-    handles.append(ray.get_actor(COORDINATOR_NAME, namespace=NAMESPACE))
+def stop_actors(settings: RuntimeSettings, shards: Sequence[int] | None = None) -> list[str]:
+    """Shards first (their last batch may still hand orders to the coordinator), then the coordinator.
+
+    ``shards`` defaults to ``range(SHARDS)``; an actor that is not running is skipped, so stopping
+    twice is harmless. Returns the names of the actors that were stopped.
+    """
+    indexes = range(settings.shards) if shards is None else shards
+    handles: dict[str, Any] = {}
+    for name in [*(shard_name(i) for i in indexes), COORDINATOR_NAME]:
+        with contextlib.suppress(ValueError):
+            handles[name] = ray.get_actor(name, namespace=NAMESPACE)
     with contextlib.suppress(ValueError):
         ray.kill(ray.get_actor(SCHEDULER_NAME, namespace=NAMESPACE), no_restart=True)  # holds no durable state
-    for group in (handles[:-1], handles[-1:]):
+    shard_group = [h for name, h in handles.items() if name != COORDINATOR_NAME]
+    for group in (shard_group, [handles[COORDINATOR_NAME]] if COORDINATOR_NAME in handles else []):
         refs: list[Any] = [h.stop.remote() for h in group]
         for ref in refs:
             # the actor exiting is what stop asks for; Ray reports it as an error to the caller
             with contextlib.suppress(ray.exceptions.RayActorError):
                 ray.get(ref, timeout=60)
+    return list(handles)
 
 
 def _notify_scheduler(account_ids: list[str]) -> None:
@@ -225,17 +234,22 @@ def _notify_scheduler(account_ids: list[str]) -> None:
                                                       len(account_ids))
 
 
-def start_actors(settings: RuntimeSettings, policy: PolicyConfig) -> tuple[Any, list[Any]]:
-    """Create (or find, if they run already) the named coordinator and shards and start their loops."""
-    opts = {"namespace": NAMESPACE, "get_if_exists": True, "lifetime": None}
+def start_actors(settings: RuntimeSettings, policy: PolicyConfig, *, detached: bool = False) -> tuple[Any, list[Any]]:
+    """Create (or find, if they run already) the named coordinator and shards and start their loops.
+
+    ``detached`` actors outlive the driver (``treasury-orch deploy up`` exits; the system stays).
+    The shards are spread over the cluster's nodes (SPREAD), so each node's cores serve a share of
+    the partitions; on one node SPREAD places them exactly as before.
+    """
+    opts = {"namespace": NAMESPACE, "get_if_exists": True, "lifetime": "detached" if detached else None}
     coordinator = CoordinatorActor.options(name=COORDINATOR_NAME, **opts).remote(settings)  # type: ignore[attr-defined]
     coordinator.run.remote()
     ray.get(coordinator.ready.remote(), timeout=120)
     shards = []
     for i in range(settings.shards):
-        shard = AccountShardActor.options(name=shard_name(i), **opts).remote(  # type: ignore[attr-defined]
-            i, settings, policy.as_wire()
-        )
+        shard = AccountShardActor.options(  # type: ignore[attr-defined]
+            name=shard_name(i), scheduling_strategy="SPREAD", **opts
+        ).remote(i, settings, policy.as_wire())
         shard.run.remote()
         shards.append(shard)
     ray.get([s.ready.remote() for s in shards], timeout=120)

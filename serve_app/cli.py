@@ -128,6 +128,21 @@ def build_parser() -> argparse.ArgumentParser:
     backtest.add_argument("--png", default=None, help="write a plot of flows against VaR here")
     var.set_defaults(handler=_var)
 
+    dep = sub.add_parser("deploy", help="deployment files, and the system on an existing Ray cluster (RAY_ADDRESS)")
+    dep_sub = dep.add_subparsers(dest="action", required=True)
+    cfg = dep_sub.add_parser("serve-config", help="the `serve deploy` config generated from the code (stdout)")
+    lock = dep_sub.add_parser("lock", help="the pinned runtime dependencies (deploy/requirements.lock) (stdout)")
+    for p in (cfg, lock):
+        mode = p.add_mutually_exclusive_group()
+        mode.add_argument("--write", action="store_true", help="write the checked-in file(s) under --root")
+        mode.add_argument("--check", action="store_true", help="exit 1 when the checked-in file(s) differ")
+        p.add_argument("--root", default=".", help="the repository root (default: the current directory)")
+    for name, text in (("up", "start the actors and deploy the app, or find them running"),
+                       ("down", "delete the app and stop the actors")):
+        p = dep_sub.add_parser(name, help=text)
+        p.add_argument("--address", default=None, help="the cluster's address (default: RAY_ADDRESS)")
+    dep.set_defaults(handler=_deploy)
+
     schemas = sub.add_parser("schemas", help="regenerate or check the checked-in JSON Schema files")
     schemas.add_argument("action", choices=["generate", "check"])
     schemas.set_defaults(handler=_schemas)
@@ -305,6 +320,60 @@ def _var_recompute(args: argparse.Namespace) -> int:
         return asyncio.run(go())
     finally:
         ray.shutdown()
+
+
+def _deploy(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from serve_app import artifacts
+
+    root = Path(args.root) if hasattr(args, "root") else Path.cwd()
+    if args.action == "serve-config":
+        files = artifacts.generated(root)
+        if args.write:
+            for path in artifacts.write(files):
+                print(path)
+            return 0
+        if args.check:
+            stale = artifacts.stale(root)
+            for path in stale:
+                print(f"{path} differs from the code: run `treasury-orch deploy serve-config --write`")
+            return 1 if stale else 0
+        print(files[0].text, end="")
+        return 0
+    if args.action == "lock":
+        lock = artifacts.Artefact(root / artifacts.LOCK, artifacts.render_lock(artifacts.runtime_pins()))
+        if args.write:
+            print(artifacts.write([lock])[0])
+        elif args.check:
+            current = lock.path.read_text() if lock.path.exists() else ""
+            if current != lock.text:
+                print(f"{lock.path} differs from this venv: run `treasury-orch deploy lock --write`")
+                return 1
+        else:
+            print(lock.text, end="")
+        return 0
+    return _deploy_cluster(args)
+
+
+def _deploy_cluster(args: argparse.Namespace) -> int:
+    import os
+
+    from serve_app import cluster
+    from treasury.logs import configure_logging
+    from treasury.settings import RuntimeSettings, policy_from_env
+
+    address = args.address or os.environ.get("RAY_ADDRESS")
+    if not address:
+        print("treasury-orch deploy: no cluster: set RAY_ADDRESS or pass --address", file=sys.stderr)
+        return 2
+    configure_logging()
+    if args.action == "up":
+        result = cluster.up(address, RuntimeSettings.from_env(), policy_from_env())
+    else:
+        result = cluster.down(address)
+    print(json.dumps(result))
+    return 0
 
 
 def _schemas(args: argparse.Namespace) -> int:

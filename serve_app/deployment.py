@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -15,12 +16,16 @@ from ray.serve import Application
 from actors.runtime import NAMESPACE, SCHEDULER_NAME, shard_handles
 from serve_app.api import Backend, build_app
 from serve_app.autoscaling import LatencyWindow, P95LatencyPolicy
+from treasury.keyring import keyring_from_settings
 from treasury.logs import configure_logging
 from treasury.metrics import ShardMetrics
-from treasury.settings import RuntimeSettings
+from treasury.settings import ConfigError, RuntimeSettings
 
 APP_NAME = "treasury"
 DEPLOYMENT_NAME = "Ingress"
+ROUTE_PREFIX = "/"
+# Without these a replica would talk to the localhost defaults: on a cluster that is never right.
+REQUIRED_ENV = ("KAFKA_BOOTSTRAP", "DATABASE_URL")
 SHARD_CALL_TIMEOUT_S = 5.0
 MAX_ONGOING_REQUESTS = 100
 POLICY_PATH = f"{P95LatencyPolicy.__module__}:{P95LatencyPolicy.__name__}"
@@ -151,6 +156,23 @@ def application(settings: RuntimeSettings) -> Application:
     return Ingress.options(**ingress_options(settings)).bind()  # type: ignore[attr-defined]
 
 
+def app_builder(args: dict[str, Any]) -> Application:
+    """The import path of ``serve deploy`` (deploy/serve_config.yaml, the KubeRay manifest).
+
+    It runs on the cluster, so the settings are the node's environment (cluster.yaml's
+    ``treasury.env``, the pod's ``env``); the replicas are given the same values explicitly. A
+    missing required variable fails the deploy with its name instead of replicas that start and
+    then talk to 127.0.0.1.
+    """
+    missing = [name for name in args.get("required_env", REQUIRED_ENV) if not os.environ.get(name)]
+    if missing:
+        raise ConfigError(f"{', '.join(missing)}: not set in the environment of the Ray nodes")
+    settings = RuntimeSettings.from_env()
+    keyring_from_settings(settings)  # no Vault and no explicit SIGNER=dev: refuse here, not in each replica
+    return application(settings)
+
+
 def deploy(settings: RuntimeSettings) -> None:
     serve.start(http_options={"host": settings.serve_host, "port": settings.serve_port})
-    serve.run(application(settings), name=APP_NAME, route_prefix="/")
+    serve.run(application(settings), name=APP_NAME, route_prefix=ROUTE_PREFIX)
+
