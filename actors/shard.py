@@ -284,18 +284,20 @@ class ShardWorker:
         decided = time.time()
         stats.decision_latency_s.append(max(0.0, decided - _produced_at(item.msg)))
         stats.consume_latency_s.append(decided - received)
+        ordered = decision.order and decision.product is not None
+        order_id = new_order_id() if ordered else None  # named on the decision's log line
         log.log(
             logging.INFO if decision.order else logging.DEBUG,
             "decision %s for %s: %s",
             decision.reason.value,
             item.event.account_id,
             decision.explanation,
-            extra={"trace_id": item.trace_id, "account_id": item.event.account_id, "decision": decision.reason.value},
+            extra={"trace_id": item.trace_id, "account_id": item.event.account_id, "decision": decision.reason.value,
+                   "order_id": order_id},
         )
-        if not decision.order or decision.product is None:
+        if order_id is None or decision.product is None:
             return
         decision_key = f"{item.event.account_id}:{item.event.event_id}"
-        order_id = new_order_id()
         payload = SweepOrder(
             order_id=order_id,
             source_account=item.event.account_id,
@@ -428,7 +430,8 @@ class ShardWorker:
         for msg, exc in rejects:
             log.warning(
                 "dead-lettered %s[%d]@%d: %s", msg.topic(), msg.partition(), msg.offset(), exc,
-                extra={"decision": "invalid"},
+                extra={"decision": "invalid", "account_id": (msg.key() or b"").decode("utf-8", "replace") or None,
+                       "trace_id": kafka_clients.header_map(msg.headers()).get("trace_id")},
             )
             self._producer.produce(
                 BALANCE_EVENTS_DLQ.name,

@@ -1,8 +1,9 @@
 """``treasury-orch run``: the whole system on this machine, until Ctrl-C.
 
-Brings up Kafka and Postgres (the project's own), Ray with its dashboard on 127.0.0.1:8265, the
-named coordinator and shards, Serve on 127.0.0.1:8000, and the feed simulator. Ctrl-C (SIGINT)
-or SIGTERM stops the simulator, Serve and Ray, then the stack it started.
+Brings up Kafka and Postgres (the project's own), Ray with its dashboard on 127.0.0.1:8265
+(``RAY_DASHBOARD_PORT``), the named coordinator and shards, Serve on 127.0.0.1:8000, Prometheus
+scraping them (preferably on 127.0.0.1:9090, ``PROMETHEUS_PORT``), and the feed simulator. Ctrl-C
+(SIGINT) or SIGTERM stops the simulator, Prometheus, Serve and Ray, then the stack it started.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import logging
 import os
 import signal
 from dataclasses import dataclass
+from pathlib import Path
 
 import ray
 from ray import serve
@@ -20,14 +22,14 @@ from actors import kafka_clients
 from actors.runtime import NAMESPACE, start_actors, stop_actors
 from serve_app import simulator
 from serve_app.deployment import deploy
-from serve_app.infra import stack
+from serve_app.infra import prometheus, stack
+from serve_app.infra.common import InfraError
 from storage import accounts
 from storage.db import create_pool
 from treasury.logs import configure_logging
 from treasury.settings import PolicyConfig, RuntimeSettings, policy_from_env
 
 log = logging.getLogger("treasury.run")
-DASHBOARD_PORT = 8265
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,7 @@ class RunOptions:
     rate: float = 20.0
     simulate: bool = True
     keep_stack: bool = False
+    prometheus: bool = True
 
 
 async def seed_accounts(settings: RuntimeSettings, profiles: list[simulator.SimProfile]) -> None:
@@ -53,7 +56,7 @@ def start_system(settings: RuntimeSettings, policy: PolicyConfig) -> None:
         namespace=NAMESPACE,
         include_dashboard=True,
         dashboard_host="127.0.0.1",
-        dashboard_port=DASHBOARD_PORT,
+        dashboard_port=settings.dashboard_port,
         runtime_env={"env_vars": settings.as_env()},
         log_to_driver=False,
     )
@@ -70,6 +73,16 @@ async def feed(settings: RuntimeSettings, accounts: int, rate: float, stop: asyn
     return await simulator.stream(producer, simulator.live(profiles, rate).events(), rate, stop, limit)
 
 
+def start_prometheus(settings: RuntimeSettings, home: Path) -> prometheus.Server | None:
+    """The operator's Prometheus; the system runs on without it (with a warning) when it cannot start."""
+    targets = prometheus.Targets(f"{settings.serve_host}:{settings.serve_port}", prometheus.ray_node_targets())
+    try:
+        return prometheus.start(home / "prometheus", targets, settings.prometheus_port)
+    except InfraError as exc:
+        log.warning("Prometheus not started: %s", exc)
+        return None
+
+
 def run(opts: RunOptions) -> int:
     configure_logging()
     policy = policy_from_env()
@@ -77,10 +90,15 @@ def run(opts: RunOptions) -> int:
     base = RuntimeSettings.from_env()
     settings = base.model_copy(update={"kafka_bootstrap": info.kafka_bootstrap, "database_url": info.postgres_dsn})
     stop = asyncio.Event()
+    scraper: prometheus.Server | None = None
     try:
         start_system(settings, policy)
+        if opts.prometheus:
+            scraper = start_prometheus(settings, info.home)
         print(f"REST API      http://{settings.serve_host}:{settings.serve_port}/docs", flush=True)
-        print(f"Ray dashboard http://127.0.0.1:{DASHBOARD_PORT}", flush=True)
+        print(f"Ray dashboard http://127.0.0.1:{settings.dashboard_port}", flush=True)
+        if scraper is not None:
+            print(f"Prometheus    {scraper.url} (targets: {scraper.paths.targets})", flush=True)
         print(f"Kafka         {settings.kafka_bootstrap}\nPostgres      {settings.database_url}", flush=True)
         print("Ctrl-C stops everything.", flush=True)
 
@@ -96,6 +114,8 @@ def run(opts: RunOptions) -> int:
         asyncio.run(main())
     finally:
         log.info("stopping")
+        if scraper is not None:
+            prometheus.stop(scraper)
         if ray.is_initialized():
             serve.shutdown()
             stop_actors(settings)

@@ -109,6 +109,8 @@ class RuntimeSettings(BaseModel):
     var_window_days: Annotated[int, Field(ge=2, le=5000)] = 250
     serve_host: str = "127.0.0.1"
     serve_port: Annotated[int, Field(ge=1, le=65535)] = 8000
+    dashboard_port: Annotated[int, Field(ge=1, le=65535)] = 8265
+    prometheus_port: Annotated[int, Field(ge=0, le=65535)] = 9090
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> RuntimeSettings:
@@ -133,4 +135,6 @@ _RUNTIME_ENV = {
     "var_window_days": "VAR_WINDOW_DAYS",
     "serve_host": "SERVE_HOST",
     "serve_port": "SERVE_PORT",
+    "dashboard_port": "RAY_DASHBOARD_PORT",
+    "prometheus_port": "PROMETHEUS_PORT",
 }
