@@ -104,6 +104,7 @@ class ShardWorker:
         self._clock = clock
         self._on_closing = on_closing
         self._states: dict[str, AccountState] = {}
+        self._start_offsets: dict[int, int] = {}
         self.totals: dict[str, int] = defaultdict(int)
         self.phase_s: dict[str, float] = defaultdict(float)
         self._latency = LatencyHistogram()
@@ -113,9 +114,10 @@ class ShardWorker:
     async def start(self) -> None:
         """(Re)assign our partitions at the committed offsets and forget cached state."""
         self._states.clear()
-        await asyncio.to_thread(
+        assigned = await asyncio.to_thread(
             kafka_clients.assign_from_committed, self._consumer, BALANCE_EVENTS.name, self.partitions
         )
+        self._start_offsets = {tp.partition: tp.offset for tp in assigned}
 
     async def poll_once(self, max_messages: int = 1000, timeout: float = 0.1) -> BatchStats:
         msgs = await asyncio.to_thread(self._fetch, max_messages, timeout)
@@ -472,9 +474,13 @@ class ShardWorker:
         """What /metrics shows of this shard: totals since start, lag and the accounts' VaR in bps."""
         lag: dict[int, int] = {}
         for tp in self._consumer.position(self._consumer.assignment()):
-            _, high = self._consumer.get_watermark_offsets(tp, cached=True) or (0, 0)
-            if tp.offset >= 0 and high >= 0:
-                lag[tp.partition] = max(0, high - tp.offset)
+            low, high = self._consumer.get_watermark_offsets(tp, cached=True) or (-1, -1)
+            # Nothing consumed since the assignment: the position is where the assignment started
+            # (the committed offset, or the log start when nothing was ever committed).
+            at = tp.offset if tp.offset >= 0 else self._start_offsets.get(tp.partition, -1)
+            at = at if at >= 0 else low
+            if at >= 0 and high >= 0:
+                lag[tp.partition] = max(0, high - at)
         var_bps = {
             account: bps for account, state in self._states.items() if state.available_usd is not None
             and (bps := observed_var_bps(state.var_usd, state.available_usd)) is not None

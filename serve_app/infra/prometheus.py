@@ -98,7 +98,8 @@ def render_config(paths: Paths, scrape_interval_s: float) -> str:
     """JSON is YAML: the config is written with ``json`` rather than a YAML dependency."""
     interval = f"{int(scrape_interval_s * 1000)}ms"
     config = {
-        "global": {"scrape_interval": interval, "evaluation_interval": interval},
+        # a scrape may take the whole interval: /metrics asks every shard for its figures
+        "global": {"scrape_interval": interval, "scrape_timeout": interval, "evaluation_interval": interval},
         "scrape_configs": [{
             "job_name": JOB,
             "metrics_path": "/metrics",
