@@ -137,8 +137,9 @@ class Coordinator:
         retry: list[asyncpg.Record] = []
         while self._undelivered:
             order_id, reason = self._undelivered.popleft()
-            log.warning("order %s not delivered (%s); retrying", order_id, reason, extra={"order_id": order_id})
             row = self._in_flight.pop(order_id, None)
+            log.warning("order %s not delivered (%s); retrying", order_id, reason,
+                        extra={"order_id": order_id, "trace_id": row["trace_id"] if row is not None else None})
             if row is not None:
                 retry.append(row)
         self._publish(retry)

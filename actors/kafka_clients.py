@@ -99,8 +99,10 @@ def _retrying(what: str, call: Callable[[], T], timeout: float) -> T:
             time.sleep(0.2)  # back-off between retries, not synchronisation
 
 
-def assign_from_committed(c: Consumer, topic: str, partitions: list[int], timeout: float = 30.0) -> None:
-    """Manual assignment (no group join, which costs seconds) resuming at the committed offsets."""
+def assign_from_committed(c: Consumer, topic: str, partitions: list[int],
+                          timeout: float = 30.0) -> list[TopicPartition]:
+    """Manual assignment (no group join, which costs seconds) resuming at the committed offsets;
+    returns the assignment (offset < 0: nothing committed, ``auto.offset.reset`` applies)."""
 
     def fetch() -> list[TopicPartition]:
         committed = c.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
@@ -109,7 +111,9 @@ def assign_from_committed(c: Consumer, topic: str, partitions: list[int], timeou
                 raise KafkaException(tp.error)
         return committed
 
-    c.assign(_retrying("fetch committed offsets", fetch, timeout))
+    assignment = _retrying("fetch committed offsets", fetch, timeout)
+    c.assign(assignment)
+    return assignment
 
 
 def commit_sync(c: Consumer, offsets: list[TopicPartition], timeout: float = 30.0) -> None:

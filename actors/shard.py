@@ -118,6 +118,7 @@ class ShardWorker:
         self._on_closing = on_closing
         self._cipher = cipher
         self._states: dict[str, AccountState] = {}
+        self._start_offsets: dict[int, int] = {}
         self.totals: dict[str, int] = defaultdict(int)
         self.phase_s: dict[str, float] = defaultdict(float)
         self._latency = LatencyHistogram()
@@ -127,9 +128,10 @@ class ShardWorker:
     async def start(self) -> None:
         """(Re)assign our partitions at the committed offsets and forget cached state."""
         self._states.clear()
-        await asyncio.to_thread(
+        assigned = await asyncio.to_thread(
             kafka_clients.assign_from_committed, self._consumer, BALANCE_EVENTS.name, self.partitions
         )
+        self._start_offsets = {tp.partition: tp.offset for tp in assigned}
 
     async def poll_once(self, max_messages: int = 1000, timeout: float = 0.1) -> BatchStats:
         msgs = await asyncio.to_thread(self._fetch, max_messages, timeout)
@@ -301,18 +303,20 @@ class ShardWorker:
         decided = time.time()
         stats.decision_latency_s.append(max(0.0, decided - _produced_at(item.msg)))
         stats.consume_latency_s.append(decided - received)
+        ordered = decision.order and decision.product is not None
+        order_id = new_order_id() if ordered else None  # named on the decision's log line
         log.log(
             logging.INFO if decision.order else logging.DEBUG,
             "decision %s for %s: %s",
             decision.reason.value,
             item.event.account_id,
             decision.explanation,
-            extra={"trace_id": item.trace_id, "account_id": item.event.account_id, "decision": decision.reason.value},
+            extra={"trace_id": item.trace_id, "account_id": item.event.account_id, "decision": decision.reason.value,
+                   "order_id": order_id},
         )
-        if not decision.order or decision.product is None:
+        if order_id is None or decision.product is None:
             return
         decision_key = f"{item.event.account_id}:{item.event.event_id}"
-        order_id = new_order_id()
         payload = SweepOrder(
             order_id=order_id,
             source_account=item.event.account_id,
@@ -447,7 +451,8 @@ class ShardWorker:
         for msg, exc in rejects:
             log.warning(
                 "dead-lettered %s[%d]@%d: %s", msg.topic(), msg.partition(), msg.offset(), exc,
-                extra={"decision": "invalid"},
+                extra={"decision": "invalid", "account_id": (msg.key() or b"").decode("utf-8", "replace") or None,
+                       "trace_id": kafka_clients.header_map(msg.headers()).get("trace_id")},
             )
             value, original = msg.value(), _header_list(msg)
             size = _message_bytes(msg)
@@ -492,9 +497,13 @@ class ShardWorker:
         """What /metrics shows of this shard: totals since start, lag and the accounts' VaR in bps."""
         lag: dict[int, int] = {}
         for tp in self._consumer.position(self._consumer.assignment()):
-            _, high = self._consumer.get_watermark_offsets(tp, cached=True) or (0, 0)
-            if tp.offset >= 0 and high >= 0:
-                lag[tp.partition] = max(0, high - tp.offset)
+            low, high = self._consumer.get_watermark_offsets(tp, cached=True) or (-1, -1)
+            # Nothing consumed since the assignment: the position is where the assignment started
+            # (the committed offset, or the log start when nothing was ever committed).
+            at = tp.offset if tp.offset >= 0 else self._start_offsets.get(tp.partition, -1)
+            at = at if at >= 0 else low
+            if at >= 0 and high >= 0:
+                lag[tp.partition] = max(0, high - at)
         var_bps = {
             account: bps for account, state in self._states.items() if state.available_usd is not None
             and (bps := observed_var_bps(state.var_usd, state.available_usd)) is not None

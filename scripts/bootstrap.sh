@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the project needs on a fresh machine, and nothing twice:
-# Debian packages (Java 17, Maven, PostgreSQL, nginx, openssl) when missing, then a virtualenv in .venv with the
-# package and its dev extra. Safe to run again; a second run takes seconds.
+# Debian packages (Java 17, Maven, PostgreSQL, nginx, openssl, Prometheus) when missing, then a
+# virtualenv in .venv with the package and its dev extra. Safe to run again; a second run takes seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,14 +12,28 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 # nginx is the REST API's TLS 1.3 / mTLS front; openssl makes the development certificates.
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_apt+=(nginx)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
+command -v prometheus >/dev/null 2>&1 || need_apt+=(prometheus)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "bootstrap: missing ${need_apt[*]}; install them with apt-get (needs root)" >&2
     exit 1
   fi
   echo "bootstrap: installing ${need_apt[*]} with apt-get" >&2
+  # Package scripts must not start system services (postgresql, prometheus on :9090): the project
+  # starts its own on free ports. A policy-rc.d answering 101 forbids it; ours is removed afterwards.
+  own_policy=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+    own_policy=1
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
   DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  # no recommends: prometheus would pull in node-exporter, another system service
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  if [ -n "$own_policy" ]; then
+    rm -f /usr/sbin/policy-rc.d
+    trap - EXIT
+  fi
 fi
 
 PYTHON=${PYTHON:-python3}

@@ -39,6 +39,7 @@ from treasury.clock import iso_z
 from treasury.envelope import EnvelopeCipher, EnvelopeError, is_envelope, row_context
 from treasury.ids import new_trace_id
 from treasury.keyring import KeyringError, keyring_from_settings
+from treasury.logs import trace_context
 from treasury.metrics import ShardMetrics, render
 from treasury.settings import RuntimeSettings
 from treasury.topics import BALANCE_EVENTS
@@ -236,7 +237,8 @@ def build_app(backend: Backend) -> FastAPI:
     @app.middleware("http")
     async def _trace(request: Request, call_next: Callable[[Request], Awaitable[Any]]) -> Any:
         request.state.trace_id = request.headers.get("x-trace-id") or new_trace_id()
-        response = await call_next(request)
+        with trace_context(request.state.trace_id):
+            response = await call_next(request)
         response.headers["x-trace-id"] = request.state.trace_id
         return response
 

@@ -69,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--rate", type=float, default=20.0, help="simulated events per second (default 20)")
     run.add_argument("--no-simulator", action="store_true", help="do not start the feed simulator")
     run.add_argument("--keep-stack", action="store_true", help="leave Kafka and Postgres running on exit")
+    run.add_argument("--no-prometheus", action="store_true", help="do not start the Prometheus server")
     run.set_defaults(handler=_run)
 
     infra = sub.add_parser("infra", help="start, stop or inspect the local Kafka and Postgres")
@@ -156,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace) -> int:
     from serve_app.main_job import RunOptions, run
 
-    return run(RunOptions(args.accounts, args.rate, not args.no_simulator, args.keep_stack))
+    return run(RunOptions(args.accounts, args.rate, not args.no_simulator, args.keep_stack, not args.no_prometheus))
 
 
 def _infra(args: argparse.Namespace) -> int:

@@ -1,8 +1,9 @@
 """``treasury-orch run``: the whole system on this machine, until Ctrl-C.
 
-Brings up Kafka and Postgres (the project's own), Ray with its dashboard on 127.0.0.1:8265, the
-named coordinator and shards, Serve on 127.0.0.1:8000, and the feed simulator. Ctrl-C (SIGINT)
-or SIGTERM stops the simulator, Serve and Ray, then the stack it started.
+Brings up Kafka and Postgres (the project's own), Ray with its dashboard on 127.0.0.1:8265
+(``RAY_DASHBOARD_PORT``), the named coordinator and shards, Serve on 127.0.0.1:8000, Prometheus
+scraping them (preferably on 127.0.0.1:9090, ``PROMETHEUS_PORT``), and the feed simulator. Ctrl-C
+(SIGINT) or SIGTERM stops the simulator, Prometheus, Serve and Ray, then the stack it started.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import logging
 import os
 import signal
 from dataclasses import dataclass
+from pathlib import Path
 
 import ray
 from ray import serve
@@ -20,7 +22,8 @@ from actors import kafka_clients
 from actors.runtime import NAMESPACE, start_actors, stop_actors
 from serve_app import simulator
 from serve_app.deployment import deploy
-from serve_app.infra import stack, tls_front
+from serve_app.infra import prometheus, stack, tls_front
+from serve_app.infra.common import InfraError
 from storage import accounts
 from storage.db import create_pool
 from treasury.keyring import keyring_from_settings
@@ -28,7 +31,6 @@ from treasury.logs import configure_logging
 from treasury.settings import PolicyConfig, RuntimeSettings, policy_from_env
 
 log = logging.getLogger("treasury.run")
-DASHBOARD_PORT = 8265
 TLS_FILE_KEYS = ("TLS_CERT_FILE", "TLS_KEY_FILE", "TLS_CLIENT_CA_FILE")
 
 
@@ -38,6 +40,7 @@ class RunOptions:
     rate: float = 20.0
     simulate: bool = True
     keep_stack: bool = False
+    prometheus: bool = True
 
 
 async def seed_accounts(settings: RuntimeSettings, profiles: list[simulator.SimProfile]) -> None:
@@ -55,7 +58,7 @@ def start_system(settings: RuntimeSettings, policy: PolicyConfig) -> None:
         namespace=NAMESPACE,
         include_dashboard=True,
         dashboard_host="127.0.0.1",
-        dashboard_port=DASHBOARD_PORT,
+        dashboard_port=settings.dashboard_port,
         runtime_env={"env_vars": settings.as_env()},
         log_to_driver=False,
     )
@@ -72,6 +75,16 @@ async def feed(settings: RuntimeSettings, accounts: int, rate: float, stop: asyn
     return await simulator.stream(producer, simulator.live(profiles, rate).events(), rate, stop, limit)
 
 
+def start_prometheus(settings: RuntimeSettings, home: Path) -> prometheus.Server | None:
+    """The operator's Prometheus; the system runs on without it (with a warning) when it cannot start."""
+    targets = prometheus.Targets(f"{settings.serve_host}:{settings.serve_port}", prometheus.ray_node_targets())
+    try:
+        return prometheus.start(home / "prometheus", targets, settings.prometheus_port)
+    except InfraError as exc:
+        log.warning("Prometheus not started: %s", exc)
+        return None
+
+
 def run(opts: RunOptions) -> int:
     configure_logging()
     policy = policy_from_env()
@@ -86,13 +99,18 @@ def run(opts: RunOptions) -> int:
     os.environ.update({key: str(getattr(settings, key.lower())) for key in TLS_FILE_KEYS if settings.tls_enabled})
     stop = asyncio.Event()
     front: tls_front.Front | None = None
+    scraper: prometheus.Server | None = None
     try:
         start_system(settings, policy)
+        if opts.prometheus:
+            scraper = start_prometheus(settings, info.home)
         print(f"REST API      http://{settings.serve_host}:{settings.serve_port}/docs", flush=True)
         front = tls_front.start_for(settings, info.home)
         if front is not None:
             print(f"REST API TLS  {front.url}/docs (TLS 1.3, client certificate from TLS_CLIENT_CA_FILE)", flush=True)
-        print(f"Ray dashboard http://127.0.0.1:{DASHBOARD_PORT}", flush=True)
+        print(f"Ray dashboard http://127.0.0.1:{settings.dashboard_port}", flush=True)
+        if scraper is not None:
+            print(f"Prometheus    {scraper.url} (targets: {scraper.paths.targets})", flush=True)
         print(f"Kafka         {settings.kafka_bootstrap}\nPostgres      {settings.database_url}", flush=True)
         if settings.auth == "jwt":
             print("REST token    export TOKEN=$(treasury-orch token --subject me --scopes orders:read "
@@ -115,6 +133,8 @@ def run(opts: RunOptions) -> int:
         log.info("stopping")
         if front is not None:
             tls_front.stop(info.home, front)
+        if scraper is not None:
+            prometheus.stop(scraper)
         if ray.is_initialized():
             serve.shutdown()
             stop_actors(settings)

@@ -1,7 +1,10 @@
 """Structured logs: one JSON object per line, so a trace id can be followed with grep or jq.
 
 Context fields (``trace_id``, ``account_id``, ``order_id``, ``decision``) are passed with
-``extra=`` on the call that knows them.
+``extra=`` on the call that knows them. ``trace_id`` is on every line: a line logged while a REST
+request is served takes the request's id (``trace_context``) unless the call names another one,
+and a line outside any trace says so with ``null`` rather than leaving the field out, so
+``jq 'select(.trace_id == ...)'`` never needs a fallback.
 """
 
 from __future__ import annotations
@@ -10,9 +13,23 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 
 CONTEXT_FIELDS = ("trace_id", "account_id", "order_id", "decision")
+_TRACE: ContextVar[str | None] = ContextVar("treasury_trace_id", default=None)
+
+
+@contextmanager
+def trace_context(trace_id: str | None) -> Iterator[None]:
+    """Lines logged inside carry ``trace_id`` (asyncio tasks started inside inherit it too)."""
+    token = _TRACE.set(trace_id)
+    try:
+        yield
+    finally:
+        _TRACE.reset(token)
 
 
 class JsonFormatter(logging.Formatter):
@@ -23,7 +40,8 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        for name in CONTEXT_FIELDS:
+        line["trace_id"] = getattr(record, "trace_id", None) or _TRACE.get()
+        for name in CONTEXT_FIELDS[1:]:
             value = getattr(record, name, None)
             if value is not None:
                 line[name] = value

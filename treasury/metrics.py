@@ -20,6 +20,15 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 LATENCY_BUCKETS: tuple[float, ...] = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
 # Per-account VaR is exported for the riskiest accounts only: bounded cardinality, whatever the book.
 VAR_TOP_ACCOUNTS = 20
+# Ray Serve's own series, exported by every Ray node's metrics port (the `ray` group of the scrape
+# target list, serve_app/infra/prometheus.py): the dashboard's replica and request-latency panels
+# read them rather than a per-replica copy of ours, which each scrape would see only one of.
+# The Prometheus integration test proves each of them arrives.
+RAY_SERVE_METRICS: tuple[str, ...] = (
+    "ray_serve_deployment_replica_healthy",
+    "ray_serve_num_http_requests_total",
+    "ray_serve_http_request_latency_ms_bucket",
+)
 
 
 class LatencyHistogram:

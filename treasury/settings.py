@@ -176,6 +176,9 @@ class RuntimeSettings(BaseModel):
             raise ValueError(f"must be at least SERVE_MIN_REPLICAS ({low})")
         return value
 
+    dashboard_port: Annotated[int, Field(ge=1, le=65535)] = 8265
+    prometheus_port: Annotated[int, Field(ge=0, le=65535)] = 9090
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> RuntimeSettings:
         env = os.environ if environ is None else environ
@@ -227,4 +230,6 @@ _RUNTIME_ENV = {
     "serve_max_replicas": "SERVE_MAX_REPLICAS",
     "serve_scale_in_quiet_s": "SERVE_SCALE_IN_QUIET_S",
     "serve_latency_window_s": "SERVE_LATENCY_WINDOW_S",
+    "dashboard_port": "RAY_DASHBOARD_PORT",
+    "prometheus_port": "PROMETHEUS_PORT",
 }

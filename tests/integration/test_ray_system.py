@@ -7,9 +7,11 @@ exact point between writing an order and publishing it (an armed crash point).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -32,16 +34,19 @@ from risk.kernels import var_and_es
 from risk.pool import VarPool
 from schemas.balance_event import BalanceEvent, BalanceKind
 from serve_app.deployment import deploy
+from serve_app.infra import prometheus
 from storage import balances, var_results
 from storage.accounts import Account
 from storage.balances import BalanceRow
 from storage.var_results import VarResult
 from tests.integration.conftest import free_port, new_accounts, register
 from tests.integration.kafka_tools import high_watermarks, produce_events, read_from, skip_to_end
+from treasury.metrics import RAY_SERVE_METRICS
 from treasury.settings import PolicyConfig, RuntimeSettings
 
 pytestmark = pytest.mark.integration
 VAR_USD = Decimal("1000")
+DASHBOARD = Path(__file__).resolve().parents[2] / "grafana" / "treasury.json"
 
 
 @dataclass
@@ -63,7 +68,7 @@ def system(stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:
         if key in os.environ:
             env[key] = os.environ[key]
     ray.init(namespace=NAMESPACE, num_cpus=2, include_dashboard=False, runtime_env={"env_vars": env},
-             log_to_driver=False)
+             log_to_driver=False, _metrics_export_port=free_port())
     try:
         start_actors(settings, PolicyConfig())
         deploy(settings)
@@ -377,3 +382,125 @@ async def test_closing_statements_trigger_a_var_recompute(system: System, pool: 
 
     await wait_for(refreshed, timeout=90, what="VaR recomputed after the closing statements")
     assert (await var_results.latest(pool, [a.account_id]))[a.account_id].var_usd == Decimal("100000.0000")
+
+
+async def _sent_orders(pool: asyncpg.Pool, account: Account) -> list[asyncpg.Record]:
+    rows = await ledger_orders(pool, [account])
+    return rows if rows and all(r["status"] == "SENT" for r in rows) else []
+
+
+async def _post_and_await_order(client: httpx.AsyncClient, pool: asyncpg.Pool, account: Account,
+                                trace_id: str) -> tuple[httpx.Response, asyncpg.Record]:
+    body = {"event_id": "obs-1", "account_id": account.account_id, "as_of_ts": datetime.now(UTC).isoformat(),
+            "kind": "INTRADAY", "available_usd": "10000000", "projected_outflows_24h_usd": "2000000"}
+    posted = await client.post("/balances", json=body, headers={"x-trace-id": trace_id})
+    assert posted.status_code == 202, posted.text
+    [row] = await wait_for(lambda: _sent_orders(pool, account), what="order SENT")
+    return posted, row
+
+
+def _json_lines(path: Path) -> Iterator[dict]:
+    with path.open(errors="replace") as f:
+        for line in f:
+            if line.startswith("{"):
+                try:
+                    yield json.loads(line)
+                except ValueError:
+                    continue
+
+
+async def test_one_trace_id_followed_end_to_end(system: System, client: httpx.AsyncClient,
+                                                pool: asyncpg.Pool) -> None:
+    [a] = new_accounts(min_balance_usd=Decimal("1000000"))
+    await register(pool, [a], var_usd=Decimal("8000"))
+    trace = f"trace-e2e-{uuid.uuid4().hex}"
+    start = high_watermarks(system.settings.kafka_bootstrap, "sweep_intent")
+    posted, row = await _post_and_await_order(client, pool, a, trace)
+
+    # 1. the REST answer to the balance, 2. the order row
+    assert posted.json()["trace_id"] == trace and posted.headers["x-trace-id"] == trace
+    assert row["trace_id"] == trace and row["payload"]["trace_id"] == trace
+    # 3. the sweep_intent message's header
+    msgs = [m for m in read_from(system.settings.kafka_bootstrap, "sweep_intent", start, expect=1, settle=1)
+            if (m.key() or b"").decode() == row["order_id"]]
+    assert len(msgs) == 1 and dict(msgs[0].headers() or [])["trace_id"] == trace.encode()
+    # 4. the pull API's item
+    async def pulled() -> dict | None:
+        cursor = None
+        while True:
+            params: dict = {"limit": 1000, **({"after": cursor} if cursor else {})}
+            page = (await client.get("/sweep-intent", params=params)).json()
+            found = next((o for o in page["orders"] if o["order_id"] == row["order_id"]), None)
+            if found or not page["count"]:
+                return found
+            cursor = page["next_cursor"]
+    item = await wait_for(pulled, what="order pulled over REST")
+    assert item["trace_id"] == trace
+    # 5. the shard's decision line in its Ray worker log: JSON with every context field
+    logs_dir = Path(ray._private.worker._global_node.get_logs_dir_path())
+
+    async def decision_line() -> dict | None:
+        for path in logs_dir.glob("worker-*.err"):
+            for line in _json_lines(path):
+                if line.get("trace_id") == trace and line.get("logger") == "treasury.shard" and "decision" in line:
+                    return line
+        return None
+
+    line = await wait_for(decision_line, what="the shard's decision log line")
+    assert line["account_id"] == a.account_id and line["order_id"] == row["order_id"]
+    assert line["decision"] == row["decision"]["reason"] == "within_limit"
+    assert line["level"] == "INFO" and line["ts"].endswith("Z")
+
+
+async def _until_every_query_answers(server: prometheus.Server, client: httpx.AsyncClient,
+                                     queries: dict[str, str], timeout: float = 180.0) -> None:
+    """Each query must return a series at least once before the deadline (a slow scrape makes
+    series stale for a moment, so each is asked until it has answered)."""
+    missing = dict(queries)
+    deadline = time.monotonic() + timeout
+    while missing and time.monotonic() < deadline:
+        for what, expr in list(missing.items()):
+            if await asyncio.to_thread(server.query, expr):
+                del missing[what]
+        if missing:
+            await client.get("/healthz")  # keeps Serve's request series moving
+            await asyncio.sleep(1)  # polling interval under the deadline
+    assert not missing, f"no series in Prometheus for {missing}"
+
+
+async def test_prometheus_scrapes_every_metric_of_the_running_system(
+    system: System, client: httpx.AsyncClient, pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    [a] = new_accounts(min_balance_usd=Decimal("1000000"))
+    await register(pool, [a], var_usd=Decimal("8000"))
+    await _post_and_await_order(client, pool, a, f"trace-prom-{uuid.uuid4().hex}")
+    targets = prometheus.Targets(f"127.0.0.1:{system.settings.serve_port}", prometheus.ray_node_targets())
+    assert targets.ray_nodes, "Ray exports no metrics port"
+    began = time.monotonic()
+    # the run command's interval: a scrape gathers every shard, which takes over a second on a busy machine
+    server = prometheus.start(tmp_path / "prometheus", targets, port=0, scrape_interval_s=5)
+    try:
+        wanted = {
+            "swept USD by product": 'treasury_swept_usd_total{product="TBILL_4W"} > 0',
+            "VaR bps": 'treasury_var_bps{account_id=""}',
+            "decision latency": 'sweep_decision_latency_seconds_bucket{le="+Inf"} > 0',
+            "orders by status": 'treasury_orders{status="SENT"} > 0',
+            "balance events by outcome": 'treasury_balance_events_total{outcome="applied"} > 0',
+            "consumer lag per partition": "count(treasury_consumer_lag) == 12",
+            "outbox": "treasury_outbox_orders",
+            "config version": "treasury_config_version >= 1",
+            **{name: f'{name}{{application="treasury"}}' for name in RAY_SERVE_METRICS},
+        }
+        await _until_every_query_answers(server, client, wanted)
+        all_scraped_s = time.monotonic() - began
+        ups = {r["metric"]["component"]: r["value"][1]
+               for r in server.query("max by (component) (max_over_time(up[5m]))")}
+        assert ups == {"treasury-api": "1", "ray": "1"}, ups
+        # every query of the Grafana dashboard answers from this Prometheus
+        dashboard = json.loads(DASHBOARD.read_text())
+        await _until_every_query_answers(server, client, {
+            f"{p['title']} {t['refId']}": t["expr"] for p in dashboard["panels"] for t in p["targets"]})
+        print(f"prometheus ready in {server.started_in_s:.1f} s; every metric scraped "
+              f"{all_scraped_s:.1f} s after start")
+    finally:
+        prometheus.stop(server)

@@ -1,8 +1,9 @@
 """The commands an operator runs, as processes: ``infra``, ``accounts``, ``simulate`` and ``run``.
 
-``treasury-orch run`` is started exactly as the README says (on the test stack, with a free REST
-port); the test waits until orders can be pulled, sends Ctrl-C (SIGINT), and expects a clean
-exit with nothing of Ray left behind.
+``treasury-orch run`` is started exactly as the README says (on the test stack, with free REST,
+dashboard and Prometheus ports); the test waits until orders can be pulled, looks at what an
+operator sees (the Ray dashboard's actors and Serve app, Prometheus's scrape), sends Ctrl-C
+(SIGINT), and expects a clean exit with nothing of Ray or Prometheus left behind.
 """
 
 from __future__ import annotations
@@ -14,8 +15,10 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -39,6 +42,36 @@ def first_simulated_order(base: str, headers: dict[str, str]) -> dict[str, objec
         if found or not page["count"]:
             return found
         cursor = page["next_cursor"]
+
+
+def dashboard_headers() -> dict[str, str]:
+    """Ray's token authentication is on by default; its token is in ~/.ray/auth_token."""
+    token = os.environ.get("RAY_AUTH_TOKEN") or (
+        (Path.home() / ".ray" / "auth_token").read_text().strip() if (Path.home() / ".ray" / "auth_token").exists()
+        else "")
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def poll_json(url: str, check: Callable[[Any], bool], timeout: float = 90.0, **kw: Any) -> Any:
+    """GET ``url`` until its JSON satisfies ``check``; the last answer is in the failure message."""
+    last: Any = None
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            r = httpx.get(url, timeout=10, **kw)
+            last = r.json() if r.headers.get("content-type", "").startswith("application/json") else r.text
+            if r.status_code == 200 and check(last):
+                return last
+        except (httpx.HTTPError, ValueError) as exc:
+            last = repr(exc)
+        time.sleep(1)  # polling interval under the deadline
+    raise AssertionError(f"{url}: not as expected within {timeout:.0f} s; last answer: {str(last)[:2000]}")
+
+
+def treasury_actors(body: dict[str, Any]) -> dict[str, str]:
+    """name -> state of the named actors in the treasury namespace, from /api/v0/actors."""
+    return {a["name"]: a["state"] for a in body["data"]["result"]["result"]
+            if a.get("name") and a.get("ray_namespace") == "treasury"}
 
 
 def alive(pids: list[int]) -> list[int]:
@@ -99,9 +132,32 @@ def test_var_recompute_from_a_file(env: dict[str, str], tmp_path: Path) -> None:
     assert "VaR recompute [" in done.stderr
 
 
+def operators_view(base: str, dashboard: str, prometheus: str, auth: dict[str, str]) -> None:
+    """The Ray dashboard lists the named actors (the VaR pool once a job ran) and the Serve app;
+    Prometheus scrapes the ingress and the Ray node."""
+    job = httpx.post(f"{base}/risk/var/recompute", json={"accounts": ["9700000000"]}, headers=auth, timeout=10)
+    assert job.status_code == 202, job.text
+    poll_json(f"{base}/risk/var/recompute/{job.json()['job_id']}", lambda j: j["status"] == "done", headers=auth)
+    headers = dashboard_headers()
+    wanted = {"coordinator": "ALIVE", "shard-0": "ALIVE", "shard-1": "ALIVE", "var-scheduler": "ALIVE"}
+    body = poll_json(f"{dashboard}/api/v0/actors?limit=10000",
+                     lambda b: wanted.items() <= treasury_actors(b).items()
+                     and "var-worker-0" in treasury_actors(b), headers=headers)
+    assert wanted.items() <= treasury_actors(body).items()
+    apps = poll_json(f"{dashboard}/api/serve/applications/",
+                     lambda b: b["applications"].get("treasury", {}).get("status") == "RUNNING", headers=headers)
+    assert "Ingress" in apps["applications"]["treasury"]["deployments"]
+    up = poll_json(f"{prometheus}/api/v1/query?query=up",
+                   lambda b: {r["metric"]["component"]: r["value"][1] for r in b["data"]["result"]}
+                   == {"treasury-api": "1", "ray": "1"})
+    assert up["status"] == "success"
+    orders = poll_json(f"{prometheus}/api/v1/query?query=treasury_orders", lambda b: b["data"]["result"])
+    assert {r["metric"]["status"] for r in orders["data"]["result"]} >= {"NEW", "SENT", "ACK", "FAILED"}
+
+
 def test_run_serves_orders_and_stops_cleanly_on_ctrl_c(env: dict[str, str], tmp_path: Path,
                                                        auth_headers: dict[str, str]) -> None:
-    port, tls_port = free_port(), free_port()
+    port, dash_port, prom_port, tls_port = free_port(), free_port(), free_port(), free_port()
     certs = make_certs(tmp_path / "certs")
     tls_env = {"TLS_CERT_FILE": str(certs.files.cert), "TLS_KEY_FILE": str(certs.files.key),
                "TLS_CLIENT_CA_FILE": str(certs.files.client_ca), "TLS_PORT": str(tls_port)}
@@ -109,7 +165,9 @@ def test_run_serves_orders_and_stops_cleanly_on_ctrl_c(env: dict[str, str], tmp_
     with log.open("w") as out:
         proc = subprocess.Popen(
             [*CLI, "run", "--accounts", "3", "--rate", "50", "--keep-stack"],
-            env={**env, "SERVE_PORT": str(port), **tls_env}, stdout=out, stderr=subprocess.STDOUT,
+            env={**env, "SERVE_PORT": str(port), "RAY_DASHBOARD_PORT": str(dash_port),
+                 "PROMETHEUS_PORT": str(prom_port), **tls_env},
+            stdout=out, stderr=subprocess.STDOUT,
         )
     started = datetime.now(UTC)
     base = f"http://127.0.0.1:{port}"
@@ -134,7 +192,9 @@ def test_run_serves_orders_and_stops_cleanly_on_ctrl_c(env: dict[str, str], tmp_
         order_file.write_text(json.dumps(order))
         verified = cli(env, "verify", str(order_file))
         assert verified.returncode == 0 and json.loads(verified.stdout)["valid"] is True, verified.stderr
-        assert "Ray dashboard http://127.0.0.1:8265" in log.read_text()
+        assert f"Ray dashboard http://127.0.0.1:{dash_port}" in log.read_text()
+        assert f"Prometheus    http://127.0.0.1:{prom_port}" in log.read_text()
+        operators_view(base, f"http://127.0.0.1:{dash_port}", f"http://127.0.0.1:{prom_port}", auth_headers)
         # the TLS front the run command started, in front of the real Serve ingress
         assert f"REST API TLS  https://127.0.0.1:{tls_port}/docs" in log.read_text()
         with httpx.Client(verify=client_context(certs), timeout=10) as tls_client:

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from treasury.faults import crash_point
-from treasury.logs import JsonFormatter, configure_logging
+from treasury.logs import JsonFormatter, configure_logging, trace_context
 
 
 def test_log_lines_are_json_with_context() -> None:
@@ -30,6 +30,25 @@ def test_log_lines_are_json_with_context() -> None:
     assert {k: first[k] for k in ("trace_id", "account_id", "order_id", "decision")} == {
         "trace_id": "t1", "account_id": "A1", "order_id": "o1", "decision": "d"}
     assert first["ts"].endswith("Z") and "ValueError: boom" in second["exc"]
+
+
+def test_every_line_names_its_trace_even_when_there_is_none() -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonFormatter())
+    logger = logging.getLogger("treasury.test-trace")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    logger.info("outside")
+    with trace_context("req-1"):
+        logger.info("inside", extra={"account_id": "A1"})
+        logger.info("explicit", extra={"trace_id": "other"})
+    logger.info("after")
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [(x["msg"], x["trace_id"]) for x in lines] == [
+        ("outside", None), ("inside", "req-1"), ("explicit", "other"), ("after", None)]
+    assert lines[1]["account_id"] == "A1" and "order_id" not in lines[1]
 
 
 def test_configure_logging_is_idempotent() -> None:
