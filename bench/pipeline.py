@@ -121,8 +121,7 @@ def main() -> None:
     args = parser.parse_args()
 
     info = stack.up(BENCH_HOME)
-    settings = RuntimeSettings(kafka_bootstrap=info.kafka_bootstrap, database_url=info.postgres_dsn,
-                               shards=args.shards)
+    settings = info.settings(shards=args.shards)
     profiles = simulator.make_accounts(args.accounts, prefix=f"B{time.time_ns() // 10**6 % 10**9:09d}-")
     asyncio.run(seed(settings, profiles))
     kafka_clients.skip_to_end(settings.kafka_bootstrap, CONSUMER_GROUP, BALANCE_EVENTS.name)

@@ -49,6 +49,7 @@ class Load:
 class Ingress:
     settings: RuntimeSettings
     session_dir: Path
+    headers: dict[str, str]  # a Bank-Connector token: the pull API needs orders:read
 
     def decisions(self) -> list[str]:
         """The policy's decisions, from the Serve controller's log (where an operator reads them)."""
@@ -59,9 +60,9 @@ class Ingress:
 
 
 @pytest.fixture(scope="module")
-def ingress(stack) -> Iterator[Ingress]:  # type: ignore[no-untyped-def]
-    settings = RuntimeSettings(
-        kafka_bootstrap=stack.kafka_bootstrap, database_url=stack.postgres_dsn, serve_port=free_port(),
+def ingress(stack, auth_headers: dict[str, str]) -> Iterator[Ingress]:  # type: ignore[no-untyped-def]
+    settings = stack.settings(
+        serve_port=free_port(),
         serve_p95_target_ms=P95_TARGET_MS, serve_min_replicas=1, serve_max_replicas=MAX_REPLICAS,
         serve_scale_in_quiet_s=3, serve_latency_window_s=2,
     )
@@ -73,7 +74,7 @@ def ingress(stack) -> Iterator[Ingress]:  # type: ignore[no-untyped-def]
                    log_to_driver=False)
     try:
         deploy(settings)
-        yield Ingress(settings, Path(ctx.address_info["session_dir"]))
+        yield Ingress(settings, Path(ctx.address_info["session_dir"]), auth_headers)
     finally:
         serve.shutdown()
         ray.shutdown()
@@ -85,10 +86,10 @@ def replicas() -> tuple[int, int]:
     return int(states.get("RUNNING", 0)), int(sum(states.values()))
 
 
-async def drive(base_url: str, stop: asyncio.Event, load: Load, deadline: float) -> None:
+async def drive(base_url: str, stop: asyncio.Event, load: Load, deadline: float, headers: dict[str, str]) -> None:
     """CONCURRENCY clients pulling orders back to back until told to stop (or a cap is reached)."""
     limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
-    async with httpx.AsyncClient(base_url=base_url, timeout=60, limits=limits) as client:
+    async with httpx.AsyncClient(base_url=base_url, timeout=60, limits=limits, headers=headers) as client:
         async def one_client() -> None:
             while not stop.is_set() and time.monotonic() < deadline and len(load.latencies_ms) < MAX_REQUESTS:
                 start = time.perf_counter()
@@ -117,13 +118,13 @@ async def poll_replicas(until, timeout: float, seen: list[int]) -> float:  # typ
 async def test_scales_out_on_p95_and_back_in_when_quiet(ingress: Ingress) -> None:
     assert replicas() == (1, 1)
     base_url = f"http://127.0.0.1:{ingress.settings.serve_port}"
-    async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
+    async with httpx.AsyncClient(base_url=base_url, timeout=30, headers=ingress.headers) as client:
         assert (await client.get("/sweep-intent", params={"limit": 1})).status_code == 200
 
     seen: list[int] = []
     stop = asyncio.Event()
     load = Load()
-    load_task = asyncio.create_task(drive(base_url, stop, load, time.monotonic() + 90))
+    load_task = asyncio.create_task(drive(base_url, stop, load, time.monotonic() + 90, ingress.headers))
     try:
         out_s = await poll_replicas(lambda running, _: running > 1, 75, seen)
     finally:

@@ -46,10 +46,11 @@ def jobs() -> GatedJobs:
 
 
 @pytest.fixture
-async def client(stack, jobs: GatedJobs) -> AsyncIterator[httpx.AsyncClient]:  # type: ignore[no-untyped-def]
-    settings = RuntimeSettings(kafka_bootstrap=stack.kafka_bootstrap, database_url=stack.postgres_dsn)
-    backend = Backend(settings, LocalShards(None), jobs)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=build_app(backend)), base_url="http://api") as c:
+async def client(stack, jobs: GatedJobs,  # type: ignore[no-untyped-def]
+                 auth_headers: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]:
+    backend = Backend(stack.settings(), LocalShards(None), jobs)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=build_app(backend)), base_url="http://api",
+                                 headers=auth_headers) as c:
         yield c
     await backend.close()
 
@@ -59,7 +60,7 @@ def key() -> dict[str, str]:
 
 
 async def stored(pool: asyncpg.Pool, headers: dict[str, str]) -> asyncpg.Record | None:
-    return await pool.fetchrow("SELECT * FROM idempotency_key WHERE scope = '' AND idem_key = $1",
+    return await pool.fetchrow("SELECT * FROM idempotency_key WHERE scope = 'bank-connector-test' AND idem_key = $1",
                                headers["Idempotency-Key"])
 
 
@@ -154,9 +155,9 @@ async def test_refused_bodies_and_unavailable_dependencies_keep_no_key(
     await register(pool, [a])
     assert (await client.post("/balances", json=balance(a.account_id), headers=k)).status_code == 202
 
-    settings = RuntimeSettings(kafka_bootstrap=stack.kafka_bootstrap, database_url=stack.postgres_dsn)
-    backend = Backend(settings, LocalShards(None))  # no VaR scheduler: 503
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=build_app(backend)), base_url="http://api") as c:
+    backend = Backend(stack.settings(), LocalShards(None))  # no VaR scheduler: 503
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=build_app(backend)), base_url="http://api",
+                                 headers=client.headers) as c:
         k2 = key()
         assert (await c.post("/risk/var/recompute", headers=k2)).status_code == 503
         assert await stored(pool, k2) is None  # a retry runs for real once the scheduler is back

@@ -100,9 +100,9 @@ def problem(response: requests.Response) -> str | None:
     return None
 
 
-def test_generated_requests_get_no_5xx_and_every_4xx_names_the_field(stack) -> None:  # type: ignore[no-untyped-def]
-    settings = RuntimeSettings(kafka_bootstrap=stack.kafka_bootstrap, database_url=stack.postgres_dsn)
-    backend = Backend(settings, StandInShards(), StandInJobs())
+def test_generated_requests_get_no_5xx_and_every_4xx_names_the_field(  # type: ignore[no-untyped-def]
+        stack, auth_headers: dict[str, str]) -> None:
+    backend = Backend(stack.settings(), StandInShards(), StandInJobs())
     app = with_lifespan(build_app(backend), backend.close)
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
     sent: Counter[str] = Counter()
@@ -117,7 +117,7 @@ def test_generated_requests_get_no_5xx_and_every_4xx_names_the_field(stack) -> N
         @given(case=schema.as_strategy(generation_mode=mode))
         def send(case: Any) -> None:
             try:
-                response = case.call(session=client)
+                response = case.call(session=client, headers=auth_headers)
             except (requests.exceptions.InvalidHeader, UnicodeEncodeError, ValueError):
                 sent["unsendable"] += 1  # the HTTP client refuses to put it on the wire
                 return

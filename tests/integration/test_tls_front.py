@@ -70,9 +70,12 @@ class Upstream:
 
 
 @pytest.fixture(scope="module")
-def upstream() -> Iterator[Upstream]:
-    """The real app under uvicorn in a thread, plus a route that records the headers it got."""
-    app = build_app(Backend(RuntimeSettings(), NoShards()))
+def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstream]:
+    """The real app under uvicorn in a thread, plus a route that records the headers it got.
+
+    Only its public /healthz is called, so it runs on the development signer without Vault."""
+    key_file = tmp_path_factory.mktemp("dev-key") / "dev-signer.key"
+    app = build_app(Backend(RuntimeSettings(signer="dev", dev_key_file=str(key_file)), NoShards()))
     seen: list[dict[str, str]] = []
 
     @app.middleware("http")
