@@ -192,6 +192,11 @@ class RuntimeSettings(BaseModel):
             field = str(first["loc"][0])
             raise ConfigError(f"{_RUNTIME_ENV.get(field, field)}: {first['msg']}") from exc
 
+    @staticmethod
+    def env_keys(include_driver_only: bool = True) -> list[str]:
+        """Every variable these settings read; without the driver-only TLS keys when asked."""
+        return [key for key in _RUNTIME_ENV.values() if include_driver_only or not key.startswith("TLS_")]
+
     def as_env(self) -> dict[str, str]:
         """The environment that reproduces these settings in another process (actors, replicas).
 

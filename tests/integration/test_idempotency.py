@@ -18,7 +18,6 @@ from storage import idempotency
 from tests.integration.conftest import new_accounts, register
 from tests.integration.kafka_tools import high_watermarks, read_from
 from tests.integration.test_api import LocalShards, balance
-from treasury.settings import RuntimeSettings
 
 pytestmark = pytest.mark.integration
 

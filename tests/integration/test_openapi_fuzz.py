@@ -26,7 +26,6 @@ from schemathesis.python import asgi
 
 from serve_app.api import Backend, build_app
 from treasury.metrics import ShardMetrics
-from treasury.settings import RuntimeSettings
 
 pytestmark = pytest.mark.integration
 # per generation mode; two modes -> 2 x this many requests

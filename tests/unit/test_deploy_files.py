@@ -24,11 +24,16 @@ from ray.serve.schema import ServeDeploySchema
 
 from serve_app import artifacts
 from serve_app.cli import main
-from serve_app.deployment import APP_NAME, DEPLOYMENT_NAME, REQUIRED_ENV, Ingress
+from serve_app.deployment import APP_NAME, DEPLOYMENT_NAME, REQUIRED_ENV, Ingress, ingress_options
 from treasury.settings import RuntimeSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+# Where the parts are and who signs: what a cluster must set (the other keys have defaults).
+CLUSTER_ENV = {"KAFKA_BOOTSTRAP", "DATABASE_URL", "SHARDS", "VAR_WINDOW_DAYS", "SERVE_HOST", "SERVE_PORT",
+               "VAULT_ADDR"}
+
 
 
 def load(relative: str) -> Any:
@@ -84,7 +89,7 @@ def test_cluster_yaml_installs_this_checkout_and_starts_ray() -> None:
 def test_env_example_names_every_runtime_key_and_is_ignored_by_git() -> None:
     example = (ROOT / "deploy/treasury.env.example").read_text()
     names = set(re.findall(r"^([A-Z_]+)=", example, re.MULTILINE))
-    assert set(REQUIRED_ENV) <= names and set(RuntimeSettings().as_env()) <= names
+    assert set(REQUIRED_ENV) | CLUSTER_ENV | {"VAULT_TOKEN_FILE"} <= names
     assert "deploy/treasury.env" in (ROOT / ".gitignore").read_text().splitlines()
 
 
@@ -102,15 +107,14 @@ def test_serve_config_comes_from_the_deployment_object() -> None:
     [app] = config["applications"]
     assert (app["name"], app["route_prefix"], app["import_path"]) == (APP_NAME, "/", artifacts.APP_IMPORT_PATH)
     [dep] = app["deployments"]
-    cfg = Ingress._deployment_config
+    cfg = Ingress.options(**ingress_options(RuntimeSettings()))._deployment_config  # as deploy() runs it
     assert dep["name"] == DEPLOYMENT_NAME
     assert dep["max_ongoing_requests"] == cfg.max_ongoing_requests
     assert dep["health_check_period_s"] == cfg.health_check_period_s
     assert dep["ray_actor_options"] == {"num_cpus": Ingress.ray_actor_options["num_cpus"]}
-    if cfg.autoscaling_config is None:
-        assert dep["num_replicas"] == cfg.num_replicas
-    else:
-        assert dep["autoscaling_config"]["max_replicas"] == cfg.autoscaling_config.max_replicas
+    assert "num_replicas" not in dep  # the latency policy decides
+    assert dep["autoscaling_config"]["max_replicas"] == cfg.autoscaling_config.max_replicas
+    assert dep["autoscaling_config"]["policy"]["policy_function"] == "serve_app.autoscaling:P95LatencyPolicy"
     assert app["args"] == {"required_env": list(REQUIRED_ENV)}
 
 
@@ -170,6 +174,12 @@ def test_app_builder_names_the_missing_environment(monkeypatch: pytest.MonkeyPat
     with pytest.raises(ConfigError, match="DATABASE_URL"):
         app_builder({"required_env": list(REQUIRED_ENV)})
     monkeypatch.setenv("DATABASE_URL", "postgresql://treasury@db:5432/treasury")
+    monkeypatch.delenv("VAULT_ADDR", raising=False)
+    monkeypatch.delenv("SIGNER", raising=False)
+    with pytest.raises(ConfigError, match="VAULT_ADDR"):  # no unsigned orders on a cluster either
+        app_builder({})
+    monkeypatch.setenv("VAULT_ADDR", "https://vault.internal:8200")
+    monkeypatch.setenv("VAULT_TOKEN", "a-token-read-from-a-secret")
     app = app_builder({})
     assert isinstance(app, serve.Application)
 
@@ -264,7 +274,8 @@ def test_rayservice_pods_run_this_image_as_non_root_with_the_environment() -> No
         image = container["image"]
         assert image.rsplit("/", 1)[-1] == f"treasury-orch:{version}", image  # a version tag, never latest
         names = {e["name"] for e in container["env"]}
-        assert set(REQUIRED_ENV) <= names and set(RuntimeSettings().as_env()) <= names
+        assert set(REQUIRED_ENV) | CLUSTER_ENV | {"VAULT_TOKEN"} <= names
+        assert next(e for e in container["env"] if e["name"] == "VAULT_TOKEN")["valueFrom"]["secretKeyRef"]
         db = next(e for e in container["env"] if e["name"] == "DATABASE_URL")
         assert "secretKeyRef" in db["valueFrom"]  # the password never sits in the manifest
     serve_port = artifacts.serve_config()["http_options"]["port"]
