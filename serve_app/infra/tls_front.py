@@ -186,6 +186,10 @@ def render_conf(
         "'{\"error\": {\"field\": \"client_certificate\", \"reason\": \"not issued by the configured CA: "
         "$ssl_client_verify\"}}'"
     )
+    upstream_down = (
+        "'{\"error\": {\"field\": \"upstream\", \"reason\": \"temporarily unavailable, retry: "
+        "the API behind the TLS front is not answering\"}}'"
+    )
     return f"""# Written by serve_app/infra/tls_front.py on every start; edits here are overwritten.
 worker_processes 1;
 daemon off;
@@ -230,7 +234,13 @@ http {{
       default_type application/json;
       return 403 {refused};
     }}
+    # Serve not answering (starting, restarting): the project's error body and 503, as the API's own
+    location @upstream_down {{
+      default_type application/json;
+      return 503 {upstream_down};
+    }}
     location / {{
+      error_page 502 504 = @upstream_down;
       proxy_pass http://serve;
       proxy_http_version 1.1;
       proxy_set_header Connection "";

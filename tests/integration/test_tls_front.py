@@ -241,6 +241,16 @@ def test_restart_keeps_the_port_and_leaves_one_front(upstream: Upstream, certs: 
     tls_front.stop(tmp_path)  # a second stop is harmless
 
 
+def test_upstream_down_is_the_projects_503(certs: Certs, tmp_path: Path) -> None:
+    down = tls_front.start(tmp_path, certs.files, upstream_port=free_port())  # nothing listens there
+    try:
+        response, body, _ = get(RunningFront(down, tmp_path), client_context(certs), "/healthz")
+    finally:
+        tls_front.stop(tmp_path, down)
+    assert response.status == 503 and response.getheader("content-type") == "application/json"
+    assert json.loads(body)["error"]["reason"].startswith("temporarily unavailable, retry")
+
+
 def test_taken_port_and_missing_files_are_named(upstream: Upstream, certs: Certs, tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
