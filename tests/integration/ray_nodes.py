@@ -143,12 +143,12 @@ def start_cluster(env: dict[str, str], nodes: int = 2, num_cpus: int = 1, timeou
     """Head, then each further node once the previous one registered; this process is connected.
 
     Ray gives a starting node 30 s to register (hard-coded), which a loaded machine can exceed:
-    a cluster whose node died while starting is stopped and started once more on fresh ports.
+    a cluster whose node died while starting is stopped and started again on fresh ports (three tries).
     """
     import ray
 
     subprocess.run([RAY, "get-auth-token", "--generate"], env=env, capture_output=True, check=True, timeout=60)
-    for attempt in (1, 2):
+    for attempt in (1, 2, 3):
         cluster = new_cluster()
         try:
             cluster.start_head(env, num_cpus)
@@ -160,7 +160,7 @@ def start_cluster(env: dict[str, str], nodes: int = 2, num_cpus: int = 1, timeou
         except BaseException as exc:
             ray.shutdown()
             cluster.stop()
-            if attempt == 2 or not isinstance(exc, NodeFailed):
+            if attempt == 3 or not isinstance(exc, NodeFailed):
                 raise
     raise AssertionError("unreachable")
 

@@ -129,8 +129,13 @@ def test_the_generated_serve_config_deploys_with_serve_deploy(rehearsal: Rehears
                                 text=True, timeout=60, check=True)
         app = yaml.safe_load(status.stdout)["applications"][config["applications"][0]["name"]]
         assert app["status"] == "RUNNING" and "Ingress" in app["deployments"]
+        # The KubeRay way: the app is declared, `deploy up --actors-only` adds the actors it talks to.
+        actors = cli_json(rehearsal, "deploy", "up", "--actors-only")
+        assert actors["app"] is None and {"shard-0", "shard-1", "coordinator"} <= set(actors["actors"])
+        ready = httpx.get(f"{rehearsal.base_url}/readyz", timeout=10)
+        assert ready.status_code == 200 and ready.json()["checks"]["shards"] == "ok"
     finally:
-        # `deploy up` deploys the same app through the Python API next; Serve keeps the two apart.
+        # `deploy up` deploys the same app through the Python API next: one owner at a time.
         subprocess.run([serve_cli, "shutdown", "-y", *dashboard], env=rehearsal.env, capture_output=True,
                        timeout=120, check=True)
 
