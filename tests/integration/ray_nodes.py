@@ -132,7 +132,10 @@ def wait_for_nodes(cluster: LocalCluster, count: int, timeout_s: float) -> None:
         if not ray.is_initialized():
             if not port_accepts(cluster.gcs_port):
                 return False
-            connect(cluster.address)
+            try:
+                connect(cluster.address)
+            except ConnectionError:  # the GCS answers before the head's raylet has registered
+                return False
         return cluster.alive_nodes() >= count
 
     if not wait_until(up, timeout_s, first_interval_s=0.5):
