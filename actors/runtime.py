@@ -28,6 +28,7 @@ from treasury.envelope import EnvelopeCipher
 from treasury.keyring import keyring_from_settings
 from treasury.logs import configure_logging
 from treasury.metrics import ShardMetrics
+from treasury.placement import alive_nodes, nth_node
 from treasury.settings import PolicyConfig, RuntimeSettings, policy_from_mapping
 
 NAMESPACE = "treasury"
@@ -238,17 +239,18 @@ def start_actors(settings: RuntimeSettings, policy: PolicyConfig, *, detached: b
     """Create (or find, if they run already) the named coordinator and shards and start their loops.
 
     ``detached`` actors outlive the driver (``treasury-orch deploy up`` exits; the system stays).
-    The shards are spread over the cluster's nodes (SPREAD), so each node's cores serve a share of
-    the partitions; on one node SPREAD places them exactly as before.
+    The shards take the cluster's nodes in turn (``treasury.placement``), so each node's cores
+    serve a share of the partitions.
     """
     opts = {"namespace": NAMESPACE, "get_if_exists": True, "lifetime": "detached" if detached else None}
     coordinator = CoordinatorActor.options(name=COORDINATOR_NAME, **opts).remote(settings)  # type: ignore[attr-defined]
     coordinator.run.remote()
     ray.get(coordinator.ready.remote(), timeout=120)
     shards = []
+    nodes = alive_nodes()
     for i in range(settings.shards):
         shard = AccountShardActor.options(  # type: ignore[attr-defined]
-            name=shard_name(i), scheduling_strategy="SPREAD", **opts
+            name=shard_name(i), scheduling_strategy=nth_node(i, nodes), **opts
         ).remote(i, settings, policy.as_wire())
         shard.run.remote()
         shards.append(shard)

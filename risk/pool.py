@@ -2,19 +2,19 @@
 
 The matrix is put into Ray's object store once; every task receives the same reference and
 reads it zero-copy (a read-only numpy view of shared memory) instead of getting a pickled slice.
-Against a multi-node cluster (RAY_ADDRESS) the workers spread over the nodes unchanged.
+Against a multi-node cluster (RAY_ADDRESS) the workers take the nodes in turn (``treasury.placement``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import ray
 
 from risk.kernels import VarEs, var_and_es
+from treasury.placement import alive_nodes, nth_node
 
 NAMESPACE = "treasury"
 # Rows per task: small enough to show progress and balance two workers, large enough that a
@@ -35,9 +35,14 @@ class VarPool:
     def __init__(self, workers: int) -> None:
         if workers < 1:
             raise ValueError("a VaR pool needs at least one worker")
-        # SPREAD: on a multi-node cluster the workers land on different nodes, each with its own cores.
-        opts: dict[str, Any] = {"namespace": NAMESPACE, "get_if_exists": True, "scheduling_strategy": "SPREAD"}
-        self.workers = [VarWorker.options(name=f"var-worker-{i}", **opts).remote() for i in range(workers)]  # type: ignore[attr-defined]
+        # On a multi-node cluster the workers take the nodes in turn, each node with its own cores.
+        nodes = alive_nodes()
+        self.workers = [
+            VarWorker.options(  # type: ignore[attr-defined]
+                name=f"var-worker-{i}", namespace=NAMESPACE, get_if_exists=True, scheduling_strategy=nth_node(i, nodes)
+            ).remote()
+            for i in range(workers)
+        ]
 
     def compute(
         self,
@@ -55,7 +60,9 @@ class VarPool:
         if rows == 0:
             return VarEs(var, es, days)
         shared = ray.put(matrix)
-        bounds = [(lo, min(lo + chunk_rows, rows)) for lo in range(0, rows, chunk_rows)]
+        # Fewer rows than a chunk per worker: split them evenly, so every worker (every node) takes a share.
+        step = max(1, min(chunk_rows, -(-rows // len(self.workers))))
+        bounds = [(lo, min(lo + step, rows)) for lo in range(0, rows, step)]
         pending = [
             self.workers[i % len(self.workers)].compute.remote(shared, lo, hi, confidence, min_days)
             for i, (lo, hi) in enumerate(bounds)

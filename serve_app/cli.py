@@ -142,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
                        ("down", "delete the app and stop the actors")):
         p = dep_sub.add_parser(name, help=text)
         p.add_argument("--address", default=None, help="the cluster's address (default: RAY_ADDRESS)")
+    dep_sub.choices["up"].add_argument("--actors-only", action="store_true",
+                                       help="leave the Serve app to `serve deploy` / KubeRay's serveConfigV2")
     dep.set_defaults(handler=_deploy)
 
     schemas = sub.add_parser("schemas", help="regenerate or check the checked-in JSON Schema files")
@@ -370,7 +372,7 @@ def _deploy_cluster(args: argparse.Namespace) -> int:
         return 2
     configure_logging()
     if args.action == "up":
-        result = cluster.up(address, RuntimeSettings.from_env(), policy_from_env())
+        result = cluster.up(address, RuntimeSettings.from_env(), policy_from_env(), app=not args.actors_only)
     else:
         result = cluster.down(address)
     print(json.dumps(result))

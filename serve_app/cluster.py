@@ -42,8 +42,12 @@ def placement() -> dict[str, str]:
     return {a.name: str(a.node_id) for a in actors if a.name}
 
 
-def up(address: str, settings: RuntimeSettings, policy: PolicyConfig) -> dict[str, Any]:
-    """Start (or find) the actors and deploy the app; returns where everything runs."""
+def up(address: str, settings: RuntimeSettings, policy: PolicyConfig, app: bool = True) -> dict[str, Any]:
+    """Start (or find) the actors and deploy the app; returns where everything runs.
+
+    ``app=False`` leaves Serve alone: where the app is deployed declaratively (``serve deploy``,
+    KubeRay's serveConfigV2), deploying it from here too would make two owners of one app.
+    """
     _connect(address, settings)
     try:
         found = running_shards()
@@ -52,8 +56,9 @@ def up(address: str, settings: RuntimeSettings, policy: PolicyConfig) -> dict[st
             raise ConfigError(f"SHARDS: {len(found)} shards are running and {settings.shards} were asked for; "
                               "run `treasury-orch deploy down` first, then `up` with the new SHARDS")
         start_actors(settings, policy, detached=True)
-        deploy(settings)
-        return {"ray_address": address, "app": APP_NAME, "shards": settings.shards,
+        if app:
+            deploy(settings)
+        return {"ray_address": address, "app": APP_NAME if app else None, "shards": settings.shards,
                 "url": f"http://{settings.serve_host}:{settings.serve_port}", "actors": placement(),
                 "nodes": len([n for n in ray.nodes() if n["Alive"]])}
     finally:
