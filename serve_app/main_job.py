@@ -75,8 +75,9 @@ async def feed(settings: RuntimeSettings, accounts: int, rate: float, stop: asyn
 
 def start_prometheus(settings: RuntimeSettings, home: Path) -> prometheus.Server | None:
     """The operator's Prometheus; the system runs on without it (with a warning) when it cannot start."""
-    targets = prometheus.Targets(f"{settings.serve_host}:{settings.serve_port}", prometheus.ray_node_targets())
     try:
+        prometheus.binary()
+        targets = prometheus.Targets(f"{settings.serve_host}:{settings.serve_port}", prometheus.ray_node_targets())
         return prometheus.start(home / "prometheus", targets, settings.prometheus_port)
     except InfraError as exc:
         log.warning("Prometheus not started: %s", exc)
