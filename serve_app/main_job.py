@@ -52,6 +52,9 @@ async def seed_accounts(settings: RuntimeSettings, profiles: list[simulator.SimP
 def start_system(settings: RuntimeSettings, policy: PolicyConfig) -> None:
     """Ray (local, or the cluster in RAY_ADDRESS), the actors and Serve."""
     os.environ.update(settings.as_env())
+    # Ray gives its dashboard 60 s to come up and aborts the start otherwise; on a busy 2-core
+    # machine it has been seen to need a few seconds more, so allow longer unless told otherwise.
+    os.environ.setdefault("RAY_DASHBOARD_STARTUP_TIMEOUT_S", "180")
     ray.init(
         namespace=NAMESPACE,
         include_dashboard=True,
