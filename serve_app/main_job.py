@@ -54,6 +54,9 @@ async def seed_accounts(settings: RuntimeSettings, profiles: list[simulator.SimP
 def start_system(settings: RuntimeSettings, policy: PolicyConfig) -> None:
     """Ray (local, or the cluster in RAY_ADDRESS), the actors and Serve."""
     os.environ.update(settings.as_env())
+    # Ray gives its dashboard 60 s to come up and aborts the start otherwise; on a busy 2-core
+    # machine it has been seen to need a few seconds more, so allow longer unless told otherwise.
+    os.environ.setdefault("RAY_DASHBOARD_STARTUP_TIMEOUT_S", "180")
     ray.init(
         namespace=NAMESPACE,
         include_dashboard=True,
@@ -77,8 +80,9 @@ async def feed(settings: RuntimeSettings, accounts: int, rate: float, stop: asyn
 
 def start_prometheus(settings: RuntimeSettings, home: Path) -> prometheus.Server | None:
     """The operator's Prometheus; the system runs on without it (with a warning) when it cannot start."""
-    targets = prometheus.Targets(f"{settings.serve_host}:{settings.serve_port}", prometheus.ray_node_targets())
     try:
+        prometheus.binary()
+        targets = prometheus.Targets(f"{settings.serve_host}:{settings.serve_port}", prometheus.ray_node_targets())
         return prometheus.start(home / "prometheus", targets, settings.prometheus_port)
     except InfraError as exc:
         log.warning("Prometheus not started: %s", exc)

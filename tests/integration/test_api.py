@@ -86,6 +86,8 @@ async def test_post_balance_to_ack(api: httpx.AsyncClient, pipeline: Pipeline) -
     exposition = (await api.get("/metrics")).text
     assert 'treasury_swept_usd_total{product="TBILL_4W"}' in exposition
     assert "sweep_decision_latency_seconds_bucket" in exposition and 'treasury_orders{status="SENT"}' in exposition
+    # lag for every partition the shard owns, also those it has not consumed from since its start
+    assert all(f'treasury_consumer_lag{{partition="{p}"}}' in exposition for p in range(12)), exposition
 
     oid = row["order_id"]
     failed = await api.post(f"/sweep-intent/{oid}/fail", json={"reason": "account frozen"})

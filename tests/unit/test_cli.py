@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -113,3 +114,19 @@ def test_ingest_refuses_a_bad_file_whole(capsys: pytest.CaptureFixture[str], tmp
     assert code == 2 and out == "" and "bad.xml: refused" in err
     code, _, err = run(capsys, "ingest", "--dry-run", str(tmp_path / "missing.xml"))
     assert code == 2 and "missing.xml" in err
+
+
+def test_run_goes_on_without_prometheus_when_it_is_missing(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from serve_app.main_job import start_prometheus
+    from treasury.settings import RuntimeSettings
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    logger = logging.getLogger("treasury.run")
+    logger.addHandler(caplog.handler)  # the treasury logger does not propagate to the root's
+    try:
+        assert start_prometheus(RuntimeSettings(), tmp_path) is None
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert "Prometheus not started" in caplog.text and "bootstrap.sh" in caplog.text
