@@ -197,7 +197,8 @@ async def test_var_recompute_spreads_over_both_nodes_and_equals_the_kernel(
             for d, v in enumerate(rng.normal(0, 1e5, 30)):
                 f.write(f"{account},2025-01-{d + 1:02d},{v:.2f}\n")
     summary = cli_json(rehearsal, "var", "recompute", "--source", str(flows), "--window", "30", "--workers", "2")
-    assert summary["accounts"] == len(ids) and summary["with_var"] == len(ids) and summary["pushed"] == len(ids)
+    # pushed counts accounts a running shard holds: these have had no balance yet, so none
+    assert (summary["accounts"], summary["with_var"], summary["pushed"]) == (len(ids), len(ids), 0)
     workers = placement("VarWorker")  # the CLI's workers (they ended with it; Ray remembers where they ran)
     assert len(workers) == 2 and len(set(workers.values())) == 2, f"VaR workers on {workers}"
 
