@@ -100,7 +100,7 @@ class LoadGenerator:
     """
 
     def __init__(self, bootstrap: str, base_url: str | None, headers: dict[str, str], rest: set[str],
-                 rate: float | None = None, rest_workers: int = 4) -> None:
+                 rate: float | None = None, rest_workers: int = 8) -> None:
         self._bootstrap = bootstrap
         self._base_url = base_url
         self._headers = headers
@@ -336,8 +336,8 @@ class Report:
             f"orders written       {self.orders}",
             f"sent -> decided      p50 {lat['p50']:.1f} ms  p95 {lat['p95']:.1f} ms  p99 {lat['p99']:.1f} ms "
             f"(n={lat['n']:.0f})",
-            f"  of which in shard  p50 {led['p50']:.1f} ms  p95 {led['p95']:.1f} ms  p99 {led['p99']:.1f} ms "
-            "(stored -> decided)",
+            f"ledger: stored -> decided  p50 {led['p50']:.1f} ms  p95 {led['p95']:.1f} ms  p99 {led['p99']:.1f} ms "
+            "(0 when decided in the storing transaction; the rest wait for their order to be durable)",
             "RSS per process:",
             format_rss(self.rss_start, self.rss_end),
             "Python processes, growth (pids alive at both ends):",

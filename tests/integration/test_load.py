@@ -1,6 +1,6 @@
 """The spec's 1-hour load profile, compressed: 36,000 balance events as fast as the real system takes them.
 
-100 simulated accounts x 360 hourly intraday balances; a tenth of the accounts post over REST
+100 simulated accounts x 360 hourly intraday balances; every twentieth account posts over REST
 (POST /balances with a JWT), the rest go straight to Kafka. The whole system runs on Ray in a
 process tree of its own (``bench.system``), against the session's Kafka and Postgres. The
 1-hour run at 10 events/s is ``python -m bench.soak``.
@@ -24,6 +24,8 @@ from tests.integration.test_ray_system import VAR_USD, expected_orders
 
 pytestmark = pytest.mark.integration
 ACCOUNTS, PER_ACCOUNT = 100, 360
+REST_SHARE = 0.05  # REST costs a Serve round trip per event: 1,800 of them keep the run to a few minutes
+MAX_GROWTH_PCT = 20.0
 
 
 @pytest.fixture(scope="module")
@@ -48,9 +50,10 @@ async def test_compressed_hour_every_event_decided_every_order_sent_once(
     await loadgen.register(pool, profiles)
     accounts = [p.account for p in profiles]
     expected = expected_orders(accounts, events)
-    rest = loadgen.rest_accounts(profiles, 0.1)
+    rest = loadgen.rest_accounts(profiles, REST_SHARE)
     start = high_watermarks(stack.kafka_bootstrap, "sweep_intent")
-    gen = loadgen.LoadGenerator(stack.kafka_bootstrap, ray_system.base_url, auth_headers, rest)
+    gen = loadgen.LoadGenerator(stack.kafka_bootstrap, ray_system.base_url, auth_headers, rest,
+                                rest_workers=len(rest))
 
     report = await loadgen.drive(pool, gen, events, stack.home, ray_system.pid, timeout=240)
     print("\ncompressed 1-hour profile (36,000 events, as fast as taken)\n" + report.text())
@@ -67,5 +70,9 @@ async def test_compressed_hour_every_event_decided_every_order_sent_once(
         stack.kafka_bootstrap, "sweep_intent", start, expect=len(order_ids), timeout=60, settle=2)) if k in order_ids]
     assert sorted(published) == sorted(order_ids), "an order missing or twice on sweep_intent"
     assert report.latency["n"] == len(events)
+    # Memory of our own Python processes from the steady state (a tenth decided) to the end; the
+    # broker and Postgres fill their caches by design and are only reported.
     growth = report.growth()
-    assert {"ray shard", "ray coordinator"} <= set(growth)
+    assert {"ray shard", "ray coordinator", "serve replica"} <= set(growth)
+    for part in ("ray shard", "ray coordinator", "serve replica"):
+        assert growth[part][2] < MAX_GROWTH_PCT, (part, growth[part])
