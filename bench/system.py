@@ -80,8 +80,24 @@ class RaySystem:
         assert self._proc is not None
         return self._proc.pid
 
-    def start(self, timeout: float = START_TIMEOUT_S) -> float:
-        """Start the driver and wait until Serve answers /readyz; returns the seconds it took."""
+    def start(self, timeout: float = START_TIMEOUT_S, attempts: int = 2) -> float:
+        """Start the driver and wait until Serve answers /readyz; returns the seconds it took.
+
+        On a busy machine Ray's own start-up can time out ("the current node timed out during
+        startup"): then what was started is killed and the start tried again, ``attempts`` times.
+        """
+        started = time.monotonic()
+        for attempt in range(1, attempts + 1):
+            try:
+                self._start_once(timeout)
+                break
+            except RuntimeError:
+                self.kill()
+                if attempt == attempts:
+                    raise
+        return time.monotonic() - started
+
+    def _start_once(self, timeout: float) -> None:
         started = time.monotonic()
         env = {k: v for k, v in os.environ.items() if k in PASS_THROUGH}
         env.update(self._env)
@@ -99,7 +115,6 @@ class RaySystem:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the system driver not ready within {timeout:.0f} s; see {self._log_path}")
         self.wait_ready(deadline - time.monotonic())
-        return time.monotonic() - started
 
     @staticmethod
     def _pump(stdout: IO[str] | None, log: IO[str], ready: threading.Event) -> None:
@@ -152,8 +167,15 @@ class RaySystem:
                 proc.kill()
             except psutil.NoSuchProcess:
                 continue
+        self._kill_group()
         psutil.wait_procs(procs, timeout=30)
         self._close()
+
+    def _kill_group(self) -> None:
+        """Whatever is left in the driver's own session (started with a new one), orphans included."""
+        if self._proc is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self._proc.pid, signal.SIGKILL)
 
     def stop(self, timeout: float = 90.0) -> None:
         """Graceful: SIGTERM to the driver (it stops Serve and the actors), SIGKILL what is left."""
@@ -170,6 +192,7 @@ class RaySystem:
                     proc.kill()
             except psutil.NoSuchProcess:
                 continue
+        self._kill_group()
         psutil.wait_procs(procs, timeout=30)
         self._close()
 
