@@ -80,7 +80,7 @@ class RaySystem:
         assert self._proc is not None
         return self._proc.pid
 
-    def start(self, timeout: float = START_TIMEOUT_S, attempts: int = 2) -> float:
+    def start(self, timeout: float = START_TIMEOUT_S, attempts: int = 3) -> float:
         """Start the driver and wait until Serve answers /readyz; returns the seconds it took.
 
         On a busy machine Ray's own start-up can time out ("the current node timed out during
