@@ -130,7 +130,13 @@ class Coordinator:
         while self._delivered:
             delivered.append(self._delivered.popleft())
         if delivered:
-            await orders.mark_sent(self._pool, delivered)
+            try:
+                await orders.mark_sent(self._pool, delivered)
+            except BaseException:
+                # Postgres away: keep the delivery reports for the next round, or these orders
+                # would stay NEW (on the topic, but not SENT in the ledger) until a restart.
+                self._delivered.extendleft(reversed(delivered))
+                raise
             for order_id in delivered:
                 self._in_flight.pop(order_id, None)
             self.published += len(delivered)

@@ -153,11 +153,21 @@ class ShardWorker:
             except Exception:
                 # Nothing of the failed batch was committed: rewind and try again, from the ledger.
                 log.exception("shard %d batch failed; replaying from committed offsets", self.index)
-                await asyncio.sleep(1.0)
-                await self.start()
+                await self._rewind(stop)
                 continue
             if on_batch is not None:
                 on_batch(stats)
+
+    async def _rewind(self, stop: asyncio.Event, pause_s: float = 1.0) -> None:
+        """Back to the committed offsets, for as long as that takes: the broker may be away for
+        minutes, and giving up here would end the run loop and leave the partitions unread."""
+        while not stop.is_set():
+            await asyncio.sleep(pause_s)  # back-off before retrying
+            try:
+                await self.start()
+                return
+            except Exception as exc:  # any failure to rewind is retried the same way
+                log.warning("shard %d cannot rewind yet (%s); retrying", self.index, exc)
 
     # -- the batch -------------------------------------------------------------------------
     async def process(self, msgs: Sequence[Message]) -> BatchStats:
