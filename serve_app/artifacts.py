@@ -29,7 +29,8 @@ RAYSERVICE = Path("deploy/kuberay/rayservice.yaml")
 LOCK = Path("deploy/requirements.lock")
 APP_IMPORT_PATH = "serve_app.deployment:app_builder"
 # On a cluster the proxies must be reachable from the load balancer / Kubernetes Service.
-CLUSTER_HTTP_HOST = "0.0.0.0"  # noqa: S104  # nosec B104 - written into a cluster deployment file, never bound here
+# Written into the cluster deployment files, never bound on this machine.
+CLUSTER_HTTP_HOST = "0.0.0.0"  # noqa: S104  # nosec B104
 SERVE_CONFIG_KEY = "serveConfigV2"
 # Options Serve keeps but that this file must not carry: the name is emitted first, the actor
 # options separately (without the runtime_env that the builder fills from the node), and replicas
