@@ -75,8 +75,7 @@ def report(line: str) -> None:
 
 @pytest.fixture(scope="module")
 def rehearsal(stack) -> Iterator[Rehearsal]:  # type: ignore[no-untyped-def]
-    settings = RuntimeSettings(kafka_bootstrap=stack.kafka_bootstrap, database_url=stack.postgres_dsn, shards=2,
-                               serve_port=free_port())
+    settings = stack.settings(shards=2, serve_port=free_port())  # Kafka, Postgres and the stack's Vault
     skip_to_end(stack.kafka_bootstrap, CONSUMER_GROUP, "balance_events")  # this cluster's shards start at the end
     # Token auth on every node and CLI (a joining node or an explicit address does not enable it by
     # itself). Ray gives an agent 15 s to start by default; a machine busy with other work may need more.
