@@ -73,7 +73,7 @@ async def test_orders_are_signed_tagged_and_raw_events_encrypted(  # type: ignor
 
     # the REST pull hands out the signed order too
     page = (await app.get("/sweep-intent", params={"after": None}, headers=headers)).json()
-    pulled = next(o for o in page["orders"] if o["order_id"] == row["order_id"]) if page["orders"] else None
+    pulled = next((o for o in page["orders"] if o["order_id"] == row["order_id"]), None)
     if pulled is None:  # the ledger holds other tests' orders: page until ours
         cursor = None
         while pulled is None:
