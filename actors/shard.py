@@ -224,13 +224,13 @@ class ShardWorker:
         self._dead_letter(rejects)
         stats.outcomes[Outcome.INVALID] += len(rejects)
         # Balance rows and orders are independent until both are durable: write them concurrently.
-        inserted, _ = await asyncio.gather(self._store_balances(work), self._submit_orders(work, stats))
+        deferred = decided_after_orders(work)
+        inserted, _ = await asyncio.gather(self._store_balances(work, deferred), self._submit_orders(work, stats))
         mark("write balances + orders")
-        with_orders = {(p.event.account_id, p.event.event_id) for p in work if p.order is not None}
         crash_point("shard_after_orders")
         await balances.mark_decided(
             self._pool,
-            [row_id for key, row_id in inserted.items() if key in with_orders]
+            [row_id for key, row_id in inserted.items() if key in deferred]
             + [p.row_id for p in work if p.row_id is not None],
         )
         mark("mark decided")
@@ -257,9 +257,13 @@ class ShardWorker:
         async with self._pool.acquire() as conn:
             return await query(conn, *args)
 
-    async def _store_balances(self, work: Sequence[_Pending]) -> dict[tuple[str, str], int]:
+    async def _store_balances(self, work: Sequence[_Pending],
+                              deferred: set[tuple[str, str]]) -> dict[tuple[str, str], int]:
         # Encryption may fetch a new data key from Vault (hourly): off the event loop.
-        rows = await asyncio.to_thread(lambda: [self._row(p) for p in work if p.row_id is None])
+        rows = await asyncio.to_thread(lambda: [
+            self._row(p, decided=(p.event.account_id, p.event.event_id) not in deferred)
+            for p in work if p.row_id is None
+        ])
         async with self._pool.acquire() as conn:
             inserted = await balances.insert_batch(conn, rows)
         crash_point("shard_after_balances")
@@ -361,7 +365,7 @@ class ShardWorker:
         stats.orders += 1
         stats.swept_usd[decision.product.value] += decision.amount_usd
 
-    def _row(self, item: _Pending) -> BalanceRow:
+    def _row(self, item: _Pending, *, decided: bool) -> BalanceRow:
         ev = item.event
         raw = self._cipher.encrypt({**item.source, "trace_id": item.trace_id}, row_context(ev.account_id, ev.event_id))
         return BalanceRow(
@@ -376,7 +380,7 @@ class ShardWorker:
             projected_outflows_usd=ev.projected_outflows_24h_usd,
             applied=item.outcome is Outcome.APPLIED,
             raw_event=raw,
-            decided=item.order is None,
+            decided=decided,
         )
 
     # -- state -----------------------------------------------------------------------------
@@ -565,3 +569,15 @@ def _produced_at(msg: Message) -> float:
 def _header_list(msg: Message) -> kafka_clients.Headers:
     raw = msg.headers()
     return list(raw.items()) if isinstance(raw, dict) else list(raw or [])
+
+
+def decided_after_orders(work: Sequence[_Pending]) -> set[tuple[str, str]]:
+    """Events whose rows are marked decided only once the batch's orders are durable.
+
+    An event with an order, and every other event of an account that has an order in the batch:
+    a restarted shard rebuilds an account from its newest *decided* row, so a later no-order
+    event marked decided at insert would make the earlier, still undecided event with the order
+    look stale on replay, and its order would never be made.
+    """
+    with_orders = {p.event.account_id for p in work if p.order is not None}
+    return {(p.event.account_id, p.event.event_id) for p in work if p.event.account_id in with_orders}

@@ -24,7 +24,7 @@ from tests.integration.test_api import LocalShards, balance
 from treasury.auth import Scope, mint_token
 from treasury.envelope import is_envelope
 from treasury.keyring import Keyring, VaultKeyring
-from treasury.signing import SignatureInvalid, verify_order
+from treasury.signing import SignatureInvalid, sign_orders, verify_order
 
 pytestmark = pytest.mark.integration
 CLI = [sys.executable, "-m", "serve_app.cli"]
@@ -161,3 +161,12 @@ async def test_public_ops_endpoints_need_no_token(app: httpx.AsyncClient) -> Non
     assert (await app.get("/healthz")).status_code == 200
     spec = (await app.get("/openapi.json")).json()
     assert "HTTPBearer" in spec["components"]["securitySchemes"]
+
+
+def test_a_large_batch_is_signed_in_several_transit_calls(stack, keyring: Keyring) -> None:  # type: ignore[no-untyped-def]
+    """Vault refuses one request with too many strings; 450 orders in one coordinator batch must still sign."""
+    key = stack.settings().order_signing_key
+    orders = [{"order_id": f"o-{i}", "amount_usd": f"{100000 + i}.0000"} for i in range(450)]
+    signed = sign_orders(keyring, key, orders)
+    keys = keyring.public_keys(key)
+    assert len(signed) == 450 and all(verify_order(o, keys) for o in signed)
