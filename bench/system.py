@@ -161,15 +161,7 @@ class RaySystem:
 
     def kill(self) -> None:
         """SIGKILL the driver and all of Ray under it, as a machine losing the runtime would."""
-        procs = self.processes()
-        for proc in procs:
-            try:
-                proc.kill()
-            except psutil.NoSuchProcess:
-                continue
-        self._kill_group()
-        psutil.wait_procs(procs, timeout=30)
-        self._close()
+        self._kill_rest(self.processes())
 
     def _kill_group(self) -> None:
         """Whatever is left in the driver's own session (started with a new one), orphans included."""
@@ -186,12 +178,14 @@ class RaySystem:
             self._proc.send_signal(signal.SIGTERM)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self._proc.wait(timeout)
+        self._kill_rest(procs)
+
+    def _kill_rest(self, procs: list[psutil.Process]) -> None:
+        """SIGKILL ``procs`` that still run and the driver's session, wait for them, close the driver."""
         for proc in procs:
-            try:
+            with contextlib.suppress(psutil.NoSuchProcess):
                 if proc.is_running():
                     proc.kill()
-            except psutil.NoSuchProcess:
-                continue
         self._kill_group()
         psutil.wait_procs(procs, timeout=30)
         self._close()
