@@ -36,6 +36,7 @@ class RunOptions:
     rate: float = 20.0
     simulate: bool = True
     keep_stack: bool = False
+    consul: bool | None = None  # None: TREASURY_CONSUL decides
 
 
 async def seed_accounts(settings: RuntimeSettings, profiles: list[simulator.SimProfile]) -> None:
@@ -73,15 +74,19 @@ async def feed(settings: RuntimeSettings, accounts: int, rate: float, stop: asyn
 def run(opts: RunOptions) -> int:
     configure_logging()
     policy = policy_from_env()
-    info = stack.up()
+    info = stack.up(with_consul=opts.consul)
     base = RuntimeSettings.from_env()
-    settings = base.model_copy(update={"kafka_bootstrap": info.kafka_bootstrap, "database_url": info.postgres_dsn})
+    settings = base.model_copy(update={"kafka_bootstrap": info.kafka_bootstrap, "database_url": info.postgres_dsn,
+                                       "consul_http_addr": info.consul_http_addr or base.consul_http_addr})
     stop = asyncio.Event()
     try:
         start_system(settings, policy)
         print(f"REST API      http://{settings.serve_host}:{settings.serve_port}/docs", flush=True)
         print(f"Ray dashboard http://127.0.0.1:{DASHBOARD_PORT}", flush=True)
         print(f"Kafka         {settings.kafka_bootstrap}\nPostgres      {settings.database_url}", flush=True)
+        if settings.consul_http_addr:
+            print(f"Consul        {settings.consul_http_addr} (live config under {settings.consul_kv_prefix})",
+                  flush=True)
         print("Ctrl-C stops everything.", flush=True)
 
         async def main() -> None:

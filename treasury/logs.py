@@ -12,7 +12,7 @@ import os
 import sys
 from datetime import UTC, datetime
 
-CONTEXT_FIELDS = ("trace_id", "account_id", "order_id", "decision")
+CONTEXT_FIELDS = ("trace_id", "account_id", "order_id", "decision", "config_key", "reason", "config_version")
 
 
 class JsonFormatter(logging.Formatter):

@@ -109,6 +109,9 @@ class RuntimeSettings(BaseModel):
     var_window_days: Annotated[int, Field(ge=2, le=5000)] = 250
     serve_host: str = "127.0.0.1"
     serve_port: Annotated[int, Field(ge=1, le=65535)] = 8000
+    # Live configuration: unset means env/file configuration only, as fixed at start.
+    consul_http_addr: str | None = None
+    consul_kv_prefix: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-/]+/$")] = "treasury/config/"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> RuntimeSettings:
@@ -123,7 +126,8 @@ class RuntimeSettings(BaseModel):
 
     def as_env(self) -> dict[str, str]:
         """The environment that reproduces these settings in another process (actors, replicas)."""
-        return {key: str(getattr(self, field)) for field, key in _RUNTIME_ENV.items()}
+        return {key: "" if getattr(self, field) is None else str(getattr(self, field))
+                for field, key in _RUNTIME_ENV.items()}
 
 
 _RUNTIME_ENV = {
@@ -133,4 +137,6 @@ _RUNTIME_ENV = {
     "var_window_days": "VAR_WINDOW_DAYS",
     "serve_host": "SERVE_HOST",
     "serve_port": "SERVE_PORT",
+    "consul_http_addr": "CONSUL_HTTP_ADDR",
+    "consul_kv_prefix": "CONSUL_KV_PREFIX",
 }
