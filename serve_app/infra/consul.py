@@ -39,6 +39,9 @@ CONSUL_VERSION = "1.22.7"
 MODULE = "github.com/hashicorp/consul"
 # The release's go.mod points these at sub-folders; the proxy serves them as modules of their own.
 NESTED_MODULES = ("api", "envoyextensions", "proto-public", "sdk", "troubleshoot")
+# The 1.22.7 tree already uses api fields (ACLAuthMethod.TokenNameFormat) that its go.mod's
+# api v1.33.7 lacks; api v1.34.1 is the first release on the proxy that has them.
+PINNED = {"api": "v1.34.1"}
 BUILD_TIMEOUT_S = 3600.0
 READY_TIMEOUT_S = 60.0
 STOP_GRACE_S = 15.0
@@ -163,9 +166,9 @@ def _build(cache: Path) -> None:
     os.chmod(work / "go.mod", 0o644)
     if (work / "go.sum").exists():
         os.chmod(work / "go.sum", 0o644)
-    for nested in NESTED_MODULES:
-        run_checked([go, "mod", "edit", f"-dropreplace={MODULE}/{nested}"], what="go mod edit", timeout_s=60,
-                    cwd=work, env=env)
+    edits = [f"-dropreplace={MODULE}/{nested}" for nested in NESTED_MODULES]
+    edits += [f"-require={MODULE}/{nested}@{version}" for nested, version in PINNED.items()]
+    run_checked([go, "mod", "edit", *edits], what="go mod edit", timeout_s=60, cwd=work, env=env)
     scratch = cache / f"{BINARY}.partial-{os.getpid()}"
     ldflags = f"-s -w -X {MODULE}/version.GitCommit=v{CONSUL_VERSION}-proxy"
     try:
