@@ -20,6 +20,7 @@ from typing import Any
 import ray
 
 from actors import kafka_clients
+from actors.config_watcher import WATCHER_NAME, ConfigFollower, follow_if_live, start_watcher
 from actors.coordinator import Coordinator, SubmitResult
 from actors.shard import BatchStats, ShardWorker
 from storage.db import create_pool
@@ -53,10 +54,16 @@ class CoordinatorActor:
         self._stop = asyncio.Event()
         self._stopped = asyncio.Event()
         self._core: Coordinator | None = None
+        self._policy: PolicyConfig | None = None  # the live version's policy, for decisions it may check
+        self._follower: ConfigFollower | None = None
+
+    def _apply_policy(self, policy: PolicyConfig) -> None:
+        self._policy = policy
 
     async def run(self) -> None:
         if self._core is not None:
             return  # already running: a second `run` call (e.g. from a re-attached driver) is a no-op
+        self._follower = follow_if_live(self._settings, self._apply_policy, COORDINATOR_NAME)
         pool = await create_pool(self._settings.database_url, max_size=4)
         producer = kafka_clients.producer(self._settings.kafka_bootstrap, **{"linger.ms": 1})
         self._core = Coordinator(pool, producer, self._settings.kafka_bootstrap,
@@ -82,7 +89,11 @@ class CoordinatorActor:
         return await self._core.submit(new_orders)
 
     async def stats(self) -> dict[str, Any]:
-        return await self._core.stats() if self._core else {}
+        stats = await self._core.stats() if self._core else {}
+        return {**stats, "config_version": _version(self._follower)}
+
+    async def metrics(self) -> ShardMetrics:
+        return ShardMetrics(config_version=_version(self._follower))
 
     async def pid(self) -> int:
         return os.getpid()
@@ -115,6 +126,7 @@ class AccountShardActor:
         self._stop = asyncio.Event()
         self._stopped = asyncio.Event()
         self._worker: ShardWorker | None = None
+        self._follower: ConfigFollower | None = None
         self._latencies: dict[str, deque[float]] = {name: deque(maxlen=500_000) for name in LATENCIES}
 
     async def run(self) -> None:
@@ -134,6 +146,7 @@ class AccountShardActor:
             on_closing=_notify_scheduler,
             cipher=EnvelopeCipher(keyring_from_settings(s), s.data_key),
         )
+        self._follower = follow_if_live(s, self._apply_policy, shard_name(self._index))
         await self._worker.start()
         self._started.set()
         try:
@@ -171,7 +184,11 @@ class AccountShardActor:
         return self._worker.set_var(account_id, var_usd, days)
 
     async def metrics(self) -> ShardMetrics | None:
-        return self._worker.metrics() if self._worker is not None else None
+        if self._worker is None:
+            return None
+        metrics = self._worker.metrics()
+        metrics.config_version = _version(self._follower)
+        return metrics
 
     async def set_vars(self, items: list[tuple[str, float | None, int | None]]) -> int:
         """VaR results from a recompute; returns how many accounts this shard holds and updated."""
@@ -180,9 +197,13 @@ class AccountShardActor:
         return sum(self._worker.set_var(account, var_usd, days) for account, var_usd, days in items)
 
     async def apply_config(self, policy: dict[str, Any]) -> None:
-        self._policy = policy_from_mapping(policy)
+        self._apply_policy(policy_from_mapping(policy))
+
+    def _apply_policy(self, policy: PolicyConfig) -> None:
+        """Called from the follower's thread too: two reference assignments, no await in between."""
+        self._policy = policy
         if self._worker is not None:
-            self._worker.apply_config(self._policy)
+            self._worker.apply_config(policy)
 
     async def stats(self) -> dict[str, Any]:
         return self._worker.stats() if self._worker else {"index": self._index, "starting": True}
@@ -194,6 +215,10 @@ class AccountShardActor:
     async def stop(self) -> None:
         """Finish the current batch, close connections and exit the process (not restarted)."""
         await _stop_and_exit(self._stop, self._stopped, self._started)
+
+
+def _version(follower: ConfigFollower | None) -> int:
+    return follower.version if follower is not None else 0
 
 
 async def _stop_and_exit(stop: asyncio.Event, stopped: asyncio.Event, started: asyncio.Event) -> None:
@@ -214,8 +239,9 @@ def stop_actors(settings: RuntimeSettings, shards: Sequence[int] | None = None) 
     for name in [*(shard_name(i) for i in indexes), COORDINATOR_NAME]:
         with contextlib.suppress(ValueError):
             handles[name] = ray.get_actor(name, namespace=NAMESPACE)
-    with contextlib.suppress(ValueError):
-        ray.kill(ray.get_actor(SCHEDULER_NAME, namespace=NAMESPACE), no_restart=True)  # holds no durable state
+    for stateless in (SCHEDULER_NAME, WATCHER_NAME):  # hold no durable state
+        with contextlib.suppress(ValueError):
+            ray.kill(ray.get_actor(stateless, namespace=NAMESPACE), no_restart=True)
     shard_group = [h for name, h in handles.items() if name != COORDINATOR_NAME]
     for group in (shard_group, [handles[COORDINATOR_NAME]] if COORDINATOR_NAME in handles else []):
         refs: list[Any] = [h.stop.remote() for h in group]
@@ -258,8 +284,9 @@ def start_actors(settings: RuntimeSettings, policy: PolicyConfig, *, detached: b
     from actors.var_scheduler import VarScheduler  # the scheduler's module imports this one
 
     scheduler = VarScheduler.options(name=SCHEDULER_NAME, **opts).remote(settings)  # type: ignore[attr-defined]
+    watcher = start_watcher(settings, policy, detached=detached)  # None without CONSUL_HTTP_ADDR
     # A named actor owned by this driver is destroyed when the driver's last handle goes; keep them.
-    _DRIVER_HANDLES[:] = [coordinator, *shards, scheduler]
+    _DRIVER_HANDLES[:] = [coordinator, *shards, scheduler, *([watcher] if watcher is not None else [])]
     logging.getLogger("treasury.runtime").info("coordinator, %d shards and the VaR scheduler running", len(shards))
     return coordinator, shards
 

@@ -41,7 +41,7 @@ from treasury.ids import new_trace_id
 from treasury.keyring import KeyringError, keyring_from_settings
 from treasury.logs import trace_context
 from treasury.metrics import ShardMetrics, render
-from treasury.settings import RuntimeSettings
+from treasury.settings import PolicyConfig, RuntimeSettings, policy_from_env
 from treasury.topics import BALANCE_EVENTS
 
 log = logging.getLogger("treasury.api")
@@ -61,6 +61,14 @@ class ShardLookup(Protocol):
 class RiskJobs(Protocol):
     async def submit(self, accounts: list[str] | None, window: int | None, confidence: float) -> str: ...
     async def status(self, job_id: str) -> dict[str, Any] | None: ...
+
+
+class _Versioned(Protocol):
+    """The replica's config follower, as the app sees it."""
+
+    version: int
+
+    def stop(self) -> None: ...
 
 
 class RecomputeRequest(BaseModel):
@@ -85,6 +93,9 @@ class Backend:
             self.verifier = TokenVerifier(keyring, settings.token_signing_key, settings.jwt_audience)
         else:
             log.warning("AUTH=off: the REST API accepts requests from anyone. Never run this in production.")
+        # The policy in force for this replica: env/file at start, each live version after that.
+        self.policy: PolicyConfig = policy_from_env()
+        self.follower: _Versioned | None = None
         self._pool: asyncpg.Pool | None = None
         self._producer: kafka_clients.AsyncProducer | None = None
         self._lock = asyncio.Lock()
@@ -101,7 +112,16 @@ class Backend:
             self._producer = kafka_clients.AsyncProducer(kafka_clients.producer(self.settings.kafka_bootstrap))
         return self._producer
 
+    def apply_policy(self, policy: PolicyConfig) -> None:
+        self.policy = policy
+
+    @property
+    def config_version(self) -> int:
+        return self.follower.version if self.follower is not None else 0
+
     async def close(self) -> None:
+        if self.follower is not None:
+            self.follower.stop()
         if self._producer is not None:
             self._producer.close()
         if self._pool is not None:
@@ -267,7 +287,8 @@ def build_app(backend: Backend) -> FastAPI:
     async def metrics() -> PlainTextResponse:
         """Prometheus exposition: the spec's metrics and the operator's, gathered for this scrape."""
         rows = await (await backend.pool()).fetch("SELECT status, count(*) AS n FROM sweep_order GROUP BY status")
-        body = render(await backend.shards.metrics(), {r["status"]: int(r["n"]) for r in rows})
+        parts = [*await backend.shards.metrics(), ShardMetrics(config_version=backend.config_version)]
+        body = render(parts, {r["status"]: int(r["n"]) for r in rows})
         return PlainTextResponse(body.decode(), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/sweep-intent", tags=["orders"], dependencies=[scope(Scope.ORDERS_READ)])

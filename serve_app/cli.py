@@ -70,10 +70,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-simulator", action="store_true", help="do not start the feed simulator")
     run.add_argument("--keep-stack", action="store_true", help="leave Kafka and Postgres running on exit")
     run.add_argument("--no-prometheus", action="store_true", help="do not start the Prometheus server")
+    run.add_argument("--with", dest="with_parts", action="append", default=[], choices=["consul"],
+                     help="also start Consul and follow live configuration (or set TREASURY_CONSUL=1)")
     run.set_defaults(handler=_run)
 
     infra = sub.add_parser("infra", help="start, stop or inspect the local Kafka and Postgres")
     infra.add_argument("action", choices=["up", "down", "status"])
+    infra.add_argument("--with", dest="with_parts", action="append", default=[], choices=["consul"],
+                       help="also start an optional part (consul; or set TREASURY_CONSUL=1)")
     infra.set_defaults(handler=_infra)
 
     decide = sub.add_parser("decide", help="what-if: evaluate the sweep policy with the active configuration")
@@ -159,13 +163,15 @@ def build_parser() -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace) -> int:
     from serve_app.main_job import RunOptions, run
 
-    return run(RunOptions(args.accounts, args.rate, not args.no_simulator, args.keep_stack, not args.no_prometheus))
+    consul = True if "consul" in args.with_parts else None
+    return run(RunOptions(args.accounts, args.rate, not args.no_simulator, args.keep_stack, not args.no_prometheus,
+                          consul))
 
 
 def _infra(args: argparse.Namespace) -> int:
     from serve_app.infra import stack
 
-    return stack.main(args.action)
+    return stack.main(args.action, args.with_parts)
 
 
 def _decide(args: argparse.Namespace) -> int:

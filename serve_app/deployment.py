@@ -13,7 +13,8 @@ from fastapi import FastAPI, Request
 from ray import serve
 from ray.serve import Application
 
-from actors.runtime import NAMESPACE, SCHEDULER_NAME, shard_handles
+from actors.config_watcher import WATCHER_NAME, follow_if_live
+from actors.runtime import COORDINATOR_NAME, NAMESPACE, SCHEDULER_NAME, shard_handles
 from serve_app.api import Backend, build_app
 from serve_app.autoscaling import LatencyWindow, P95LatencyPolicy
 from treasury.keyring import keyring_from_settings
@@ -50,7 +51,13 @@ class RayShards:
         return next((r for r in results if r is not None), None)
 
     async def metrics(self) -> list[ShardMetrics]:
-        results = await asyncio.wait_for(asyncio.gather(*[h.metrics.remote() for h in self._all()]),
+        handles = list(self._all())
+        for name in (COORDINATOR_NAME, WATCHER_NAME):  # their config version (and the watcher's refusals)
+            try:
+                handles.append(ray.get_actor(name, namespace=NAMESPACE))
+            except ValueError:
+                continue  # no watcher without Consul
+        results = await asyncio.wait_for(asyncio.gather(*[h.metrics.remote() for h in handles]),
                                          SHARD_CALL_TIMEOUT_S)
         return [r for r in results if r is not None]
 
@@ -81,7 +88,9 @@ def build_ingress_app() -> FastAPI:
     """Called inside each replica: settings come from the replica's environment."""
     configure_logging()
     settings = RuntimeSettings.from_env()
-    app = build_app(Backend(settings, RayShards(settings.shards), RayRiskJobs()))
+    backend = Backend(settings, RayShards(settings.shards), RayRiskJobs())
+    backend.follower = follow_if_live(settings, backend.apply_policy, "serve-replica")
+    app = build_app(backend)
     window = LatencyWindow(settings.serve_latency_window_s)
     app.state.latency_window = window
 

@@ -41,6 +41,7 @@ class RunOptions:
     simulate: bool = True
     keep_stack: bool = False
     prometheus: bool = True
+    consul: bool | None = None  # None: TREASURY_CONSUL decides
 
 
 async def seed_accounts(settings: RuntimeSettings, profiles: list[simulator.SimProfile]) -> None:
@@ -93,8 +94,9 @@ def run(opts: RunOptions) -> int:
     configure_logging()
     policy = policy_from_env()
     base = RuntimeSettings.from_env()
-    info = stack.up()
-    update = {"kafka_bootstrap": info.kafka_bootstrap, "database_url": info.postgres_dsn}
+    info = stack.up(with_consul=opts.consul)
+    update = {"kafka_bootstrap": info.kafka_bootstrap, "database_url": info.postgres_dsn,
+              "consul_http_addr": info.consul_http_addr or base.consul_http_addr}
     if base.signer == "vault" and not base.vault_addr:  # no Vault of the operator's own: the stack's OpenBao
         update |= {"vault_addr": info.vault_addr, "vault_token_file": info.vault_token_file}
     settings = base.model_copy(update=update)
@@ -120,6 +122,9 @@ def run(opts: RunOptions) -> int:
             print("REST token    export TOKEN=$(treasury-orch token --subject me --scopes orders:read "
                   "balances:read)  # with this run's VAULT_ADDR / VAULT_TOKEN_FILE", flush=True)
             print(f"              VAULT_ADDR={settings.vault_addr} VAULT_TOKEN_FILE={settings.vault_token_file}",
+                  flush=True)
+        if settings.consul_http_addr:
+            print(f"Consul        {settings.consul_http_addr} (live config under {settings.consul_kv_prefix})",
                   flush=True)
         print("Ctrl-C stops everything.", flush=True)
 

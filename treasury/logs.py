@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
 
-CONTEXT_FIELDS = ("trace_id", "account_id", "order_id", "decision")
+CONTEXT_FIELDS = ("trace_id", "account_id", "order_id", "decision", "config_key", "reason", "config_version")
 _TRACE: ContextVar[str | None] = ContextVar("treasury_trace_id", default=None)
 
 

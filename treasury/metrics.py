@@ -50,6 +50,10 @@ class ShardMetrics:
     latency_sum: float = 0.0
     lag: dict[int, int] = field(default_factory=dict)
     var_bps: dict[str, float] = field(default_factory=dict)
+    # Live configuration: the version this part applies (0: env/file configuration, no live update
+    # yet) and, from the config watcher only, how many Consul snapshots it refused.
+    config_version: int = 0
+    config_rejected: int = 0
 
 
 def merge(parts: Sequence[ShardMetrics]) -> ShardMetrics:
@@ -63,6 +67,9 @@ def merge(parts: Sequence[ShardMetrics]) -> ShardMetrics:
         out.latency_sum += p.latency_sum
         out.lag.update(p.lag)
         out.var_bps.update(p.var_bps)
+        out.config_rejected += p.config_rejected
+    # The version every part has applied: a part still on an older one holds the figure down.
+    out.config_version = min((p.config_version for p in parts), default=0)
     return out
 
 
@@ -106,10 +113,17 @@ class _Snapshot:
         for partition, n in sorted(m.lag.items()):
             lag.add_metric([str(partition)], n)
         yield lag
-        yield GaugeMetricFamily("treasury_config_version", "Active policy configuration version", value=self._config)
+        yield GaugeMetricFamily("treasury_config_version", "Policy configuration version applied by every part "
+                                "(0: env/file configuration)", value=self._config)
+        yield CounterMetricFamily("treasury_config_rejected", "Consul configuration changes refused by validation",
+                                  value=m.config_rejected)
 
 
-def render(shards: Sequence[ShardMetrics], orders_by_status: Mapping[str, int], config_version: int = 1) -> bytes:
+def render(shards: Sequence[ShardMetrics], orders_by_status: Mapping[str, int],
+           config_version: int | None = None) -> bytes:
+    """``config_version`` None: the lowest version among the parts (what every part has applied)."""
     registry = CollectorRegistry()
-    registry.register(_Snapshot(merge(shards), orders_by_status, config_version))
+    merged = merge(shards)
+    registry.register(_Snapshot(merged, orders_by_status,
+                                merged.config_version if config_version is None else config_version))
     return bytes(generate_latest(registry))

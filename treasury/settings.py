@@ -178,6 +178,9 @@ class RuntimeSettings(BaseModel):
 
     dashboard_port: Annotated[int, Field(ge=1, le=65535)] = 8265
     prometheus_port: Annotated[int, Field(ge=0, le=65535)] = 9090
+    # Live configuration: unset means env/file configuration only, as fixed at start.
+    consul_http_addr: str | None = None
+    consul_kv_prefix: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-/]+/$")] = "treasury/config/"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> RuntimeSettings:
@@ -237,4 +240,6 @@ _RUNTIME_ENV = {
     "serve_latency_window_s": "SERVE_LATENCY_WINDOW_S",
     "dashboard_port": "RAY_DASHBOARD_PORT",
     "prometheus_port": "PROMETHEUS_PORT",
+    "consul_http_addr": "CONSUL_HTTP_ADDR",
+    "consul_kv_prefix": "CONSUL_KV_PREFIX",
 }

@@ -15,12 +15,12 @@ import os
 import shlex
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from serve_app.infra import kafka, openbao, postgres, tls_front
+from serve_app.infra import consul, kafka, openbao, postgres, tls_front
 from serve_app.infra.common import (
     InfraError,
     atomic_write_text,
@@ -41,6 +41,7 @@ STATE_FILE = "state.json"
 LOCK_TIMEOUT_S = 300.0  # a cold `up` (Maven resolve) holds the lock for about a minute
 KAFKA_RUNNING_READY_S = 30.0
 PARTS = ("kafka", "postgres", "openbao")
+OPTIONAL_PARTS = ("consul",)
 
 __all__ = [
     "InfraError",
@@ -66,11 +67,15 @@ class StackInfo:
     home: Path
     vault_addr: str
     vault_token_file: str
+    consul_http_addr: str | None = None
 
     def env(self) -> dict[str, str]:
         """The variables RuntimeSettings.from_env reads."""
-        return {"KAFKA_BOOTSTRAP": self.kafka_bootstrap, "DATABASE_URL": self.postgres_dsn,
-                "VAULT_ADDR": self.vault_addr, "VAULT_TOKEN_FILE": self.vault_token_file}
+        env = {"KAFKA_BOOTSTRAP": self.kafka_bootstrap, "DATABASE_URL": self.postgres_dsn,
+               "VAULT_ADDR": self.vault_addr, "VAULT_TOKEN_FILE": self.vault_token_file}
+        if self.consul_http_addr:
+            env["CONSUL_HTTP_ADDR"] = self.consul_http_addr
+        return env
 
     def settings(self, **overrides: object) -> RuntimeSettings:
         """Settings pointing at this stack (Vault-signed, JWT-authenticated), plus ``overrides``."""
@@ -97,16 +102,30 @@ class OpenBaoState:
 
 
 @dataclass
+class ConsulState:
+    port: int | None = None
+    serf_lan_port: int | None = None
+    serf_wan_port: int | None = None
+    server_port: int | None = None
+    pid: int | None = None
+
+    def ports(self) -> tuple[int | None, ...]:
+        return (self.port, self.serf_lan_port, self.serf_wan_port, self.server_port)
+
+
+@dataclass
 class State:
     """What state.json holds: the ports (kept across restarts) and the pids of what `up` started."""
 
     kafka: KafkaState = field(default_factory=KafkaState)
     postgres: PostgresState = field(default_factory=PostgresState)
     openbao: OpenBaoState = field(default_factory=OpenBaoState)
+    consul: ConsulState = field(default_factory=ConsulState)
 
     def ports_in_use(self) -> set[int]:
         bao_cluster = self.openbao.port + 1 if self.openbao.port is not None else None
-        ports = (self.kafka.port, self.kafka.controller_port, self.postgres.port, self.openbao.port, bao_cluster)
+        ports = (self.kafka.port, self.kafka.controller_port, self.postgres.port, self.openbao.port, bao_cluster,
+                 *self.consul.ports())
         return {p for p in ports if p is not None}
 
 
@@ -138,7 +157,8 @@ def parse_state(text: str) -> State:
     k = raw.get("kafka") if isinstance(raw.get("kafka"), dict) else {}
     p = raw.get("postgres") if isinstance(raw.get("postgres"), dict) else {}
     b = raw.get("openbao") if isinstance(raw.get("openbao"), dict) else {}
-    assert isinstance(k, dict) and isinstance(p, dict) and isinstance(b, dict)
+    c = raw.get("consul") if isinstance(raw.get("consul"), dict) else {}
+    assert isinstance(k, dict) and isinstance(p, dict) and isinstance(b, dict) and isinstance(c, dict)
     return State(
         kafka=KafkaState(
             port=_int_or_none(k.get("port")),
@@ -147,6 +167,7 @@ def parse_state(text: str) -> State:
         ),
         postgres=PostgresState(port=_int_or_none(p.get("port")), pid=_int_or_none(p.get("pid"))),
         openbao=OpenBaoState(port=_int_or_none(b.get("port")), pid=_int_or_none(b.get("pid"))),
+        consul=ConsulState(**{name: _int_or_none(c.get(name)) for name in ConsulState.__dataclass_fields__}),
     )
 
 
@@ -169,8 +190,42 @@ def _locked(home: Path) -> Iterator[None]:
 
 def _info(home: Path, state: State) -> StackInfo:
     assert state.kafka.port is not None and state.postgres.port is not None and state.openbao.port is not None
+    consul_addr = (
+        consul.http_addr(state.consul.port)
+        if state.consul.port is not None and consul.is_ours(state.consul.pid, consul.paths(home))
+        else None
+    )
     return StackInfo(kafka.bootstrap(state.kafka.port), postgres.dsn(state.postgres.port), home,
-                     openbao.address(state.openbao.port), str(openbao.paths(home).token))
+                     openbao.address(state.openbao.port), str(openbao.paths(home).token), consul_addr)
+
+
+def consul_enabled(environ: dict[str, str] | None = None) -> bool:
+    """TREASURY_CONSUL=1 (or `--with consul`) adds the Consul agent to the stack; off by default."""
+    env = os.environ if environ is None else environ
+    return env.get("TREASURY_CONSUL", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+# ----------------------------------------------------------------------------------------------- consul
+
+
+def _start_consul(home: Path, state: State) -> None:
+    """Build (once) and start a dev agent on fresh ports; dev mode keeps nothing across starts anyway."""
+    binary = consul.build_or_cached()
+    ports: list[int] = []
+    for _ in state.consul.ports():
+        ports.append(choose_port(None, avoid=state.ports_in_use() - set(state.consul.ports()) | set(ports)))
+    state.consul.port, state.consul.serf_lan_port, state.consul.serf_wan_port, state.consul.server_port = ports
+    state.consul.pid = consul.spawn(binary, consul.paths(home), consul.ConsulPorts(*ports))
+    save_state(home, state)
+    consul.wait_ready(ports[0], state.consul.pid, consul.paths(home))
+
+
+def _stop_consul(home: Path, state: State) -> None:
+    consul.stop(state.consul.pid, consul.paths(home))
+    for pid in pids_matching("agent", f"-config-file={consul.paths(home).config}"):
+        stop_group(pid, what="consul", grace_s=consul.STOP_GRACE_S)
+    state.consul.pid = None
+    save_state(home, state)
 
 
 # ------------------------------------------------------------------------------------------------ kafka
@@ -300,18 +355,20 @@ def _openbao_healthy(home: Path, state: State) -> bool:
 # ------------------------------------------------------------------------------------------- public API
 
 
-def up(home: Path | None = None) -> StackInfo:
+def up(home: Path | None = None, *, with_consul: bool | None = None) -> StackInfo:
     """Start whatever part of the stack is not running; return where the stack answers.
 
     A part whose recorded pid is alive is only health-checked, so a second `up` costs a few
     milliseconds and changes nothing. If a start fails, what this call started is stopped again.
+    Consul is started when `with_consul` (default: TREASURY_CONSUL) asks for it.
     """
+    with_consul = consul_enabled() if with_consul is None else with_consul
     home = _resolve(home)
     home.mkdir(parents=True, exist_ok=True)
     started_at = time.monotonic()
     with _locked(home):
         state = load_state(home)
-        before = (state.kafka.pid, state.postgres.pid, state.openbao.pid)
+        before = (state.kafka.pid, state.postgres.pid, state.openbao.pid, state.consul.pid)
         started: list[str] = []
         try:
             kafka_running = kafka.is_ours(state.kafka.pid, kafka.paths(home))
@@ -327,6 +384,9 @@ def up(home: Path | None = None) -> StackInfo:
                 _start_openbao(home, state)
                 started.append("openbao")
             _await_kafka(home, state, just_started=not kafka_running)
+            if with_consul and not consul.is_ours(state.consul.pid, consul.paths(home)):
+                _start_consul(home, state)
+                started.append("consul")
         except BaseException:
             _undo(home, state, before)
             raise
@@ -335,7 +395,7 @@ def up(home: Path | None = None) -> StackInfo:
     return _info(home, state)
 
 
-def _undo(home: Path, state: State, before: tuple[int | None, int | None, int | None]) -> None:
+def _undo(home: Path, state: State, before: tuple[int | None, ...]) -> None:
     """Stop what a failed `up` started (pids that differ from those found), so nothing is left behind."""
     if state.kafka.pid is not None and state.kafka.pid != before[0]:
         _stop_kafka(home, state)
@@ -343,6 +403,8 @@ def _undo(home: Path, state: State, before: tuple[int | None, int | None, int | 
         _stop_postgres(home, state)
     if state.openbao.pid is not None and state.openbao.pid != before[2]:
         _stop_openbao(home, state)
+    if state.consul.pid is not None and state.consul.pid != before[3]:
+        _stop_consul(home, state)
 
 
 def down(home: Path | None = None) -> None:
@@ -360,6 +422,7 @@ def down(home: Path | None = None) -> None:
         _stop_strays(kafka.paths(home).properties, "kafka")
         _stop_postgres(home, state)
         _stop_openbao(home, state)
+        _stop_consul(home, state)
 
 
 def status(home: Path | None = None) -> dict[str, dict[str, object]]:
@@ -371,7 +434,7 @@ def status(home: Path | None = None) -> dict[str, dict[str, object]]:
     pg_up = postgres.is_ours(state.postgres.pid, pg_paths)
     bao_paths = openbao.paths(home)
     bao_up = openbao.is_ours(state.openbao.pid, bao_paths)
-    return {
+    parts: dict[str, dict[str, object]] = {
         "kafka": {
             "running": kafka_up,
             "address": kafka.bootstrap(state.kafka.port) if state.kafka.port else None,
@@ -391,6 +454,15 @@ def status(home: Path | None = None) -> dict[str, dict[str, object]]:
             "log": str(bao_paths.log),
         },
     }
+    if state.consul.port is not None:  # optional: shown once this home has run it
+        consul_up = consul.is_ours(state.consul.pid, consul.paths(home))
+        parts["consul"] = {
+            "running": consul_up,
+            "address": consul.http_addr(state.consul.port),
+            "pid": state.consul.pid if consul_up else None,
+            "log": str(consul.paths(home).log),
+        }
+    return parts
 
 
 def restart_kafka(home: Path | None = None) -> str:
@@ -445,17 +517,19 @@ def kill_postgres(home: Path | None = None) -> None:
 
 def _print_parts(parts: dict[str, dict[str, object]]) -> None:
     """Parts as shell comments, so `eval "$(treasury-orch infra up)"` only runs the exports."""
-    for name in PARTS:
+    for name in (*PARTS, *OPTIONAL_PARTS):
+        if name not in parts:
+            continue
         part = parts[name]
         state = f"running (pid {part['pid']})" if part["running"] else "stopped"
         print(f"# {name:<8} {part['address'] or '-'}  {state}  log: {part['log']}")
 
 
-def main(action: str) -> int:
+def main(action: str, with_parts: Sequence[str] = ()) -> int:
     """`treasury-orch infra up|down|status`; exit 1 on failure (status: 1 unless all parts run)."""
     try:
         if action == "up":
-            info = up()
+            info = up(with_consul=True if "consul" in with_parts else None)
             _print_parts(status(info.home))
             for key, value in info.env().items():
                 print(f"export {key}={shlex.quote(value)}")
