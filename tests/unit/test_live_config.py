@@ -248,7 +248,8 @@ def test_stack_state_keeps_consul_ports_and_the_env_exports_its_address() -> Non
 
     assert state.consul == ConsulState(1, 2, None, 4, 9)
     assert {1, 2, 4} <= state.ports_in_use()
-    info = StackInfo("127.0.0.1:9", "postgresql://x", Path("/h"), "http://127.0.0.1:1")
+    vault = ("http://127.0.0.1:8", "/h/openbao/root-token")
+    info = StackInfo("127.0.0.1:9", "postgresql://x", Path("/h"), *vault, consul_http_addr="http://127.0.0.1:1")
     assert info.env()["CONSUL_HTTP_ADDR"] == "http://127.0.0.1:1"
-    assert "CONSUL_HTTP_ADDR" not in StackInfo("127.0.0.1:9", "postgresql://x", Path("/h")).env()
+    assert "CONSUL_HTTP_ADDR" not in StackInfo("127.0.0.1:9", "postgresql://x", Path("/h"), *vault).env()
     assert stack.consul_enabled({"TREASURY_CONSUL": "1"}) and not stack.consul_enabled({})
