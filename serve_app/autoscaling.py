@@ -116,7 +116,7 @@ def decide(current: int, p95_ms: float | None, now: float, state: Mapping[str, A
         target = min(max(wanted, bounded + 1), 2 * bounded, params.max_replicas)
         if target > bounded:
             new_state[LAST_SCALE_OUT] = now
-            return Decision(target, new_state, f"p95 {p95_ms:.0f} ms above {params.p95_target_ms:.0f} ms")
+            return Decision(target, new_state, f"p95 {p95_ms:.1f} ms above {params.p95_target_ms:.0f} ms")
         return Decision(bounded, new_state, "above target at max_replicas")
     if p95_ms > params.p95_target_ms * QUIET_RATIO:
         new_state[QUIET_SINCE] = None

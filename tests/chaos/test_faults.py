@@ -88,7 +88,9 @@ def chaos(chaos_stack: StackInfo, chaos_headers: dict[str, str],
     tmp = tmp_path_factory.mktemp("chaos")
     marker = tmp / "coordinator-crash.done"
     marker.write_text("disarmed: delete this file to crash the coordinator once, after its next write")
-    settings = chaos_stack.settings(shards=SHARDS, serve_port=free_port())
+    # One Serve replica throughout: the replica fault kills *the* replica, so that Serve has to
+    # replace it (with autoscaling on, a busy machine could add a second one that takes over).
+    settings = chaos_stack.settings(shards=SHARDS, serve_port=free_port(), serve_min_replicas=1, serve_max_replicas=1)
     skip_to_end(chaos_stack.kafka_bootstrap, CONSUMER_GROUP, "balance_events")
     env = {**settings.as_env(), "LOG_LEVEL": "WARNING", "TREASURY_CRASH_AT": "coordinator_after_write",
            "TREASURY_CRASH_ONCE_FILE": str(marker)}
@@ -234,7 +236,9 @@ async def test_coordinator_killed_between_write_and_publish(chaos: Chaos, pool: 
 
 
 async def test_serve_replica_killed(chaos: Chaos, pool: asyncpg.Pool) -> None:
-    [replica] = chaos.system.pids_of("ServeReplica")
+    replicas = chaos.system.pids_of("ServeReplica")
+    assert len(replicas) == 1, f"SERVE_MAX_REPLICAS=1, yet replicas {replicas}"
+    [replica] = replicas
 
     async def inflict(c: Chaos) -> tuple[float, float | None]:
         return kill9(replica), None

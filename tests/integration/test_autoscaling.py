@@ -140,6 +140,6 @@ async def test_scales_out_on_p95_and_back_in_when_quiet(ingress: Ingress) -> Non
     print("\n".join(decisions))
     assert 1 < peak <= MAX_REPLICAS
     assert set(load.statuses) == {200}, load.statuses
-    outs = [m for line in decisions if (m := re.search(r"(\d+) -> (\d+) replicas: p95 (\d+) ms above", line))]
+    outs = [m for line in decisions if (m := re.search(r"(\d+) -> (\d+) replicas: p95 ([\d.]+) ms above", line))]
     assert outs and all(int(m[2]) > int(m[1]) and float(m[3]) > P95_TARGET_MS for m in outs), decisions
     assert any(re.search(r"-> 1 replicas: quiet for", line) for line in decisions), decisions

@@ -132,7 +132,7 @@ def test_policy_reads_the_context_and_keeps_its_state(caplog: pytest.LogCaptureF
     caplog.set_level("INFO", logger="ray.serve")
     replicas, state = policy(context(1, {"a": 100.0, "b": 1700.0}, {}))
     assert replicas == 2 and state[LAST_SCALE_OUT] == 1000.0  # at most doubling
-    assert "Ingress: 1 -> 2 replicas: p95 1700 ms above 800 ms" in caplog.text
+    assert "Ingress: 1 -> 2 replicas: p95 1700.0 ms above 800 ms" in caplog.text
     assert policy(context(3, {"a": 2000.0}, state, now=1005.0))[0] == 3
     assert policy(context(3, None, state, now=1020.0)) == (3, state)
     replicas, state = policy(context(3, {"a": 10.0}, {}, now=2000.0))
