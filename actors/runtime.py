@@ -29,7 +29,7 @@ from treasury.envelope import EnvelopeCipher
 from treasury.keyring import keyring_from_settings
 from treasury.logs import configure_logging
 from treasury.metrics import ShardMetrics
-from treasury.placement import alive_nodes, nth_node
+from treasury.placement import SHARD_MEMORY_BYTES, alive_nodes, nth_node
 from treasury.settings import PolicyConfig, RuntimeSettings, policy_from_mapping
 
 NAMESPACE = "treasury"
@@ -115,7 +115,7 @@ class _RemoteCoordinator:
         return result
 
 
-@ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
+@ray.remote(num_cpus=0, memory=SHARD_MEMORY_BYTES, max_restarts=-1, max_task_retries=-1)
 class AccountShardActor:
     def __init__(self, index: int, settings: RuntimeSettings, policy: dict[str, Any]) -> None:
         configure_logging()

@@ -151,6 +151,7 @@ async def test_deploy_up_spreads_the_shards_and_decides_as_one_node_does(
     shards = [shard_name(i) for i in range(2)]
     assert {*shards, "coordinator", "var-scheduler"} <= set(deployed["actors"])
     report(f"deploy up: {json.dumps({k: v[:8] for k, v in deployed['actors'].items()})}")
+    assert len({deployed["actors"][s] for s in shards}) == 2, f"both shards on one node: {deployed['actors']}"
 
     handles = [ray.get_actor(s, namespace=NAMESPACE) for s in shards]
     pids = [await h.pid.remote() for h in handles]
