@@ -204,8 +204,7 @@ class LiveSystem:
 def live_system(consul_stack: StackInfo) -> Iterator[LiveSystem]:
     """One shard, the coordinator and the watcher on Ray (no Serve: the replica's app runs in-process)."""
     prefix = f"test/{uuid.uuid4().hex[:8]}/"
-    settings = RuntimeSettings(kafka_bootstrap=consul_stack.kafka_bootstrap, database_url=consul_stack.postgres_dsn,
-                               shards=1, consul_http_addr=consul_stack.consul_http_addr, consul_kv_prefix=prefix)
+    settings = consul_stack.settings(shards=1, consul_kv_prefix=prefix)  # Kafka, Postgres, Vault and Consul
     skip_to_end(settings.kafka_bootstrap, CONSUMER_GROUP, "balance_events")
     env = dict(settings.as_env())
     for key in ("COVERAGE_PROCESS_START", "COVERAGE_FILE"):
