@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -275,12 +275,19 @@ def _service_label(cmd: str) -> str:
 
 
 def rss_growth(start: Sequence[tuple[str, int, float]], end: Sequence[tuple[str, int, float]],
-               parts: Sequence[str] = PYTHON_PARTS) -> dict[str, tuple[float, float, float]]:
-    """Per part (summed over the pids alive at both ends): (start MiB, end MiB, growth %)."""
+               parts: Sequence[str] = PYTHON_PARTS,
+               before: Collection[int] | None = None) -> dict[str, tuple[float, float, float]]:
+    """Per part (summed over the pids alive at both ends): (start MiB, end MiB, growth %).
+
+    ``before``: only the pids that already ran before the load began. A process started during
+    the run (a replica the autoscaler adds) may be sampled at "start" while it is still loading
+    its modules, and its loading would then read as growth: the compressed run once reported
+    +60 % for a replica pair that was one loaded replica (245 MiB) and one starting (59 MiB).
+    """
     begin = {pid: (label, mib) for label, pid, mib in start}
     out: dict[str, tuple[float, float, float]] = {}
     for label, pid, mib in end:
-        if pid not in begin or label not in parts:
+        if pid not in begin or label not in parts or (before is not None and pid not in before):
             continue
         s, e, _ = out.get(label, (0.0, 0.0, 0.0))
         out[label] = (s + begin[pid][1], e + mib, 0.0)
@@ -321,13 +328,18 @@ class Report:
     ledger_latency: dict[str, float]
     rss_start: list[tuple[str, int, float]]
     rss_end: list[tuple[str, int, float]]
+    pids_before: frozenset[int] = frozenset()  # the system's processes before the first event was sent
 
     @property
     def rate(self) -> float:
         return self.decided / self.seconds if self.seconds else 0.0
 
     def growth(self) -> dict[str, tuple[float, float, float]]:
-        return rss_growth(self.rss_start, self.rss_end)
+        return rss_growth(self.rss_start, self.rss_end, before=self.pids_before or None)
+
+    def started_during_run(self) -> list[tuple[str, int, float]]:
+        """Processes that did not exist before the load (e.g. replicas added by the autoscaler), at the end."""
+        return [row for row in self.rss_end if self.pids_before and row[1] not in self.pids_before]
 
     def text(self) -> str:
         lat, led = self.latency, self.ledger_latency
@@ -341,9 +353,11 @@ class Report:
             "(0 when decided in the storing transaction; the rest wait for their order to be durable)",
             "RSS per process:",
             format_rss(self.rss_start, self.rss_end),
-            "Python processes, growth (pids alive at both ends):",
+            "Python processes, growth (pids alive before the load and at both ends):",
         ]
         lines += [f"  {k:<24} {s:8.1f} -> {e:8.1f} MiB  {g:+6.1f}%" for k, (s, e, g) in sorted(self.growth().items())]
+        lines += [f"  started during the run: {label} (pid {pid}) {mib:.1f} MiB at the end"
+                  for label, pid, mib in self.started_during_run()]
         return "\n".join(lines)
 
     def as_dict(self) -> dict[str, Any]:
@@ -380,6 +394,7 @@ async def drive(pool: asyncpg.Pool, gen: LoadGenerator, events: Sequence[Balance
     roots = [driver_pid, os.getpid()]
     before = await ledger_counts(pool, account_ids)
     rss_start: list[tuple[str, int, float]] = []
+    pids_before = frozenset(pid for _, pid, _ in rss_snapshot(stack_home, roots, names))
     t0 = time.monotonic()
 
     async def watch() -> None:
@@ -407,4 +422,5 @@ async def drive(pool: asyncpg.Pool, gen: LoadGenerator, events: Sequence[Balance
     rss_end = rss_snapshot(stack_home, roots, names)
     return Report(len(events), sent.rest, sent.kafka, seconds, counts["decided"] - before["decided"],
                   counts["orders"] - before["orders"], percentiles(await decision_latencies(pool, gen.sent_at)),
-                  percentiles(await ledger_latencies(pool, account_ids)), rss_start or rss_end, rss_end)
+                  percentiles(await ledger_latencies(pool, account_ids)), rss_start or rss_end, rss_end,
+                  pids_before)

@@ -42,3 +42,13 @@ def test_rss_growth_counts_only_processes_alive_at_both_ends() -> None:
     assert growth == {"ray shard": (200.0, 220.0, 10.0)}  # the replica was replaced; postgres is not Python
     text = loadgen.format_rss(start, end)
     assert "ray shard" in text and "+10.0%" in text and "+300.0%" in text  # postgres 10 -> 40
+
+
+def test_rss_growth_leaves_out_processes_started_during_the_load() -> None:
+    # Replica 5 was added by the autoscaler and sampled at "start" while still loading (59 MiB).
+    start = [("serve replica", 4, 245.0), ("serve replica", 5, 59.0)]
+    end = [("serve replica", 4, 247.0), ("serve replica", 5, 242.0)]
+    assert loadgen.rss_growth(start, end)["serve replica"][2] > 50  # what the load test once reported
+    assert loadgen.rss_growth(start, end, before={4}) == {"serve replica": (245.0, 247.0, (247 - 245) / 245 * 100)}
+    report = loadgen.Report(1, 0, 1, 1.0, 1, 0, {}, {}, start, end, frozenset({4}))
+    assert report.started_during_run() == [("serve replica", 5, 242.0)]
