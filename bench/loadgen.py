@@ -338,8 +338,9 @@ class Report:
         return rss_growth(self.rss_start, self.rss_end, before=self.pids_before or None)
 
     def started_during_run(self) -> list[tuple[str, int, float]]:
-        """Processes that did not exist before the load (e.g. replicas added by the autoscaler), at the end."""
-        return [row for row in self.rss_end if self.pids_before and row[1] not in self.pids_before]
+        """Our processes that did not exist before the load (replicas the autoscaler added), at the end."""
+        return [row for row in self.rss_end
+                if self.pids_before and row[1] not in self.pids_before and row[0] in PYTHON_PARTS]
 
     def text(self) -> str:
         lat, led = self.latency, self.ledger_latency
