@@ -133,16 +133,15 @@ def test_var_recompute_from_a_file(env: dict[str, str], tmp_path: Path) -> None:
 
 
 def operators_view(base: str, dashboard: str, prometheus: str, auth: dict[str, str]) -> None:
-    """The Ray dashboard lists the named actors (the VaR pool once a job ran) and the Serve app;
-    Prometheus scrapes the ingress and the Ray node."""
+    """The Ray dashboard lists the named actors and the Serve app; Prometheus scrapes the ingress
+    and the Ray node. (A one-account VaR job runs in the scheduler itself: no pool workers.)"""
     job = httpx.post(f"{base}/risk/var/recompute", json={"accounts": ["9700000000"]}, headers=auth, timeout=10)
     assert job.status_code == 202, job.text
     poll_json(f"{base}/risk/var/recompute/{job.json()['job_id']}", lambda j: j["status"] == "done", headers=auth)
     headers = dashboard_headers()
     wanted = {"coordinator": "ALIVE", "shard-0": "ALIVE", "shard-1": "ALIVE", "var-scheduler": "ALIVE"}
     body = poll_json(f"{dashboard}/api/v0/actors?limit=10000",
-                     lambda b: wanted.items() <= treasury_actors(b).items()
-                     and "var-worker-0" in treasury_actors(b), headers=headers)
+                     lambda b: wanted.items() <= treasury_actors(b).items(), headers=headers)
     assert wanted.items() <= treasury_actors(body).items()
     apps = poll_json(f"{dashboard}/api/serve/applications/",
                      lambda b: b["applications"].get("treasury", {}).get("status") == "RUNNING", headers=headers)
