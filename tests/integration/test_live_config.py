@@ -12,7 +12,6 @@ import io
 import json
 import logging
 import os
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from serve_app.infra.stack import StackInfo
 from tests.conftest import stack_home_for_tests
 from tests.integration.conftest import new_accounts, register
 from tests.integration.kafka_tools import high_watermarks, produce_events, skip_to_end
+from tests.integration.test_ray_system import wait_for
 from treasury.logs import JsonFormatter
 from treasury.settings import PolicyConfig, RuntimeSettings
 
@@ -58,26 +58,6 @@ def kv_put(info: StackInfo, prefix: str, key: str, value: str) -> None:
     assert info.consul_http_addr is not None
     resp = httpx.put(f"{info.consul_http_addr}/v1/kv/{prefix}{key}", content=value.encode(), timeout=10)
     assert resp.status_code == 200 and resp.json() is True
-
-
-def wait_until(check: Any, what: str, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.02)  # polling interval under a deadline
-    raise AssertionError(f"{what} not reached within {timeout:.1f} s")
-
-
-async def async_wait(check: Any, what: str, timeout: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = await check()
-        if result:
-            return result
-        await asyncio.sleep(0.05)  # polling interval under a deadline
-    raise AssertionError(f"{what} not reached within {timeout:.1f} s")
 
 
 @pytest.fixture
@@ -126,20 +106,20 @@ async def test_watcher_publishes_each_valid_change_and_refuses_bad_values(
     stop = asyncio.Event()
     loop = asyncio.create_task(watcher.run(stop))
     try:
-        await async_wait(lambda: _true(follower.version == first.version), "the follower reads the version in force")
+        await wait_for(lambda: _true(follower.version == first.version), what="the follower reads the version in force")
 
         kv_put(consul_stack, prefix, "LIQ_BUFFER_PCT", "0.45")
-        await async_wait(lambda: _true(follower.version == first.version + 1), "the follower applies the change",
-                         timeout=APPLY_DEADLINE_S)
+        await wait_for(lambda: _true(follower.version == first.version + 1), timeout=APPLY_DEADLINE_S,
+                       what="the follower applies the change")
         assert Decimal("0.45") == applied[-1].LIQ_BUFFER_PCT and Decimal("10") == applied[-1].VAR_LIMIT_BPS
 
         topic_end = high_watermarks(consul_stack.kafka_bootstrap, "orch_config_updates")
         for bad in ("1.7", "abc"):
             kv_put(consul_stack, prefix, "LIQ_BUFFER_PCT", bad)
-            await async_wait(lambda b=bad: _true(any(r["reason"].endswith(f"(got {b!r})")  # type: ignore[misc]
-                                                     for r in refusals(config_log))), f"refusal of {bad}")
+            await wait_for(lambda b=bad: _true(any(r["reason"].endswith(f"(got {b!r})")  # type: ignore[misc]
+                                                   for r in refusals(config_log))), what=f"refusal of {bad}")
         kv_put(consul_stack, prefix, "SWEEP_CUTOFFS_UTC", "24:61")  # a second bad key, while LIQ is bad too
-        await async_wait(lambda: _true(watcher.live.rejected == 3), "third refusal")
+        await wait_for(lambda: _true(watcher.live.rejected == 3), what="third refusal")
 
         lines = refusals(config_log)
         assert [line["config_key"] for line in lines] == ["LIQ_BUFFER_PCT", "LIQ_BUFFER_PCT", "LIQ_BUFFER_PCT"]
@@ -152,7 +132,7 @@ async def test_watcher_publishes_each_valid_change_and_refuses_bad_values(
 
         kv_put(consul_stack, prefix, "SWEEP_CUTOFFS_UTC", "15:30,00:30")
         kv_put(consul_stack, prefix, "LIQ_BUFFER_PCT", "0.2")
-        await async_wait(lambda: _true(follower.version == first.version + 2), "the repaired value is applied")
+        await wait_for(lambda: _true(follower.version == first.version + 2), what="the repaired value is applied")
         assert Decimal("0.2") == applied[-1].LIQ_BUFFER_PCT
     finally:
         stop.set()
@@ -246,16 +226,16 @@ async def test_a_consul_change_reaches_the_next_decision_and_a_bad_value_changes
         coordinator_version = (await coordinator.stats.remote())["config_version"]
         return shard_version == coordinator_version == backend.config_version == version
 
-    await async_wait(lambda: everyone_at(start), "every part on the version in force")
+    await wait_for(lambda: everyone_at(start), what="every part on the version in force")
     assert await _order_amount(live_system, pool) == Decimal("4700000.0000")  # 5M - 0.30 x 1M
 
     kv_put(live_system.info, live_system.prefix, "LIQ_BUFFER_PCT", "0.5")
-    await async_wait(lambda: everyone_at(start + 1), "every part applies the change", timeout=APPLY_DEADLINE_S)
+    await wait_for(lambda: everyone_at(start + 1), timeout=APPLY_DEADLINE_S, what="every part applies the change")
     assert Decimal("0.5") == backend.policy.LIQ_BUFFER_PCT
     assert await _order_amount(live_system, pool) == Decimal("4500000.0000")  # 5M - 0.5 x 1M
 
     kv_put(live_system.info, live_system.prefix, "LIQ_BUFFER_PCT", "1.7")
-    await async_wait(lambda: _rejected(watcher, 1), "the refusal")
+    await wait_for(lambda: _rejected(watcher, 1), what="the refusal")
     assert await _order_amount(live_system, pool) == Decimal("4500000.0000")  # still 0.5
     assert await everyone_at(start + 1)
 
@@ -282,7 +262,7 @@ async def _order_amount(system: LiveSystem, pool: asyncpg.Pool) -> Decimal:
         value = await pool.fetchval("SELECT amount_usd FROM sweep_order WHERE account_id = $1", account.account_id)
         return Decimal(value) if value is not None else None
 
-    result: Decimal = await async_wait(amount, "the order")
+    result: Decimal = await wait_for(amount, what="the order")
     return result.quantize(Decimal("0.0001"))
 
 
