@@ -116,7 +116,7 @@ async def test_watcher_publishes_each_valid_change_and_refuses_bad_values(
         topic_end = high_watermarks(consul_stack.kafka_bootstrap, "orch_config_updates")
         for bad in ("1.7", "abc"):
             kv_put(consul_stack, prefix, "LIQ_BUFFER_PCT", bad)
-            await wait_for(lambda b=bad: _true(any(r["reason"].endswith(f"(got {b!r})")  # type: ignore[misc]
+            await wait_for(lambda b=bad: _true(any(r["reason"].endswith(f"(got {b!r})")
                                                    for r in refusals(config_log))), what=f"refusal of {bad}")
         kv_put(consul_stack, prefix, "SWEEP_CUTOFFS_UTC", "24:61")  # a second bad key, while LIQ is bad too
         await wait_for(lambda: _true(watcher.live.rejected == 3), what="third refusal")
