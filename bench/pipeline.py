@@ -1,6 +1,7 @@
 """bench/pipeline: balance events through Kafka into the running shards; prints the figures.
 
     .venv/bin/python -m bench.pipeline [--events 200000] [--accounts 1000] [--rate 1000] [--seconds 30]
+                                       [--worker-niceness N]
 
 Phase 1 pushes ``--events`` as fast as the broker takes them and reports the sustained rate at
 which the shards applied and decided them (and the best 60 s window). Phase 2 streams at
@@ -37,6 +38,8 @@ from storage.var_results import VarResult
 from treasury.settings import PolicyConfig, RuntimeSettings
 from treasury.topics import BALANCE_EVENTS
 
+# Ray's own (lower-case) name for the setting, as ray._private.ray_constants spells it.
+RAY_WORKER_NICENESS = "RAY_worker_niceness"
 BENCH_HOME = Path(__file__).resolve().parents[1] / ".stack" / "bench"
 
 
@@ -118,7 +121,12 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=1000.0)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--shards", type=int, default=2)
+    parser.add_argument("--worker-niceness", type=int, default=None,
+                        help="nice level of Ray's worker processes (shards, coordinator); Ray's default is 15, "
+                             "below the broker, Postgres and this benchmark's producer on the same machine")
     args = parser.parse_args()
+    if args.worker_niceness is not None:
+        os.environ[RAY_WORKER_NICENESS] = str(args.worker_niceness)  # read by the raylet ray.init starts
 
     info = stack.up(BENCH_HOME)
     settings = info.settings(shards=args.shards)
@@ -131,6 +139,7 @@ def main() -> None:
         start_actors(settings, PolicyConfig())
         shards = shard_handles(settings.shards)
         print_rss("start", rss_table(os.getpid()))
+        print(f"Ray worker niceness: {os.environ.get(RAY_WORKER_NICENESS, '15 (Ray default)')}")
 
         feed = simulator.FeedSimulator(profiles)
         values = [simulator.encode(e) for e in feed.events(args.events)]
