@@ -14,8 +14,6 @@ import json
 import os
 import shutil
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -159,10 +157,11 @@ def _build(cache: Path) -> None:
     work = cache / f"src.partial-{os.getpid()}"
     shutil.rmtree(work, ignore_errors=True)
     shutil.copytree(source, work)  # the module cache is read-only; go.mod must be edited
-    os.chmod(work, 0o755)  # noqa: S103 - our own scratch copy, removed below
+    # Writable by us alone: go.mod is edited, and the copy must be removable afterwards.
+    os.chmod(work, 0o700)
     for root, dirs, _files in os.walk(work):
         for name in dirs:
-            os.chmod(Path(root) / name, 0o755)  # noqa: S103 - our own scratch copy, removed below
+            os.chmod(Path(root) / name, 0o700)
     os.chmod(work / "go.mod", 0o644)
     if (work / "go.sum").exists():
         os.chmod(work / "go.sum", 0o644)
@@ -236,10 +235,11 @@ def is_ours(pid: int | None, consul_paths: ConsulPaths) -> bool:
 
 def answers(port: int, timeout_s: float = 2.0) -> bool:
     """True when the agent serves HTTP and has elected itself leader (KV writes work from then on)."""
+    import httpx  # here, not at the top: the build entry point runs before the venv exists
+
     try:
-        with urllib.request.urlopen(f"{http_addr(port)}/v1/status/leader", timeout=timeout_s) as resp:  # noqa: S310
-            return bool(json.loads(resp.read() or b'""'))
-    except (OSError, ValueError, urllib.error.URLError):
+        return bool(httpx.get(f"{http_addr(port)}/v1/status/leader", timeout=timeout_s).json())
+    except (httpx.HTTPError, ValueError):
         return False
 
 
