@@ -15,6 +15,7 @@ import json
 import secrets
 import threading
 import time
+from collections import OrderedDict
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
@@ -25,6 +26,10 @@ from treasury.keyring import Keyring
 ALGORITHM = "A256GCM"
 DATA_KEY_LIFETIME_S = 3600.0
 DATA_KEY_MAX_USES = 1_000_000  # far below GCM's 2^32 random-nonce bound per key
+# Unwrapped keys kept for reading: a key is made per writing process and hour, so a replica that
+# serves a year of old events would otherwise keep thousands; the least recently used go first
+# (unwrapping one again is a single Transit call).
+UNWRAPPED_KEYS_KEPT = 256
 
 
 class EnvelopeError(ValueError):
@@ -48,7 +53,7 @@ class EnvelopeCipher:
         self._clock = clock
         self._lock = threading.Lock()
         self._current: tuple[AESGCM, str, float, int] | None = None
-        self._unwrapped: dict[str, AESGCM] = {}
+        self._unwrapped: OrderedDict[str, AESGCM] = OrderedDict()
 
     def _data_key(self) -> tuple[AESGCM, str]:
         with self._lock:
@@ -57,10 +62,17 @@ class EnvelopeCipher:
                     or self._current[3] >= DATA_KEY_MAX_USES):
                 plaintext, wrapped = self._keyring.new_data_key(self._key)
                 self._current = (AESGCM(plaintext), wrapped, now, 0)
-                self._unwrapped[wrapped] = self._current[0]
+                self._remember(wrapped, self._current[0])
             aead, wrapped, born, uses = self._current
             self._current = (aead, wrapped, born, uses + 1)
             return aead, wrapped
+
+    def _remember(self, wrapped: str, aead: AESGCM) -> None:
+        """Caller holds the lock."""
+        self._unwrapped[wrapped] = aead
+        self._unwrapped.move_to_end(wrapped)
+        while len(self._unwrapped) > UNWRAPPED_KEYS_KEPT:
+            self._unwrapped.popitem(last=False)
 
     def encrypt(self, value: dict[str, Any], context: str) -> dict[str, Any]:
         aead, wrapped = self._data_key()
@@ -80,10 +92,12 @@ class EnvelopeCipher:
         wrapped = str(envelope["wrapped_key"])
         with self._lock:
             aead = self._unwrapped.get(wrapped)
+            if aead is not None:
+                self._unwrapped.move_to_end(wrapped)
         if aead is None:
             aead = AESGCM(self._keyring.unwrap(str(envelope.get("kek", self._key)), wrapped))
             with self._lock:
-                self._unwrapped[wrapped] = aead
+                self._remember(wrapped, aead)
         try:
             plaintext = aead.decrypt(base64.b64decode(envelope["nonce"]), base64.b64decode(envelope["ciphertext"]),
                                      context.encode())

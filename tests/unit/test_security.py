@@ -15,6 +15,7 @@ from pathlib import Path
 import jwt
 import pytest
 
+from treasury import envelope
 from treasury.auth import AuthError, Scope, TokenVerifier, mint_token
 from treasury.envelope import EnvelopeCipher, EnvelopeError, is_envelope, row_context
 from treasury.keyring import DevKeyring, keyring_from_settings, parse_signature
@@ -96,6 +97,21 @@ def test_data_key_is_reused_then_renewed(keyring: DevKeyring) -> None:
     now[0] = 3601.0
     renewed = cipher.encrypt({"a": 3}, "c")
     assert renewed["wrapped_key"] != first and cipher.decrypt(renewed, "c") == {"a": 3}
+
+
+def test_unwrapped_keys_kept_are_bounded_and_old_rows_still_open(keyring: DevKeyring,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(envelope, "UNWRAPPED_KEYS_KEPT", 3)
+    now = [0.0]
+    writer = EnvelopeCipher(keyring, "raw", clock=lambda: now[0])
+    sealed = []
+    for hour in range(6):  # six data keys, one per hour
+        now[0] = hour * 3601.0
+        sealed.append(writer.encrypt({"hour": hour}, "c"))
+    reader = EnvelopeCipher(keyring, "raw")
+    assert [reader.decrypt(e, "c") for e in sealed] == [{"hour": h} for h in range(6)]
+    assert len(reader._unwrapped) == 3 and len(writer._unwrapped) == 3  # the newest three
+    assert reader.decrypt(sealed[0], "c") == {"hour": 0}  # evicted, unwrapped again through the keyring
 
 
 def _with_claims(token: str, **changes: str) -> str:
