@@ -13,7 +13,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -36,6 +36,9 @@ SCHEMA_HEADER = f"sweep_order/{VERSIONS['SweepOrder']}"
 # Message timestamps come from the producer's clock; look back this far before the oldest
 # unsent order when checking what already reached the topic.
 RECONCILE_SLACK = timedelta(minutes=5)
+# Only an order marked SENT while a submit read it as NEW needs remembering (seconds); this
+# many ids cover hours of orders.
+SENT_REMEMBERED = 100_000
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,9 @@ class Coordinator:
         self._delivered: deque[str] = deque()
         self._undelivered: deque[tuple[str, str]] = deque()
         self._in_flight: dict[str, asyncpg.Record] = {}
+        # Orders this process marked SENT (the newest SENT_REMEMBERED): with ``_in_flight`` it is
+        # everything this process has put on the topic, which ``submit`` must not publish again.
+        self._sent: OrderedDict[str, None] = OrderedDict()
         self.published = 0
 
     async def start(self) -> dict[str, int]:
@@ -84,9 +90,17 @@ class Coordinator:
         async with self._write_lock, self._pool.acquire() as conn:
             rows, inserted = await orders.insert_new(conn, new_orders)
         crash_point("coordinator_after_write")
-        # Only what this call inserted: a retried call (Ray re-sends it to a restarted coordinator)
-        # finds its orders already written, and those are published by `start` or already were.
-        self._publish([row for row in rows if row["order_id"] in inserted])
+        # What this call inserted, and orders written earlier that nobody has published: a call
+        # whose commit went through while its reply was lost (Postgres killed at that moment)
+        # raised to the shard, which retries the batch; its orders are NEW and were never sent.
+        # A call Ray re-sends to a restarted coordinator finds its orders already published by
+        # `start` (in flight or SENT), and those are skipped.
+        orphans = [row for row in rows if row["order_id"] not in inserted and row["status"] == "NEW"
+                   and row["order_id"] not in self._in_flight and row["order_id"] not in self._sent]
+        if orphans:
+            log.warning("publishing %d order(s) written by an earlier call that failed after its commit",
+                        len(orphans), extra={"order_id": orphans[0]["order_id"]})
+        self._publish([row for row in rows if row["order_id"] in inserted] + orphans)
         return [
             SubmitResult(row["order_id"], row["decision_key"], row["status"], row["order_id"] in inserted)
             for row in rows
@@ -139,6 +153,9 @@ class Coordinator:
                 raise
             for order_id in delivered:
                 self._in_flight.pop(order_id, None)
+                self._sent[order_id] = None
+            while len(self._sent) > SENT_REMEMBERED:
+                self._sent.popitem(last=False)
             self.published += len(delivered)
         retry: list[asyncpg.Record] = []
         while self._undelivered:
@@ -155,7 +172,7 @@ class Coordinator:
         while not stop.is_set():
             try:
                 await self.settle()
-            except (OSError, asyncpg.PostgresError) as exc:
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:  # Postgres away: retry
                 log.warning("coordinator could not settle deliveries: %s", exc)
                 await asyncio.sleep(0.5)
 

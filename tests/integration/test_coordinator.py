@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -16,6 +17,7 @@ from tests.integration.conftest import new_accounts, register
 from tests.integration.kafka_tools import high_watermarks, poll_until, read_from
 from treasury.ids import new_order_id
 from treasury.keyring import Keyring
+from treasury.signing import sign_orders
 
 
 def make_coordinator(stack, pool: asyncpg.Pool, keyring: Keyring) -> Coordinator:  # type: ignore[no-untyped-def]
@@ -82,3 +84,28 @@ async def test_start_marks_orders_already_on_the_topic_as_sent(  # type: ignore[
     await coordinator.settle(0.2)
     later = read_from(stack.kafka_bootstrap, "sweep_intent", start, expect=0, settle=1.0)
     assert o.order_id.encode() not in [m.key() for m in later]
+
+
+async def test_an_order_committed_by_a_call_that_then_failed_is_published_once(  # type: ignore[no-untyped-def]
+        stack, pool: asyncpg.Pool, keyring: Keyring) -> None:
+    [a] = new_accounts()
+    await register(pool, [a])
+    coordinator = make_coordinator(stack, pool, keyring)
+    await coordinator.start()
+    start = high_watermarks(stack.kafka_bootstrap, "sweep_intent")
+    o = order(a.account_id, 1)
+    o = dataclasses.replace(o, payload=sign_orders(keyring, stack.settings().order_signing_key, [o.payload])[0])
+    # The first submit's transaction committed, then Postgres went away before the reply: the
+    # call raised to the shard, nothing was published, and the shard retries its batch against
+    # the same, still running coordinator (seen in the chaos run that kills Postgres).
+    async with pool.acquire() as conn:
+        await orders.insert_new(conn, [o])
+
+    retried = await coordinator.submit([o])
+    assert [r.created for r in retried] == [False]
+    await poll_until(lambda: coordinator.settle(0.05), lambda: sent(pool, [o.order_id]), timeout=30)
+    await coordinator.submit([o])  # and a second retry publishes nothing more
+    await coordinator.settle(0.2)
+    keys = [(m.key() or b"").decode() for m in read_from(stack.kafka_bootstrap, "sweep_intent", start, expect=1,
+                                                          settle=1.5)]
+    assert keys.count(o.order_id) == 1
