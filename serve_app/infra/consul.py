@@ -21,7 +21,6 @@ from serve_app.infra.common import (
     LOOPBACK,
     InfraError,
     file_lock,
-    kill_tree,
     log,
     pid_alive,
     pid_matches,
@@ -264,11 +263,6 @@ def stop(pid: int | None, consul_paths: ConsulPaths) -> None:
     """Graceful leave (SIGTERM), SIGKILL of the process group if it overstays its grace."""
     if pid is not None and is_ours(pid, consul_paths):
         stop_group(pid, what="consul", grace_s=STOP_GRACE_S)
-
-
-def kill(pid: int | None, consul_paths: ConsulPaths) -> None:
-    if pid is not None and is_ours(pid, consul_paths):
-        kill_tree(pid, what="consul")
 
 
 if __name__ == "__main__":  # `python -m serve_app.infra.consul`: build (or find) the binary, print its path
