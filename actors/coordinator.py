@@ -13,7 +13,7 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -36,9 +36,10 @@ SCHEMA_HEADER = f"sweep_order/{VERSIONS['SweepOrder']}"
 # Message timestamps come from the producer's clock; look back this far before the oldest
 # unsent order when checking what already reached the topic.
 RECONCILE_SLACK = timedelta(minutes=5)
-# Only an order marked SENT while a submit read it as NEW needs remembering (seconds); this
-# many ids cover hours of orders.
-SENT_REMEMBERED = 100_000
+# A write whose outcome is unknown is looked up this often until it is found ...
+IN_DOUBT_RECHECK_S = 1.0
+# ... or until this long has passed without it: by then a commit would be visible, so it never happened.
+IN_DOUBT_FORGET_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -61,9 +62,9 @@ class Coordinator:
         self._delivered: deque[str] = deque()
         self._undelivered: deque[tuple[str, str]] = deque()
         self._in_flight: dict[str, asyncpg.Record] = {}
-        # Orders this process marked SENT (the newest SENT_REMEMBERED): with ``_in_flight`` it is
-        # everything this process has put on the topic, which ``submit`` must not publish again.
-        self._sent: OrderedDict[str, None] = OrderedDict()
+        # decision_key -> when: orders of a submit that raised, which may have committed anyway.
+        self._in_doubt: dict[str, float] = {}
+        self._next_doubt_check = 0.0
         self.published = 0
 
     async def start(self) -> dict[str, int]:
@@ -87,24 +88,48 @@ class Coordinator:
         if not new_orders:
             return []
         new_orders = await asyncio.to_thread(self._signed, new_orders)
-        async with self._write_lock, self._pool.acquire() as conn:
-            rows, inserted = await orders.insert_new(conn, new_orders)
+        try:
+            async with self._write_lock, self._pool.acquire() as conn:
+                rows, inserted = await orders.insert_new(conn, new_orders)
+        except BaseException:
+            # The commit may have gone through with its reply lost (Postgres killed at that
+            # moment). Nobody else would publish such an order until a restart: remember it.
+            now = time.monotonic()
+            for o in new_orders:
+                self._in_doubt.setdefault(o.decision_key, now)
+            raise
         crash_point("coordinator_after_write")
-        # What this call inserted, and orders written earlier that nobody has published: a call
-        # whose commit went through while its reply was lost (Postgres killed at that moment)
-        # raised to the shard, which retries the batch; its orders are NEW and were never sent.
-        # A call Ray re-sends to a restarted coordinator finds its orders already published by
-        # `start` (in flight or SENT), and those are skipped.
-        orphans = [row for row in rows if row["order_id"] not in inserted and row["status"] == "NEW"
-                   and row["order_id"] not in self._in_flight and row["order_id"] not in self._sent]
-        if orphans:
-            log.warning("publishing %d order(s) written by an earlier call that failed after its commit",
-                        len(orphans), extra={"order_id": orphans[0]["order_id"]})
-        self._publish([row for row in rows if row["order_id"] in inserted] + orphans)
+        # Only what this call inserted, plus what an earlier call of this process wrote without
+        # learning it. An order another call inserted is that call's to publish: a call Ray
+        # re-sends to a restarted coordinator finds its orders already published by `start`.
+        self._publish([row for row in rows if row["order_id"] in inserted] + self._found_in_doubt(rows))
         return [
             SubmitResult(row["order_id"], row["decision_key"], row["status"], row["order_id"] in inserted)
             for row in rows
         ]
+
+    def _found_in_doubt(self, rows: Sequence[asyncpg.Record]) -> list[asyncpg.Record]:
+        """Settle the in-doubt writes among ``rows``; returns those that committed and are unpublished."""
+        found = [row for row in rows if self._in_doubt.pop(row["decision_key"], None) is not None]
+        unpublished = [row for row in found if row["status"] == "NEW"]
+        if unpublished:
+            log.warning("publishing %d order(s) whose write committed while its reply was lost", len(unpublished),
+                        extra={"order_id": unpublished[0]["order_id"], "trace_id": unpublished[0]["trace_id"]})
+        return unpublished
+
+    async def recheck_in_doubt(self) -> None:
+        """Look up writes of unknown outcome, in case the shard never submits those orders again."""
+        now = time.monotonic()
+        if not self._in_doubt or now < self._next_doubt_check:
+            return
+        self._next_doubt_check = now + IN_DOUBT_RECHECK_S
+        # Under the write lock, so a submit writing the same orders is either over or not begun.
+        async with self._write_lock:
+            rows = await orders.by_decision_keys(self._pool, list(self._in_doubt))
+            self._publish(self._found_in_doubt(rows))
+        for key, since in list(self._in_doubt.items()):
+            if now - since > IN_DOUBT_FORGET_S:
+                del self._in_doubt[key]
 
     def _signed(self, new_orders: Sequence[NewOrder]) -> list[NewOrder]:
         """Signed before they are written: the ledger, the topic and the REST pull carry one payload."""
@@ -153,9 +178,6 @@ class Coordinator:
                 raise
             for order_id in delivered:
                 self._in_flight.pop(order_id, None)
-                self._sent[order_id] = None
-            while len(self._sent) > SENT_REMEMBERED:
-                self._sent.popitem(last=False)
             self.published += len(delivered)
         retry: list[asyncpg.Record] = []
         while self._undelivered:
@@ -172,6 +194,7 @@ class Coordinator:
         while not stop.is_set():
             try:
                 await self.settle()
+                await self.recheck_in_doubt()
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:  # Postgres away: retry
                 log.warning("coordinator could not settle deliveries: %s", exc)
                 await asyncio.sleep(0.5)

@@ -84,11 +84,14 @@ async def insert_new(conn: asyncpg.Connection, orders: Sequence[NewOrder]) -> tu
             [o.decision for o in orders],
             [o.trace_id for o in orders],
         )
-        rows = await conn.fetch(
-            "SELECT * FROM sweep_order WHERE decision_key = ANY($1::varchar[]) ORDER BY id",
-            [o.decision_key for o in orders],
-        )
-        return list(rows), {r["order_id"] for r in inserted}
+        rows = await by_decision_keys(conn, [o.decision_key for o in orders])
+        return rows, {r["order_id"] for r in inserted}
+
+
+async def by_decision_keys(db: Executor, decision_keys: Sequence[str]) -> list[asyncpg.Record]:
+    return list(await db.fetch(
+        "SELECT * FROM sweep_order WHERE decision_key = ANY($1::varchar[]) ORDER BY id", list(decision_keys)
+    ))
 
 
 async def mark_sent(db: Executor, order_ids: Sequence[str]) -> int:

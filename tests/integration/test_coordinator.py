@@ -86,26 +86,83 @@ async def test_start_marks_orders_already_on_the_topic_as_sent(  # type: ignore[
     assert o.order_id.encode() not in [m.key() for m in later]
 
 
-async def test_an_order_committed_by_a_call_that_then_failed_is_published_once(  # type: ignore[no-untyped-def]
-        stack, pool: asyncpg.Pool, keyring: Keyring) -> None:
+def signed(keyring: Keyring, stack, o: NewOrder) -> NewOrder:  # type: ignore[no-untyped-def]
+    return dataclasses.replace(o, payload=sign_orders(keyring, stack.settings().order_signing_key, [o.payload])[0])
+
+
+@pytest.fixture
+def reply_lost_once(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The next write commits on the real Postgres, then its caller sees the connection drop,
+    as when Postgres is killed between the commit and its reply (the chaos run found this)."""
+    real, lost = orders.insert_new, []
+
+    async def commit_then_lose_reply(conn, new_orders):  # type: ignore[no-untyped-def]
+        result = await real(conn, new_orders)
+        if not lost:
+            lost.extend(o.decision_key for o in new_orders)
+            raise asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation")
+        return result
+
+    monkeypatch.setattr(orders, "insert_new", commit_then_lose_reply)
+    return lost
+
+
+def intent_keys_after(stack, start: dict[int, int], expect: int) -> list[str]:  # type: ignore[no-untyped-def]
+    return [(m.key() or b"").decode() for m in read_from(stack.kafka_bootstrap, "sweep_intent", start,
+                                                          expect=expect, settle=1.5)]
+
+
+async def test_a_retried_submit_publishes_an_order_whose_reply_was_lost_once(  # type: ignore[no-untyped-def]
+        stack, pool: asyncpg.Pool, keyring: Keyring, reply_lost_once: list[str]) -> None:
     [a] = new_accounts()
     await register(pool, [a])
     coordinator = make_coordinator(stack, pool, keyring)
     await coordinator.start()
     start = high_watermarks(stack.kafka_bootstrap, "sweep_intent")
-    o = order(a.account_id, 1)
-    o = dataclasses.replace(o, payload=sign_orders(keyring, stack.settings().order_signing_key, [o.payload])[0])
-    # The first submit's transaction committed, then Postgres went away before the reply: the
-    # call raised to the shard, nothing was published, and the shard retries its batch against
-    # the same, still running coordinator (seen in the chaos run that kills Postgres).
-    async with pool.acquire() as conn:
-        await orders.insert_new(conn, [o])
+    o = signed(keyring, stack, order(a.account_id, 1))
+    with pytest.raises(asyncpg.ConnectionDoesNotExistError):
+        await coordinator.submit([o])
+    assert reply_lost_once == [o.decision_key] and await pool.fetchval(
+        "SELECT status FROM sweep_order WHERE order_id = $1", o.order_id) == "NEW"
 
-    retried = await coordinator.submit([o])
+    retried = await coordinator.submit([o])  # the shard retries its batch against the same coordinator
     assert [r.created for r in retried] == [False]
     await poll_until(lambda: coordinator.settle(0.05), lambda: sent(pool, [o.order_id]), timeout=30)
     await coordinator.submit([o])  # and a second retry publishes nothing more
     await coordinator.settle(0.2)
-    keys = [(m.key() or b"").decode() for m in read_from(stack.kafka_bootstrap, "sweep_intent", start, expect=1,
-                                                          settle=1.5)]
-    assert keys.count(o.order_id) == 1
+    assert intent_keys_after(stack, start, expect=1).count(o.order_id) == 1
+
+
+async def test_an_order_whose_reply_was_lost_is_published_even_if_never_submitted_again(  # type: ignore[no-untyped-def]
+        stack, pool: asyncpg.Pool, keyring: Keyring, reply_lost_once: list[str]) -> None:
+    [a] = new_accounts()
+    await register(pool, [a])
+    coordinator = make_coordinator(stack, pool, keyring)
+    await coordinator.start()
+    start = high_watermarks(stack.kafka_bootstrap, "sweep_intent")
+    o = signed(keyring, stack, order(a.account_id, 1))
+    with pytest.raises(asyncpg.ConnectionDoesNotExistError):
+        await coordinator.submit([o])
+
+    async def settle_and_recheck() -> None:
+        await coordinator.settle(0.05)
+        await coordinator.recheck_in_doubt()
+
+    await poll_until(settle_and_recheck, lambda: sent(pool, [o.order_id]), timeout=30)
+    assert intent_keys_after(stack, start, expect=1).count(o.order_id) == 1
+
+
+async def test_an_order_another_coordinator_inserted_is_not_published_again(  # type: ignore[no-untyped-def]
+        stack, pool: asyncpg.Pool, keyring: Keyring) -> None:
+    """Two pipelines on one ledger (the test suite runs an in-process one beside the Ray system)
+    decide the same event: only the coordinator whose write inserted the order publishes it."""
+    [a] = new_accounts()
+    await register(pool, [a])
+    first, second = make_coordinator(stack, pool, keyring), make_coordinator(stack, pool, keyring)
+    start = high_watermarks(stack.kafka_bootstrap, "sweep_intent")
+    o = signed(keyring, stack, order(a.account_id, 1))
+    assert [r.created for r in await first.submit([o])] == [True]
+    assert [r.created for r in await second.submit([o])] == [False]
+    await poll_until(lambda: first.settle(0.05), lambda: sent(pool, [o.order_id]), timeout=30)
+    await second.settle(0.2)
+    assert intent_keys_after(stack, start, expect=1).count(o.order_id) == 1
