@@ -10,9 +10,10 @@ from decimal import Decimal
 import pytest
 
 from actors import kafka_clients
+from actors.account_state import Outcome
 from actors.shard import MAX_EVENT_BYTES
 from tests.integration.conftest import Pipeline, new_accounts, register
-from tests.integration.kafka_tools import read_from
+from tests.integration.kafka_tools import poll_until, read_from
 
 pytestmark = pytest.mark.integration
 AS_OF = (datetime.now(UTC) - timedelta(hours=1)).replace(microsecond=0).isoformat()
@@ -75,6 +76,11 @@ async def test_hostile_messages_are_dead_lettered_with_their_reason_and_the_stre
     assert producer.flush(30) == 0
 
     await pipeline.drain([acct, overdrawn.account_id], events=2)
+    # The unknown account's message sits in another partition, which may not have been read yet.
+    async def all_dead_lettered() -> bool:
+        return pipeline.worker.totals[Outcome.INVALID] >= len(cases) + 1
+
+    await poll_until(pipeline.step, all_dead_lettered)
     [order] = await pipeline.orders_for([acct])
     assert order["decision_key"] == f"{acct}:good" and order["amount_usd"] == Decimal("9400000.0000")
     assert await pipeline.orders_for([overdrawn.account_id]) == []
