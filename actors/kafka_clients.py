@@ -67,6 +67,13 @@ def consumer(bootstrap: str, group: str = CONSUMER_GROUP, **overrides: Any) -> C
     return Consumer(config)
 
 
+def batched_consumer(bootstrap: str, group: str = CONSUMER_GROUP) -> Consumer:
+    """A consumer of a busy topic: the broker answers its fetch after 10 ms or 1 MB, whichever
+    comes first, rather than for every message. At 1,000 events/s that took a tenth of a core
+    off the broker (bench/pipeline), for at most 10 ms more between produce and consume."""
+    return consumer(bootstrap, group, **{"fetch.wait.max.ms": 10, "fetch.min.bytes": 1_000_000})
+
+
 def produce_waiting(p: Producer, topic: str, key: bytes, value: bytes, wait_s: float = 0.05) -> None:
     """Produce, waiting for room when the local queue is full (bulk senders outrun the broker)."""
     while True:

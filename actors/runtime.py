@@ -139,7 +139,7 @@ class AccountShardActor:
             self._index,
             s.shards,
             pool,
-            kafka_clients.consumer(s.kafka_bootstrap),
+            kafka_clients.batched_consumer(s.kafka_bootstrap),
             kafka_clients.producer(s.kafka_bootstrap),
             _RemoteCoordinator(coordinator),
             self._policy,

@@ -35,11 +35,10 @@ from serve_app.infra import stack
 from storage import accounts, var_results
 from storage.db import create_pool
 from storage.var_results import VarResult
+from treasury.priority import RAY_WORKER_NICENESS, decisions_first
 from treasury.settings import PolicyConfig, RuntimeSettings
 from treasury.topics import BALANCE_EVENTS
 
-# Ray's own (lower-case) name for the setting, as ray._private.ray_constants spells it.
-RAY_WORKER_NICENESS = "RAY_worker_niceness"
 BENCH_HOME = Path(__file__).resolve().parents[1] / ".stack" / "bench"
 
 
@@ -122,11 +121,12 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--shards", type=int, default=2)
     parser.add_argument("--worker-niceness", type=int, default=None,
-                        help="nice level of Ray's worker processes (shards, coordinator); Ray's default is 15, "
-                             "below the broker, Postgres and this benchmark's producer on the same machine")
+                        help="nice level of Ray's worker processes (shards, coordinator); the service starts "
+                             "them at 0, as `treasury-orch run` does; 15 is Ray's own default")
     args = parser.parse_args()
     if args.worker_niceness is not None:
-        os.environ[RAY_WORKER_NICENESS] = str(args.worker_niceness)  # read by the raylet ray.init starts
+        os.environ[RAY_WORKER_NICENESS] = str(args.worker_niceness)
+    niceness = decisions_first()
 
     info = stack.up(BENCH_HOME)
     settings = info.settings(shards=args.shards)
@@ -139,7 +139,7 @@ def main() -> None:
         start_actors(settings, PolicyConfig())
         shards = shard_handles(settings.shards)
         print_rss("start", rss_table(os.getpid()))
-        print(f"Ray worker niceness: {os.environ.get(RAY_WORKER_NICENESS, '15 (Ray default)')}")
+        print(f"Ray worker niceness: {niceness}")
 
         feed = simulator.FeedSimulator(profiles)
         values = [simulator.encode(e) for e in feed.events(args.events)]

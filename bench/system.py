@@ -39,6 +39,7 @@ def driver_main() -> int:
     from actors.runtime import NAMESPACE, start_actors, stop_actors
     from serve_app.deployment import deploy
     from treasury.logs import configure_logging
+    from treasury.priority import decisions_first
     from treasury.settings import RuntimeSettings, policy_from_env
 
     configure_logging()
@@ -47,6 +48,7 @@ def driver_main() -> int:
                                    k.startswith(("COVERAGE", "TREASURY", "LOG"))}}
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    decisions_first()  # as `treasury-orch run` starts Ray
     ray.init(namespace=NAMESPACE, num_cpus=2, include_dashboard=False, log_to_driver=False,
              runtime_env={"env_vars": env})
     try:

@@ -15,6 +15,7 @@ import ray
 
 from risk.kernels import VarEs, var_and_es
 from treasury.placement import alive_nodes, nth_node
+from treasury.priority import run_as_batch
 
 NAMESPACE = "treasury"
 # Rows per task: small enough to show progress and balance two workers, large enough that a
@@ -24,6 +25,9 @@ DEFAULT_CHUNK_ROWS = 10_000
 
 @ray.remote(num_cpus=0.5, max_restarts=3, max_task_retries=3)
 class VarWorker:
+    def __init__(self) -> None:
+        run_as_batch()
+
     def compute(
         self, flows: npt.NDArray[np.float64], lo: int, hi: int, confidence: float, min_days: int
     ) -> tuple[int, npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.int64]]:

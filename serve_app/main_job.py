@@ -28,6 +28,7 @@ from storage import accounts
 from storage.db import create_pool
 from treasury.keyring import keyring_from_settings
 from treasury.logs import configure_logging
+from treasury.priority import decisions_first
 from treasury.settings import PolicyConfig, RuntimeSettings, policy_from_env
 
 log = logging.getLogger("treasury.run")
@@ -58,6 +59,7 @@ def start_system(settings: RuntimeSettings, policy: PolicyConfig) -> None:
     # Ray gives its dashboard 60 s to come up and aborts the start otherwise; on a busy 2-core
     # machine it has been seen to need a few seconds more, so allow longer unless told otherwise.
     os.environ.setdefault("RAY_DASHBOARD_STARTUP_TIMEOUT_S", "180")
+    decisions_first()  # a local Ray only; a cluster's nodes take it from `ray start`'s environment
     ray.init(
         namespace=NAMESPACE,
         include_dashboard=True,
