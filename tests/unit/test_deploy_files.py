@@ -90,6 +90,7 @@ def test_env_example_names_every_runtime_key_and_is_ignored_by_git() -> None:
     example = (ROOT / "deploy/treasury.env.example").read_text()
     names = set(re.findall(r"^([A-Z_]+)=", example, re.MULTILINE))
     assert set(REQUIRED_ENV) | CLUSTER_ENV | {"VAULT_TOKEN_FILE"} <= names
+    assert "RAY_worker_niceness=0" in example.splitlines()  # read by `ray start` (treasury.priority)
     assert "deploy/treasury.env" in (ROOT / ".gitignore").read_text().splitlines()
 
 
