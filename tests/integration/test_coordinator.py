@@ -112,8 +112,10 @@ def intent_keys_after(stack, start: dict[int, int], expect: int) -> list[str]:  
                                                           expect=expect, settle=1.5)]
 
 
-async def test_a_retried_submit_publishes_an_order_whose_reply_was_lost_once(  # type: ignore[no-untyped-def]
-        stack, pool: asyncpg.Pool, keyring: Keyring, reply_lost_once: list[str]) -> None:
+async def submit_losing_the_reply(  # type: ignore[no-untyped-def]
+        stack, pool: asyncpg.Pool, keyring: Keyring) -> tuple[Coordinator, dict[int, int], NewOrder]:
+    """A running coordinator whose submit of one order committed, then raised to its caller;
+    returns it, where ``sweep_intent`` stood before, and the order."""
     [a] = new_accounts()
     await register(pool, [a])
     coordinator = make_coordinator(stack, pool, keyring)
@@ -122,6 +124,12 @@ async def test_a_retried_submit_publishes_an_order_whose_reply_was_lost_once(  #
     o = signed(keyring, stack, order(a.account_id, 1))
     with pytest.raises(asyncpg.ConnectionDoesNotExistError):
         await coordinator.submit([o])
+    return coordinator, start, o
+
+
+async def test_a_retried_submit_publishes_an_order_whose_reply_was_lost_once(  # type: ignore[no-untyped-def]
+        stack, pool: asyncpg.Pool, keyring: Keyring, reply_lost_once: list[str]) -> None:
+    coordinator, start, o = await submit_losing_the_reply(stack, pool, keyring)
     assert reply_lost_once == [o.decision_key] and await pool.fetchval(
         "SELECT status FROM sweep_order WHERE order_id = $1", o.order_id) == "NEW"
 
@@ -135,14 +143,7 @@ async def test_a_retried_submit_publishes_an_order_whose_reply_was_lost_once(  #
 
 async def test_an_order_whose_reply_was_lost_is_published_even_if_never_submitted_again(  # type: ignore[no-untyped-def]
         stack, pool: asyncpg.Pool, keyring: Keyring, reply_lost_once: list[str]) -> None:
-    [a] = new_accounts()
-    await register(pool, [a])
-    coordinator = make_coordinator(stack, pool, keyring)
-    await coordinator.start()
-    start = high_watermarks(stack.kafka_bootstrap, "sweep_intent")
-    o = signed(keyring, stack, order(a.account_id, 1))
-    with pytest.raises(asyncpg.ConnectionDoesNotExistError):
-        await coordinator.submit([o])
+    coordinator, start, o = await submit_losing_the_reply(stack, pool, keyring)
 
     async def settle_and_recheck() -> None:
         await coordinator.settle(0.05)
