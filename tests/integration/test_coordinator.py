@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -17,7 +16,6 @@ from tests.integration.conftest import new_accounts, register
 from tests.integration.kafka_tools import high_watermarks, poll_until, read_from
 from treasury.ids import new_order_id
 from treasury.keyring import Keyring
-from treasury.signing import sign_orders
 
 
 def make_coordinator(stack, pool: asyncpg.Pool, keyring: Keyring) -> Coordinator:  # type: ignore[no-untyped-def]
@@ -86,10 +84,6 @@ async def test_start_marks_orders_already_on_the_topic_as_sent(  # type: ignore[
     assert o.order_id.encode() not in [m.key() for m in later]
 
 
-def signed(keyring: Keyring, stack, o: NewOrder) -> NewOrder:  # type: ignore[no-untyped-def]
-    return dataclasses.replace(o, payload=sign_orders(keyring, stack.settings().order_signing_key, [o.payload])[0])
-
-
 @pytest.fixture
 def reply_lost_once(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The next write commits on the real Postgres, then its caller sees the connection drop,
@@ -121,7 +115,7 @@ async def submit_losing_the_reply(  # type: ignore[no-untyped-def]
     coordinator = make_coordinator(stack, pool, keyring)
     await coordinator.start()
     start = high_watermarks(stack.kafka_bootstrap, "sweep_intent")
-    o = signed(keyring, stack, order(a.account_id, 1))
+    o = order(a.account_id, 1)  # submit signs it
     with pytest.raises(asyncpg.ConnectionDoesNotExistError):
         await coordinator.submit([o])
     return coordinator, start, o
@@ -161,7 +155,7 @@ async def test_an_order_another_coordinator_inserted_is_not_published_again(  # 
     await register(pool, [a])
     first, second = make_coordinator(stack, pool, keyring), make_coordinator(stack, pool, keyring)
     start = high_watermarks(stack.kafka_bootstrap, "sweep_intent")
-    o = signed(keyring, stack, order(a.account_id, 1))
+    o = order(a.account_id, 1)  # submit signs it
     assert [r.created for r in await first.submit([o])] == [True]
     assert [r.created for r in await second.submit([o])] == [False]
     await poll_until(lambda: first.settle(0.05), lambda: sent(pool, [o.order_id]), timeout=30)
