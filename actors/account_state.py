@@ -16,6 +16,7 @@ from schemas.balance_event import BalanceEvent
 from storage.accounts import Account
 from storage.orders import OpenOrder
 from treasury.money import ZERO
+from treasury.order_status import EXECUTING, OrderStatus
 
 
 class Outcome(StrEnum):
@@ -76,8 +77,8 @@ def pending_sweeps(orders: Iterable[OpenOrder], balance_as_of: datetime) -> Deci
     """Orders the balance cannot reflect yet: NEW or SENT, or ACKed after the balance was taken."""
     total = ZERO
     for order in orders:
-        if order.status in ("NEW", "SENT") or (
-            order.status == "ACK" and order.acked_ts is not None and order.acked_ts > balance_as_of
+        if order.status in EXECUTING or (
+            order.status == OrderStatus.ACK and order.acked_ts is not None and order.acked_ts > balance_as_of
         ):
             total += order.amount_usd
     return total

@@ -28,6 +28,7 @@ from storage import orders
 from storage.orders import NewOrder
 from treasury.faults import crash_point
 from treasury.keyring import Keyring
+from treasury.order_status import UNPUBLISHED
 from treasury.signing import sign_orders
 from treasury.topics import SWEEP_INTENT
 
@@ -111,7 +112,7 @@ class Coordinator:
     def _found_in_doubt(self, rows: Sequence[asyncpg.Record]) -> list[asyncpg.Record]:
         """Settle the in-doubt writes among ``rows``; returns those that committed and are unpublished."""
         found = [row for row in rows if self._in_doubt.pop(row["decision_key"], None) is not None]
-        unpublished = [row for row in found if row["status"] == "NEW"]
+        unpublished = [row for row in found if row["status"] == UNPUBLISHED]
         if unpublished:
             log.warning("publishing %d order(s) whose write committed while its reply was lost", len(unpublished),
                         extra={"order_id": unpublished[0]["order_id"], "trace_id": unpublished[0]["trace_id"]})

@@ -42,6 +42,7 @@ from treasury.faults import crash_point
 from treasury.ids import new_order_id, new_trace_id
 from treasury.metrics import LatencyHistogram, ShardMetrics
 from treasury.money import ZERO
+from treasury.order_status import OrderStatus
 from treasury.settings import PolicyConfig
 from treasury.topics import BALANCE_EVENTS, BALANCE_EVENTS_DLQ, CASH_POSITIONS
 
@@ -361,7 +362,7 @@ class ShardWorker:
             trace_id=item.trace_id,
         )
         # Counts as pending for every later event of this batch: the same dollars go once.
-        open_orders.append(OpenOrder(item.event.account_id, decision.amount_usd, "NEW", None))
+        open_orders.append(OpenOrder(item.event.account_id, decision.amount_usd, OrderStatus.NEW, None))
         stats.orders += 1
         stats.swept_usd[decision.product.value] += decision.amount_usd
 

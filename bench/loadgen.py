@@ -29,7 +29,7 @@ from confluent_kafka import KafkaError, Message, Producer
 
 from actors import kafka_clients
 from schemas.balance_event import BalanceCode, BalanceEvent
-from serve_app import simulator
+from serve_app.job import simulator
 from storage import accounts, var_results
 from storage.var_results import VarResult
 from treasury.topics import BALANCE_EVENTS
@@ -237,7 +237,7 @@ def system_pids(stack_home: Path, roots: Sequence[int]) -> set[int]:
     Other people's brokers and Ray clusters on the same machine look alike by command line, so
     processes are chosen by ancestry and by the stack's own state, never by name alone.
     """
-    from serve_app.infra.stack import load_state
+    from devstack.stack import load_state
 
     state = load_state(stack_home.resolve())
     pids: set[int] = set()

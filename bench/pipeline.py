@@ -30,8 +30,8 @@ from actors import kafka_clients
 from actors.kafka_clients import CONSUMER_GROUP
 from actors.runtime import NAMESPACE, shard_handles, start_actors
 from bench.procs import print_rss, rss_table
-from serve_app import simulator
-from serve_app.infra import stack
+from devstack import stack
+from serve_app.job import simulator
 from storage import accounts, var_results
 from storage.db import create_pool
 from storage.var_results import VarResult

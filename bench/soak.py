@@ -24,8 +24,8 @@ from pathlib import Path
 from actors.kafka_clients import CONSUMER_GROUP, skip_to_end
 from bench import loadgen
 from bench.system import RaySystem
-from serve_app.infra import stack
-from serve_app.infra.common import pick_free_port
+from devstack import stack
+from devstack.common import pick_free_port
 from storage.db import create_pool
 from treasury.auth import Scope, mint_token
 from treasury.keyring import keyring_from_settings

@@ -37,7 +37,7 @@ def driver_main() -> int:
     from ray import serve
 
     from actors.runtime import NAMESPACE, start_actors, stop_actors
-    from serve_app.deployment import deploy
+    from serve_app.rest.deployment import deploy
     from treasury.logs import configure_logging
     from treasury.priority import decisions_first
     from treasury.settings import RuntimeSettings, policy_from_env

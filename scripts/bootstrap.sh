@@ -47,3 +47,11 @@ if [ ! -f "$stamp" ]; then
   rm -f .venv/.installed-*
   touch "$stamp"
 fi
+# devstack/ (the local stack's launchers) is development tooling, not part of the package: the
+# development virtualenv finds it through a path entry for the checkout, so that `treasury-orch
+# infra` and `run` work here while the wheel and the image stay without it.
+purelib=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+if [ "$(cat "$purelib/treasury-devstack.pth" 2>/dev/null)" != "$PWD" ]; then
+  echo "$PWD" >"$purelib/treasury-devstack.pth"
+fi
+

@@ -10,17 +10,17 @@ cd "$(dirname "$0")/.."
 # (the build script needs only the standard library), and wait for it before pytest, which then
 # runs on a quiet machine. A cached binary costs nothing.
 mkdir -p .stack
-python3 -m serve_app.infra.consul >.stack/consul-build.log 2>&1 &
+python3 -m devstack.consul >.stack/consul-build.log 2>&1 &
 consul_build=$!
 
 bash scripts/bootstrap.sh
 export PATH="$PWD/.venv/bin:$PATH"
 
 echo "== ruff"; ruff check .
-echo "== mypy"; mypy treasury schemas storage risk actors serve_app bench
+echo "== mypy"; mypy treasury schemas storage risk actors serve_app devstack bench
 # Security gate: any medium or high finding fails; each one kept is explained where it stands
 # (`# nosec B...` with the reason). Low findings are printed by `bandit -r ...` without -ll.
-echo "== bandit"; bandit -q -c pyproject.toml -ll -r treasury schemas storage risk actors serve_app bench
+echo "== bandit"; bandit -q -c pyproject.toml -ll -r treasury schemas storage risk actors serve_app devstack bench
 echo "== schemas"; treasury-orch schemas check
 
 echo "== consul (built from source)"

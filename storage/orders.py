@@ -1,6 +1,6 @@
 """SWEEP_ORDER rows, which double as the outbox: NEW rows are the ones still to publish.
 
-Status lifecycle ``NEW -> SENT -> ACK | FAILED``. Repeating the transition an order already
+Status lifecycle ``NEW -> SENT -> ACK | FAILED`` (``treasury.order_status``). Repeating the transition an order already
 made is answered as a no-op (the Bank-Connector retries); any other transition is refused.
 """
 
@@ -15,8 +15,7 @@ from typing import Any
 import asyncpg
 
 from storage.db import Executor
-
-ALLOWED = {("NEW", "SENT"), ("SENT", "ACK"), ("SENT", "FAILED")}
+from treasury.order_status import EXECUTING, TRANSITIONS, OrderStatus
 
 
 class OrderNotFound(LookupError):
@@ -50,7 +49,7 @@ class OpenOrder:
 
     account_id: str
     amount_usd: Decimal
-    status: str
+    status: OrderStatus
     acked_ts: datetime | None
 
 
@@ -98,15 +97,17 @@ async def mark_sent(db: Executor, order_ids: Sequence[str]) -> int:
     if not order_ids:
         return 0
     result = await db.execute(
-        "UPDATE sweep_order SET status = 'SENT', sent_ts = now()"
-        " WHERE order_id = ANY($1::varchar[]) AND status = 'NEW'",
+        "UPDATE sweep_order SET status = $2::varchar, sent_ts = now()"
+        " WHERE order_id = ANY($1::varchar[]) AND status = $3::varchar",
         list(order_ids),
+        OrderStatus.SENT,
+        OrderStatus.NEW,
     )
     return int(result.split()[-1])
 
 
 async def unsent(db: Executor) -> list[asyncpg.Record]:
-    return list(await db.fetch("SELECT * FROM sweep_order WHERE status = 'NEW' ORDER BY id"))
+    return list(await db.fetch("SELECT * FROM sweep_order WHERE status = $1::varchar ORDER BY id", OrderStatus.NEW))
 
 
 async def page_after(db: Executor, after_id: int, limit: int) -> list[asyncpg.Record]:
@@ -121,23 +122,26 @@ async def get(db: Executor, order_id: str) -> asyncpg.Record | None:
 
 
 async def transition(
-    db: Executor, order_id: str, wanted: str, reason: str | None = None
+    db: Executor, order_id: str, wanted: OrderStatus, reason: str | None = None
 ) -> tuple[asyncpg.Record, bool]:
     """Move an order to ``wanted``; returns (row, changed). Raises OrderNotFound / IllegalTransition."""
-    sources = [src for src, dst in ALLOWED if dst == wanted]
+    sources = [str(src) for src, dst in TRANSITIONS if dst == wanted]
     # One fixed statement (no column name spliced into SQL text): the CASEs stamp the column of
     # the status reached and leave the others as they are.
     row = await db.fetchrow(
         "UPDATE sweep_order SET status = $2::varchar,"
-        " sent_ts = CASE WHEN $2::varchar = 'SENT' THEN now() ELSE sent_ts END,"
-        " acked_ts = CASE WHEN $2::varchar = 'ACK' THEN now() ELSE acked_ts END,"
-        " failed_ts = CASE WHEN $2::varchar = 'FAILED' THEN now() ELSE failed_ts END,"
+        " sent_ts = CASE WHEN $2::varchar = $5::varchar THEN now() ELSE sent_ts END,"
+        " acked_ts = CASE WHEN $2::varchar = $6::varchar THEN now() ELSE acked_ts END,"
+        " failed_ts = CASE WHEN $2::varchar = $7::varchar THEN now() ELSE failed_ts END,"
         " failure_reason = COALESCE($3, failure_reason)"
         " WHERE order_id = $1 AND status = ANY($4::varchar[]) RETURNING *",
         order_id,
         wanted,
         reason,
         sources,
+        OrderStatus.SENT,
+        OrderStatus.ACK,
+        OrderStatus.FAILED,
     )
     if row is not None:
         return row, True
@@ -156,13 +160,15 @@ async def open_orders(db: Executor, account_ids: Sequence[str], acked_after: dat
     records = await db.fetch(
         """
         SELECT account_id, status, sum(amount_usd) AS amount_usd, NULL::timestamptz AS acked_ts FROM sweep_order
-        WHERE account_id = ANY($1::varchar[]) AND status IN ('NEW', 'SENT')
+        WHERE account_id = ANY($1::varchar[]) AND status = ANY($3::varchar[])
         GROUP BY account_id, status
         UNION ALL
         SELECT account_id, status, amount_usd, acked_ts FROM sweep_order
-        WHERE account_id = ANY($1::varchar[]) AND status = 'ACK' AND acked_ts > $2
+        WHERE account_id = ANY($1::varchar[]) AND status = $4::varchar AND acked_ts > $2
         """,
         list(account_ids),
         acked_after,
+        sorted(EXECUTING),
+        OrderStatus.ACK,
     )
-    return [OpenOrder(r["account_id"], r["amount_usd"], r["status"], r["acked_ts"]) for r in records]
+    return [OpenOrder(r["account_id"], r["amount_usd"], OrderStatus(r["status"]), r["acked_ts"]) for r in records]

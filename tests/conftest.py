@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from serve_app.infra import stack as infra_stack
-from serve_app.infra.common import pid_alive
-from serve_app.infra.stack import StackInfo
+from devstack import stack as infra_stack
+from devstack.common import pid_alive
+from devstack.stack import StackInfo
 from treasury.auth import Scope, mint_token
 from treasury.keyring import Keyring, keyring_from_settings
 from treasury.settings import RuntimeSettings

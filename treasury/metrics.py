@@ -16,12 +16,14 @@ from typing import Any
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
+from treasury.order_status import UNPUBLISHED, OrderStatus
+
 # 1 ms to 2 s, as issue 6 asks; +Inf is implicit.
 LATENCY_BUCKETS: tuple[float, ...] = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
 # Per-account VaR is exported for the riskiest accounts only: bounded cardinality, whatever the book.
 VAR_TOP_ACCOUNTS = 20
 # Ray Serve's own series, exported by every Ray node's metrics port (the `ray` group of the scrape
-# target list, serve_app/infra/prometheus.py): the dashboard's replica and request-latency panels
+# target list, devstack/prometheus.py): the dashboard's replica and request-latency panels
 # read them rather than a per-replica copy of ours, which each scrape would see only one of.
 # The Prometheus integration test proves each of them arrives.
 RAY_SERVE_METRICS: tuple[str, ...] = (
@@ -99,11 +101,11 @@ class _Snapshot:
         var.add_metric([""], max(m.var_bps.values(), default=0.0))
         yield var
         orders = GaugeMetricFamily("treasury_orders", "Sweep orders in the ledger, by status", labels=["status"])
-        for status in ("NEW", "SENT", "ACK", "FAILED"):
+        for status in OrderStatus:
             orders.add_metric([status], self._orders.get(status, 0))
         yield orders
         yield GaugeMetricFamily("treasury_outbox_orders", "Orders written but not yet published (status NEW)",
-                                value=self._orders.get("NEW", 0))
+                                value=self._orders.get(UNPUBLISHED, 0))
         events = CounterMetricFamily("treasury_balance_events", "Balance events, by outcome", labels=["outcome"])
         for outcome in ("applied", "duplicate", "stale", "invalid"):
             events.add_metric([outcome], m.outcomes.get(outcome, 0))

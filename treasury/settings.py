@@ -128,7 +128,7 @@ class RuntimeSettings(BaseModel):
         """Transit key per role, as keyring.KEY_TYPES names the roles."""
         return {"order": self.order_signing_key, "token": self.token_signing_key, "data": self.data_key}
 
-    # The TLS front (serve_app/infra/tls_front.py): all three files or none; port 0 = any free port.
+    # The TLS front (devstack/tls_front.py): all three files or none; port 0 = any free port.
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
     tls_client_ca_file: Path | None = None

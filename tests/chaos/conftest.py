@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from serve_app.infra import stack as infra_stack
-from serve_app.infra.stack import StackInfo
+from devstack import stack as infra_stack
+from devstack.stack import StackInfo
 from tests.conftest import REPO_ROOT
 from treasury.auth import Scope, mint_token
 from treasury.keyring import keyring_from_settings

@@ -32,8 +32,8 @@ import pytest
 from actors.kafka_clients import CONSUMER_GROUP
 from bench import loadgen
 from bench.system import RaySystem
-from serve_app.infra import stack as infra_stack
-from serve_app.infra.stack import StackInfo
+from devstack import stack as infra_stack
+from devstack.stack import StackInfo
 from storage.db import create_pool
 from tests.conftest import REPO_ROOT
 from tests.integration.conftest import free_port

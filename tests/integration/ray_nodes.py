@@ -15,7 +15,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from serve_app.infra.common import choose_port, pid_alive, port_accepts, spawn_daemon, stop_group, wait_until
+from devstack.common import choose_port, pid_alive, port_accepts, spawn_daemon, stop_group, wait_until
 
 LOOPBACK = "127.0.0.1"
 RAY = str(Path(sys.executable).with_name("ray"))

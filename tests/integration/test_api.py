@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from actors.shard import ShardWorker
-from serve_app.api import Backend, build_app, decode_cursor, encode_cursor
+from serve_app.rest.api import Backend, build_app, decode_cursor, encode_cursor
 from tests.integration.camt_samples import camt053, finastra
 from tests.integration.conftest import Pipeline, new_accounts, register
 from treasury.metrics import ShardMetrics

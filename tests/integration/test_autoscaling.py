@@ -23,7 +23,7 @@ import ray
 from ray import serve
 
 from actors.runtime import NAMESPACE
-from serve_app.deployment import APP_NAME, DEPLOYMENT_NAME, deploy
+from serve_app.rest.deployment import APP_NAME, DEPLOYMENT_NAME, deploy
 from tests.integration.conftest import free_port
 from treasury.settings import RuntimeSettings
 

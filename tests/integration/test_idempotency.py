@@ -13,7 +13,7 @@ import asyncpg
 import httpx
 import pytest
 
-from serve_app.api import Backend, build_app, encode_cursor
+from serve_app.rest.api import Backend, build_app, encode_cursor
 from storage import idempotency
 from tests.integration.conftest import new_accounts, register
 from tests.integration.kafka_tools import high_watermarks, read_from

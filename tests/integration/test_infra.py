@@ -21,9 +21,9 @@ import pytest
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, ResourceType
 
-from serve_app.infra import stack as infra_stack
-from serve_app.infra.common import InfraError, descendants, pids_matching, wait_until
-from serve_app.infra.stack import StackInfo
+from devstack import stack as infra_stack
+from devstack.common import InfraError, descendants, pids_matching, wait_until
+from devstack.stack import StackInfo
 from treasury.keyring import VaultKeyring
 from treasury.topics import ALL_TOPICS, CASH_POSITIONS, PARTITIONER, Topic
 

@@ -28,11 +28,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from actors.config_watcher import WATCHER_NAME, ConfigWatcher, follow_if_live, latest_update
 from actors.kafka_clients import CONSUMER_GROUP
 from actors.runtime import NAMESPACE, start_actors, stop_actors
+from devstack import stack as infra_stack
+from devstack.stack import StackInfo
 from schemas.balance_event import BalanceEvent, BalanceKind
-from serve_app.api import Backend, build_app
-from serve_app.deployment import RayShards
-from serve_app.infra import stack as infra_stack
-from serve_app.infra.stack import StackInfo
+from serve_app.rest.api import Backend, build_app
+from serve_app.rest.deployment import RayShards
 from tests.conftest import stack_home_for_tests
 from tests.integration.conftest import new_accounts, register
 from tests.integration.kafka_tools import high_watermarks, produce_events, skip_to_end

@@ -35,10 +35,10 @@ from ray.util.state import list_actors
 
 from actors.kafka_clients import CONSUMER_GROUP
 from actors.runtime import NAMESPACE, shard_name
+from devstack.common import pids_matching, wait_until
 from risk.history import load_history
 from risk.kernels import var_and_es
-from serve_app import artifacts
-from serve_app.infra.common import pids_matching, wait_until
+from serve_app.cli import artifacts
 from storage import accounts, var_results
 from tests.integration.conftest import free_port, new_accounts, register
 from tests.integration.kafka_tools import produce_events, skip_to_end

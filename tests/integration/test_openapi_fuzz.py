@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, Phase, given
 from schemathesis.generation import GenerationMode
 from schemathesis.python import asgi
 
-from serve_app.api import Backend, build_app
+from serve_app.rest.api import Backend, build_app
 from treasury.metrics import ShardMetrics
 
 pytestmark = pytest.mark.integration

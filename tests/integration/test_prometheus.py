@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from serve_app.infra import prometheus
-from serve_app.infra.common import InfraError, pid_alive
+from devstack import prometheus
+from devstack.common import InfraError, pid_alive
 from treasury.metrics import ShardMetrics, render
 
 pytestmark = pytest.mark.integration

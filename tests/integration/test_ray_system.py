@@ -30,11 +30,11 @@ from actors.kafka_clients import CONSUMER_GROUP
 from actors.policy import DecisionInputs, decide, observed_var_bps
 from actors.runtime import NAMESPACE, start_actors, stop_actors
 from actors.var_job import recompute
+from devstack import prometheus
 from risk.kernels import var_and_es
 from risk.pool import VarPool
 from schemas.balance_event import BalanceEvent, BalanceKind
-from serve_app.deployment import deploy
-from serve_app.infra import prometheus
+from serve_app.rest.deployment import deploy
 from storage import balances, var_results
 from storage.accounts import Account
 from storage.balances import BalanceRow

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from actors import kafka_clients
-from serve_app.api import Backend, build_app
+from serve_app.rest.api import Backend, build_app
 from tests.integration.conftest import Pipeline, new_accounts, register
 from tests.integration.kafka_tools import read_from
 from tests.integration.test_api import LocalShards, balance

@@ -34,9 +34,9 @@ import pytest
 import uvicorn
 from fastapi import Request
 
-from serve_app.api import Backend, build_app
-from serve_app.infra import tls_front
-from serve_app.infra.common import InfraError
+from devstack import tls_front
+from devstack.common import InfraError
+from serve_app.rest.api import Backend, build_app
 from tests.integration.conftest import free_port
 from tests.integration.tls_tools import SUBJECT, Certs, client_context, make_certs
 from treasury.metrics import ShardMetrics

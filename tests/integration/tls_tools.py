@@ -7,7 +7,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from serve_app.infra import tls_front
+from devstack import tls_front
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SUBJECT = "CN=bank-connector,OU=clients,O=Treasury Orchestrator dev"

@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from ray.serve.config import AutoscalingConfig, AutoscalingContext
 
-from serve_app.autoscaling import (
+from serve_app.rest.autoscaling import (
     LAST_SCALE_OUT,
     P95_METRIC,
     QUIET_SINCE,
@@ -18,7 +18,7 @@ from serve_app.autoscaling import (
     decide,
     tier_p95,
 )
-from serve_app.deployment import MAX_ONGOING_REQUESTS, POLICY_PATH, autoscaling_config, ingress_options
+from serve_app.rest.deployment import MAX_ONGOING_REQUESTS, POLICY_PATH, autoscaling_config, ingress_options
 from treasury.settings import ConfigError, RuntimeSettings
 
 PARAMS = ScalingParams(p95_target_ms=800, min_replicas=1, max_replicas=4, scale_in_quiet_s=60, settle_s=20)
@@ -154,7 +154,7 @@ def test_ingress_options_are_what_serve_accepts() -> None:
     assert (config.min_replicas, config.max_replicas, config.look_back_period_s) == (2, 6, 4)
     assert config.metrics_interval_s < config.look_back_period_s
     assert config.upscale_delay_s == config.downscale_delay_s == 0
-    assert config.policy.policy_function == POLICY_PATH == "serve_app.autoscaling:P95LatencyPolicy"
+    assert config.policy.policy_function == POLICY_PATH == "serve_app.rest.autoscaling:P95LatencyPolicy"
     assert config.policy.get_policy() is P95LatencyPolicy
     assert config.policy.policy_kwargs == {"p95_target_ms": 250, "scale_in_quiet_s": 45, "settle_s": 8}
 

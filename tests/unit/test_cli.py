@@ -119,7 +119,7 @@ def test_ingest_refuses_a_bad_file_whole(capsys: pytest.CaptureFixture[str], tmp
 def test_run_goes_on_without_prometheus_when_it_is_missing(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from serve_app.main_job import start_prometheus
+    from serve_app.job.main_job import start_prometheus
     from treasury.settings import RuntimeSettings
 
     monkeypatch.setenv("PATH", str(tmp_path))

@@ -17,7 +17,7 @@ class FlakyLedger:
         self.failures = failures
         self.sent: list[str] = []
 
-    async def execute(self, _sql: str, ids: list[str]) -> str:
+    async def execute(self, _sql: str, ids: list[str], *_statuses: str) -> str:
         if self.failures:
             self.failures -= 1
             raise ConnectionRefusedError(111, "Connection refused")

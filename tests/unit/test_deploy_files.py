@@ -22,9 +22,8 @@ from ray import serve
 from ray.autoscaler._private.util import prepare_config, validate_config
 from ray.serve.schema import ServeDeploySchema
 
-from serve_app import artifacts
-from serve_app.cli import main
-from serve_app.deployment import APP_NAME, DEPLOYMENT_NAME, REQUIRED_ENV, Ingress, ingress_options
+from serve_app.cli import artifacts, main
+from serve_app.rest.deployment import APP_NAME, DEPLOYMENT_NAME, REQUIRED_ENV, Ingress, ingress_options
 from treasury.settings import RuntimeSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -115,7 +114,7 @@ def test_serve_config_comes_from_the_deployment_object() -> None:
     assert dep["ray_actor_options"] == {"num_cpus": Ingress.ray_actor_options["num_cpus"]}
     assert "num_replicas" not in dep  # the latency policy decides
     assert dep["autoscaling_config"]["max_replicas"] == cfg.autoscaling_config.max_replicas
-    assert dep["autoscaling_config"]["policy"]["policy_function"] == "serve_app.autoscaling:P95LatencyPolicy"
+    assert dep["autoscaling_config"]["policy"]["policy_function"] == "serve_app.rest.autoscaling:P95LatencyPolicy"
     assert app["args"] == {"required_env": list(REQUIRED_ENV)}
 
 
@@ -167,7 +166,7 @@ def test_splice_needs_a_serve_config_block() -> None:
 
 
 def test_app_builder_names_the_missing_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    from serve_app.deployment import app_builder
+    from serve_app.rest.deployment import app_builder
     from treasury.settings import ConfigError
 
     monkeypatch.delenv("DATABASE_URL", raising=False)

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from serve_app.infra import kafka, postgres, stack
-from serve_app.infra.common import InfraError, choose_port, last_line, port_taken_message, wait_until
-from serve_app.infra.stack import KafkaState, PostgresState, StackInfo, State
+from devstack import kafka, postgres, stack
+from devstack.common import InfraError, choose_port, last_line, port_taken_message, wait_until
+from devstack.stack import KafkaState, PostgresState, StackInfo, State
 
 # ------------------------------------------------------------------------------------- server.properties
 

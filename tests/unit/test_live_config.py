@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from actors.config_watcher import ConfigFollower, _decode, base_url
+from devstack import consul, stack
+from devstack.stack import ConsulState, StackInfo
 from schemas.config_update import ConfigUpdate
-from serve_app.infra import consul, stack
-from serve_app.infra.stack import ConsulState, StackInfo
 from treasury.live_config import KvFormatError, LiveConfig, next_index, parse_kv, refusal_parts
 from treasury.metrics import ShardMetrics, merge
 from treasury.settings import ConfigError, PolicyConfig, RuntimeSettings, policy_from_mapping

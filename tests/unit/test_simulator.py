@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 
 from schemas.balance_event import BalanceCode, BalanceKind
-from serve_app.simulator import FeedSimulator, hourly_net_flow, make_accounts
+from serve_app.job.simulator import FeedSimulator, hourly_net_flow, make_accounts
 
 
 def test_accounts_are_reproducible_and_realistic() -> None:
@@ -41,7 +41,7 @@ def test_casino_cycle_peaks_at_night_and_weekends() -> None:
 def test_live_feed_follows_the_real_clock() -> None:
     from datetime import timedelta
 
-    from serve_app.simulator import live
+    from serve_app.job.simulator import live
 
     profiles = make_accounts(4)
     before = datetime.now(UTC)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from serve_app.infra import tls_front
-from serve_app.infra.common import InfraError
+from devstack import tls_front
+from devstack.common import InfraError
 from treasury.settings import ConfigError, RuntimeSettings
 
 

@@ -29,7 +29,7 @@ from typing import Any
 
 import httpx
 
-from serve_app.infra.common import (
+from devstack.common import (
     InfraError,
     atomic_write_text,
     choose_port,

@@ -15,8 +15,8 @@ from ray.serve import Application
 
 from actors.config_watcher import WATCHER_NAME, follow_if_live
 from actors.runtime import COORDINATOR_NAME, NAMESPACE, SCHEDULER_NAME, shard_handles
-from serve_app.api import Backend, build_app
-from serve_app.autoscaling import LatencyWindow, P95LatencyPolicy
+from serve_app.rest.api import Backend, build_app
+from serve_app.rest.autoscaling import LatencyWindow, P95LatencyPolicy
 from treasury.keyring import keyring_from_settings
 from treasury.logs import configure_logging
 from treasury.metrics import ShardMetrics

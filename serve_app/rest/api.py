@@ -29,8 +29,8 @@ from schemas.bank_formats import sniff_and_parse
 from schemas.catalog import VERSIONS
 from schemas.errors import MessageRejected, decode, field_path
 from schemas.types import AccountId
-from serve_app.idempotency import IdempotencyKey, idempotent
 from serve_app.ingest import check_ingestible
+from serve_app.rest.idempotency import IdempotencyKey, idempotent
 from storage import accounts, balances, orders
 from storage.db import create_pool
 from storage.orders import IllegalTransition, OrderNotFound
@@ -41,6 +41,7 @@ from treasury.ids import new_trace_id
 from treasury.keyring import KeyringError, keyring_from_settings
 from treasury.logs import trace_context
 from treasury.metrics import ShardMetrics, render
+from treasury.order_status import OrderStatus
 from treasury.settings import PolicyConfig, RuntimeSettings, policy_from_env
 from treasury.topics import BALANCE_EVENTS
 
@@ -346,7 +347,7 @@ def build_app(backend: Backend) -> FastAPI:
             status_code=202,
         )
 
-    async def _transition(order_id: str, wanted: str, request: Request) -> JSONResponse:
+    async def _transition(order_id: str, wanted: OrderStatus, request: Request) -> JSONResponse:
         body = await request.body()
         reason = (decode(TransitionBody, body).reason or None) if body.strip() else None
         if len(order_id) > MAX_ORDER_ID or "\x00" in order_id:
@@ -366,14 +367,14 @@ def build_app(backend: Backend) -> FastAPI:
     async def ack(order_id: str, request: Request, idempotency_key: IdempotencyKey = None) -> Response:
         """The Bank-Connector executed the order (SENT -> ACK); repeating it is harmless."""
         return await idempotent(backend.pool, request, idempotency_key,
-                                lambda: _transition(order_id, "ACK", request))
+                                lambda: _transition(order_id, OrderStatus.ACK, request))
 
     @app.post("/sweep-intent/{order_id}/fail", tags=["orders"], openapi_extra=bodies(TransitionBody, required=False),
               dependencies=[scope(Scope.ORDERS_WRITE)])
     async def fail(order_id: str, request: Request, idempotency_key: IdempotencyKey = None) -> Response:
         """The Bank-Connector could not execute the order (SENT -> FAILED); body {"reason": "..."}."""
         return await idempotent(backend.pool, request, idempotency_key,
-                                lambda: _transition(order_id, "FAILED", request))
+                                lambda: _transition(order_id, OrderStatus.FAILED, request))
 
     @app.get("/accounts/{account_id}/position", tags=["accounts"], dependencies=[scope(Scope.BALANCES_READ)])
     async def position(account_id: str) -> JSONResponse:

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from serve_app.infra.common import (
+from devstack.common import (
     LOOPBACK,
     InfraError,
     kill_tree,
@@ -122,7 +122,7 @@ def render_conf(port: int, socket_dir: Path) -> str:
         "logging_collector": "off",
         "log_min_messages": "warning",
     }
-    lines = ["# Written by serve_app/infra/postgres.py on every start; edits here are overwritten."]
+    lines = ["# Written by devstack/postgres.py on every start; edits here are overwritten."]
     lines += [f"{key} = {value}" for key, value in settings.items()]
     return "\n".join(lines) + "\n"
 

@@ -31,7 +31,7 @@ import signal
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from serve_app.infra.common import (
+from devstack.common import (
     LOOPBACK,
     InfraError,
     atomic_write_text,
@@ -190,7 +190,7 @@ def render_conf(
         "'{\"error\": {\"field\": \"upstream\", \"reason\": \"temporarily unavailable, retry: "
         "the API behind the TLS front is not answering\"}}'"
     )
-    return f"""# Written by serve_app/infra/tls_front.py on every start; edits here are overwritten.
+    return f"""# Written by devstack/tls_front.py on every start; edits here are overwritten.
 worker_processes 1;
 daemon off;
 pid {_quoted(p.root / "nginx.pid")};

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from serve_app.infra.common import (
+from devstack.common import (
     LOOPBACK,
     InfraError,
     file_lock,
@@ -265,5 +265,5 @@ def stop(pid: int | None, consul_paths: ConsulPaths) -> None:
         stop_group(pid, what="consul", grace_s=STOP_GRACE_S)
 
 
-if __name__ == "__main__":  # `python -m serve_app.infra.consul`: build (or find) the binary, print its path
+if __name__ == "__main__":  # `python -m devstack.consul`: build (or find) the binary, print its path
     print(build_or_cached())

@@ -20,8 +20,8 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from serve_app.infra import consul, kafka, openbao, postgres, tls_front
-from serve_app.infra.common import (
+from devstack import consul, kafka, openbao, postgres, tls_front
+from devstack.common import (
     InfraError,
     atomic_write_text,
     choose_port,
@@ -36,7 +36,7 @@ from serve_app.infra.common import (
 from treasury.settings import RuntimeSettings
 from treasury.topics import ALL_TOPICS
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 STATE_FILE = "state.json"
 LOCK_TIMEOUT_S = 300.0  # a cold `up` (Maven resolve) holds the lock for about a minute
 KAFKA_RUNNING_READY_S = 30.0

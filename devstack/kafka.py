@@ -24,7 +24,7 @@ from pathlib import Path
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from serve_app.infra.common import (
+from devstack.common import (
     LOOPBACK,
     InfraError,
     file_lock,
@@ -102,7 +102,7 @@ def render_server_properties(port: int, controller_port: int, data_dir: Path) ->
         "group.initial.rebalance.delay.ms": "0",
         "auto.create.topics.enable": "false",
     }
-    lines = ["# Written by serve_app/infra/kafka.py on every start; edits here are overwritten."]
+    lines = ["# Written by devstack/kafka.py on every start; edits here are overwritten."]
     lines += [f"{key}={value}" for key, value in settings.items()]
     return "\n".join(lines) + "\n"
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 
-from serve_app.infra.common import (
+from devstack.common import (
     LOOPBACK,
     InfraError,
     kill_tree,

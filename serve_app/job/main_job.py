@@ -20,10 +20,10 @@ from ray import serve
 
 from actors import kafka_clients
 from actors.runtime import NAMESPACE, start_actors, stop_actors
-from serve_app import simulator
-from serve_app.deployment import deploy
-from serve_app.infra import prometheus, stack, tls_front
-from serve_app.infra.common import InfraError
+from devstack import prometheus, stack, tls_front
+from devstack.common import InfraError
+from serve_app.job import simulator
+from serve_app.rest.deployment import deploy
 from storage import accounts
 from storage.db import create_pool
 from treasury.keyring import keyring_from_settings

@@ -17,7 +17,7 @@ import ray
 from ray import serve
 
 from actors.runtime import NAMESPACE, start_actors, stop_actors
-from serve_app.deployment import APP_NAME, deploy
+from serve_app.rest.deployment import APP_NAME, deploy
 from treasury.settings import ConfigError, PolicyConfig, RuntimeSettings
 
 _SHARD = re.compile(r"shard-(\d+)")

@@ -154,14 +154,14 @@ def build_parser() -> argparse.ArgumentParser:
     schemas.add_argument("action", choices=["generate", "check"])
     schemas.set_defaults(handler=_schemas)
 
-    from serve_app import security_cli
+    from serve_app.cli import security as security_cli
 
     security_cli.add_parsers(sub)
     return parser
 
 
 def _run(args: argparse.Namespace) -> int:
-    from serve_app.main_job import RunOptions, run
+    from serve_app.job.main_job import RunOptions, run
 
     consul = True if "consul" in args.with_parts else None
     return run(RunOptions(args.accounts, args.rate, not args.no_simulator, args.keep_stack, not args.no_prometheus,
@@ -169,7 +169,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _infra(args: argparse.Namespace) -> int:
-    from serve_app.infra import stack
+    from devstack import stack
 
     return stack.main(args.action, args.with_parts)
 
@@ -255,7 +255,7 @@ async def _send(events: list[BalanceEvent]) -> int:
     from actors import kafka_clients
     from schemas.errors import MessageRejected
     from serve_app.ingest import check_ingestible
-    from serve_app.simulator import produce_all
+    from serve_app.job.simulator import produce_all
     from storage import accounts
     from storage.db import create_pool
     from treasury.settings import RuntimeSettings
@@ -277,7 +277,7 @@ async def _send(events: list[BalanceEvent]) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
-    from serve_app.main_job import feed
+    from serve_app.job.main_job import feed
     from treasury.settings import RuntimeSettings
 
     sent = asyncio.run(feed(RuntimeSettings.from_env(), args.accounts, args.rate, asyncio.Event(), args.count))
@@ -334,7 +334,7 @@ def _var_recompute(args: argparse.Namespace) -> int:
 def _deploy(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from serve_app import artifacts
+    from serve_app.cli import artifacts
 
     root = Path(args.root) if hasattr(args, "root") else Path.cwd()
     if args.action == "serve-config":
@@ -368,7 +368,7 @@ def _deploy(args: argparse.Namespace) -> int:
 def _deploy_cluster(args: argparse.Namespace) -> int:
     import os
 
-    from serve_app import cluster
+    from serve_app.job import cluster
     from treasury.logs import configure_logging
     from treasury.settings import RuntimeSettings, policy_from_env
 

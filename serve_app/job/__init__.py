@@ -1,0 +1,1 @@
+"""The main job: starts the whole system on one Ray cluster (``run``, ``deploy up``) and feeds the demo."""
