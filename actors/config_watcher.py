@@ -26,6 +26,7 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 from actors import kafka_clients
 from schemas.config_update import ConfigUpdate
+from treasury.actor_names import CONFIG_WATCHER, NAMESPACE
 from treasury.clock import utc_now
 from treasury.live_config import KvFormatError, LiveConfig, Verdict, next_index, parse_kv
 from treasury.logs import configure_logging
@@ -34,7 +35,6 @@ from treasury.settings import PolicyConfig, RuntimeSettings, policy_from_mapping
 from treasury.topics import ORCH_CONFIG_UPDATES
 
 log = logging.getLogger("treasury.config")
-WATCHER_NAME = "config-watcher"
 WAIT_S = 10.0  # blocking-query wait: short enough that a stop is noticed quickly
 RETRY_S = 1.0
 
@@ -291,10 +291,8 @@ def start_watcher(settings: RuntimeSettings, base: PolicyConfig, *, detached: bo
     ``detached`` as for the other actors: ``deploy up`` exits and the watcher stays."""
     if not settings.consul_http_addr:
         return None
-    from actors.runtime import NAMESPACE  # runtime imports this module
-
     handle = ConfigWatcherActor.options(  # type: ignore[attr-defined]
-        name=WATCHER_NAME, namespace=NAMESPACE, get_if_exists=True,
+        name=CONFIG_WATCHER, namespace=NAMESPACE, get_if_exists=True,
         lifetime="detached" if detached else None,
     ).remote(settings, base.as_wire())
     handle.run.remote()

@@ -2,7 +2,8 @@
 
 The actors are thin: all behaviour lives in ``ShardWorker`` and ``Coordinator`` (tested
 in-process against the real Kafka and Postgres); these wrappers give them a process, a name an
-operator finds on the dashboard, and restarts. ``max_restarts=-1`` brings a crashed actor back
+operator finds on the dashboard, and restarts. ``actors.system`` creates them and hands each the
+handles of the actors it calls (a shard gets the coordinator's and the VaR scheduler's). ``max_restarts=-1`` brings a crashed actor back
 and ``max_task_retries=-1`` re-issues its long-running ``run`` call, so a restarted shard
 rebuilds from the ledger and resumes at its committed offsets without anyone intervening.
 """
@@ -10,7 +11,6 @@ rebuilds from the ledger and resumes at its committed offsets without anyone int
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 from collections import deque
@@ -20,29 +20,21 @@ from typing import Any
 import ray
 
 from actors import kafka_clients
-from actors.config_watcher import WATCHER_NAME, ConfigFollower, follow_if_live, start_watcher
+from actors.config_watcher import ConfigFollower, follow_if_live
 from actors.coordinator import Coordinator, SubmitResult
 from actors.shard import BatchStats, ShardWorker
 from storage.db import create_pool
 from storage.orders import NewOrder
+from treasury.actor_names import COORDINATOR, shard_name
 from treasury.envelope import EnvelopeCipher
 from treasury.keyring import keyring_from_settings
 from treasury.logs import configure_logging
 from treasury.metrics import ShardMetrics
-from treasury.placement import SHARD_MEMORY_BYTES, alive_nodes, nth_node
+from treasury.placement import SHARD_MEMORY_BYTES
 from treasury.settings import PolicyConfig, RuntimeSettings, policy_from_mapping
 
-NAMESPACE = "treasury"
-COORDINATOR_NAME = "coordinator"
-SCHEDULER_NAME = "var-scheduler"
 LATENCIES = ("decision_latency_s", "consume_latency_s", "durable_latency_s")
-
-
-_DRIVER_HANDLES: list[Any] = []
-
-
-def shard_name(index: int) -> str:
-    return f"shard-{index}"
+log = logging.getLogger("treasury.runtime")
 
 
 @ray.remote(num_cpus=0, max_restarts=-1, max_task_retries=-1)
@@ -63,7 +55,7 @@ class CoordinatorActor:
     async def run(self) -> None:
         if self._core is not None:
             return  # already running: a second `run` call (e.g. from a re-attached driver) is a no-op
-        self._follower = follow_if_live(self._settings, self._apply_policy, COORDINATOR_NAME)
+        self._follower = follow_if_live(self._settings, self._apply_policy, COORDINATOR)
         pool = await create_pool(self._settings.database_url, max_size=4)
         producer = kafka_clients.producer(self._settings.kafka_bootstrap, **{"linger.ms": 1})
         self._core = Coordinator(pool, producer, self._settings.kafka_bootstrap,
@@ -117,9 +109,14 @@ class _RemoteCoordinator:
 
 @ray.remote(num_cpus=0, memory=SHARD_MEMORY_BYTES, max_restarts=-1, max_task_retries=-1)
 class AccountShardActor:
-    def __init__(self, index: int, settings: RuntimeSettings, policy: dict[str, Any]) -> None:
+    def __init__(self, index: int, settings: RuntimeSettings, policy: dict[str, Any], coordinator: Any,
+                 var_scheduler: Any) -> None:
+        """``coordinator`` and ``var_scheduler`` are actor handles: a restart re-runs this constructor with
+        the same handles, which stay valid while their actors restart."""
         configure_logging()
         self._index = index
+        self._coordinator = coordinator
+        self._var_scheduler = var_scheduler
         self._settings = settings
         self._policy: PolicyConfig = policy_from_mapping(policy)
         self._started = asyncio.Event()
@@ -134,16 +131,15 @@ class AccountShardActor:
             return
         s = self._settings
         pool = await create_pool(s.database_url, max_size=3)
-        coordinator = ray.get_actor(COORDINATOR_NAME, namespace=NAMESPACE)
         self._worker = ShardWorker(
             self._index,
             s.shards,
             pool,
             kafka_clients.batched_consumer(s.kafka_bootstrap),
             kafka_clients.producer(s.kafka_bootstrap),
-            _RemoteCoordinator(coordinator),
+            _RemoteCoordinator(self._coordinator),
             self._policy,
-            on_closing=_notify_scheduler,
+            on_closing=self._notify_scheduler,
             cipher=EnvelopeCipher(keyring_from_settings(s), s.data_key),
         )
         self._follower = follow_if_live(s, self._apply_policy, shard_name(self._index))
@@ -155,6 +151,13 @@ class AccountShardActor:
             await self._worker.close()
             await pool.close()
             self._stopped.set()
+
+    def _notify_scheduler(self, account_ids: list[str]) -> None:
+        """Fire and forget: a scheduler that is restarting only delays a VaR refresh."""
+        try:
+            self._var_scheduler.closing_statements.remote(account_ids)
+        except ray.exceptions.RayActorError:
+            log.warning("VaR scheduler unavailable; closes of %d accounts not signalled", len(account_ids))
 
     def _record(self, stats: BatchStats) -> None:
         for name in LATENCIES:
@@ -228,68 +231,3 @@ async def _stop_and_exit(stop: asyncio.Event, stopped: asyncio.Event, started: a
     ray.actor.exit_actor()  # a clean exit: atexit hooks run and Ray does not restart the actor
 
 
-def stop_actors(settings: RuntimeSettings, shards: Sequence[int] | None = None) -> list[str]:
-    """Shards first (their last batch may still hand orders to the coordinator), then the coordinator.
-
-    ``shards`` defaults to ``range(SHARDS)``; an actor that is not running is skipped, so stopping
-    twice is harmless. Returns the names of the actors that were stopped.
-    """
-    indexes = range(settings.shards) if shards is None else shards
-    handles: dict[str, Any] = {}
-    for name in [*(shard_name(i) for i in indexes), COORDINATOR_NAME]:
-        with contextlib.suppress(ValueError):
-            handles[name] = ray.get_actor(name, namespace=NAMESPACE)
-    for stateless in (SCHEDULER_NAME, WATCHER_NAME):  # hold no durable state
-        with contextlib.suppress(ValueError):
-            ray.kill(ray.get_actor(stateless, namespace=NAMESPACE), no_restart=True)
-    shard_group = [h for name, h in handles.items() if name != COORDINATOR_NAME]
-    for group in (shard_group, [handles[COORDINATOR_NAME]] if COORDINATOR_NAME in handles else []):
-        refs: list[Any] = [h.stop.remote() for h in group]
-        for ref in refs:
-            # the actor exiting is what stop asks for; Ray reports it as an error to the caller
-            with contextlib.suppress(ray.exceptions.RayActorError):
-                ray.get(ref, timeout=60)
-    return list(handles)
-
-
-def _notify_scheduler(account_ids: list[str]) -> None:
-    """Fire and forget: a missing scheduler (not started, restarting) only delays a VaR refresh."""
-    try:
-        ray.get_actor(SCHEDULER_NAME, namespace=NAMESPACE).closing_statements.remote(account_ids)
-    except ValueError:
-        logging.getLogger("treasury.runtime").warning("no VaR scheduler running; closes of %d accounts not signalled",
-                                                      len(account_ids))
-
-
-def start_actors(settings: RuntimeSettings, policy: PolicyConfig, *, detached: bool = False) -> tuple[Any, list[Any]]:
-    """Create (or find, if they run already) the named coordinator and shards and start their loops.
-
-    ``detached`` actors outlive the driver (``treasury-orch deploy up`` exits; the system stays).
-    The shards take the cluster's nodes in turn (``treasury.placement``), so each node's cores
-    serve a share of the partitions.
-    """
-    opts = {"namespace": NAMESPACE, "get_if_exists": True, "lifetime": "detached" if detached else None}
-    coordinator = CoordinatorActor.options(name=COORDINATOR_NAME, **opts).remote(settings)  # type: ignore[attr-defined]
-    coordinator.run.remote()
-    ray.get(coordinator.ready.remote(), timeout=120)
-    shards = []
-    nodes = alive_nodes()
-    for i in range(settings.shards):
-        shard = AccountShardActor.options(  # type: ignore[attr-defined]
-            name=shard_name(i), scheduling_strategy=nth_node(i, nodes), **opts
-        ).remote(i, settings, policy.as_wire())
-        shard.run.remote()
-        shards.append(shard)
-    ray.get([s.ready.remote() for s in shards], timeout=120)
-    from actors.var_scheduler import VarScheduler  # the scheduler's module imports this one
-
-    scheduler = VarScheduler.options(name=SCHEDULER_NAME, **opts).remote(settings)  # type: ignore[attr-defined]
-    watcher = start_watcher(settings, policy, detached=detached)  # None without CONSUL_HTTP_ADDR
-    # A named actor owned by this driver is destroyed when the driver's last handle goes; keep them.
-    _DRIVER_HANDLES[:] = [coordinator, *shards, scheduler, *([watcher] if watcher is not None else [])]
-    logging.getLogger("treasury.runtime").info("coordinator, %d shards and the VaR scheduler running", len(shards))
-    return coordinator, shards
-
-
-def shard_handles(shards: int) -> list[Any]:
-    return [ray.get_actor(shard_name(i), namespace=NAMESPACE) for i in range(shards)]

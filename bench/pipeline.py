@@ -28,13 +28,14 @@ import ray
 
 from actors import kafka_clients
 from actors.kafka_clients import CONSUMER_GROUP
-from actors.runtime import NAMESPACE, shard_handles, start_actors
+from actors.system import shard_handles, start_actors
 from bench.procs import print_rss, rss_table
 from devstack import stack
 from serve_app.job import simulator
 from storage import accounts, var_results
 from storage.db import create_pool
 from storage.var_results import VarResult
+from treasury.actor_names import NAMESPACE
 from treasury.priority import RAY_WORKER_NICENESS, decisions_first
 from treasury.settings import PolicyConfig, RuntimeSettings
 from treasury.topics import BALANCE_EVENTS

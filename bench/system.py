@@ -36,8 +36,9 @@ def driver_main() -> int:
     import ray
     from ray import serve
 
-    from actors.runtime import NAMESPACE, start_actors, stop_actors
+    from actors.system import start_actors, stop_actors
     from serve_app.rest.deployment import deploy
+    from treasury.actor_names import NAMESPACE
     from treasury.logs import configure_logging
     from treasury.priority import decisions_first
     from treasury.settings import RuntimeSettings, policy_from_env

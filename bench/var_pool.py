@@ -17,7 +17,8 @@ import numpy as np
 import ray
 
 from risk.kernels import var_and_es
-from risk.pool import NAMESPACE, VarPool
+from risk.pool import VarPool
+from treasury.actor_names import NAMESPACE
 
 
 def best_of(runs: int, fn: Callable[[], object]) -> float:

@@ -14,10 +14,10 @@ import numpy.typing as npt
 import ray
 
 from risk.kernels import VarEs, var_and_es
+from treasury.actor_names import NAMESPACE, var_worker_name
 from treasury.placement import alive_nodes, nth_node
 from treasury.priority import run_as_batch
 
-NAMESPACE = "treasury"
 # Rows per task: small enough to show progress and balance two workers, large enough that a
 # task's ~1 ms of Ray overhead is noise next to its numpy work.
 DEFAULT_CHUNK_ROWS = 10_000
@@ -43,7 +43,7 @@ class VarPool:
         nodes = alive_nodes()
         self.workers = [
             VarWorker.options(  # type: ignore[attr-defined]
-                name=f"var-worker-{i}", namespace=NAMESPACE, get_if_exists=True, scheduling_strategy=nth_node(i, nodes)
+                name=var_worker_name(i), namespace=NAMESPACE, get_if_exists=True, scheduling_strategy=nth_node(i, nodes)
             ).remote()
             for i in range(workers)
         ]

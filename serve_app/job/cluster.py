@@ -16,8 +16,9 @@ from typing import Any
 import ray
 from ray import serve
 
-from actors.runtime import NAMESPACE, start_actors, stop_actors
+from actors.system import start_actors, stop_actors
 from serve_app.rest.deployment import APP_NAME, deploy
+from treasury.actor_names import NAMESPACE
 from treasury.settings import ConfigError, PolicyConfig, RuntimeSettings
 
 _SHARD = re.compile(r"shard-(\d+)")

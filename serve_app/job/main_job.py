@@ -19,13 +19,14 @@ import ray
 from ray import serve
 
 from actors import kafka_clients
-from actors.runtime import NAMESPACE, start_actors, stop_actors
+from actors.system import start_actors, stop_actors
 from devstack import prometheus, stack, tls_front
 from devstack.common import InfraError
 from serve_app.job import simulator
 from serve_app.rest.deployment import deploy
 from storage import accounts
 from storage.db import create_pool
+from treasury.actor_names import NAMESPACE
 from treasury.keyring import keyring_from_settings
 from treasury.logs import configure_logging
 from treasury.priority import decisions_first

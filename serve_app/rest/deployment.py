@@ -13,10 +13,11 @@ from fastapi import FastAPI, Request
 from ray import serve
 from ray.serve import Application
 
-from actors.config_watcher import WATCHER_NAME, follow_if_live
-from actors.runtime import COORDINATOR_NAME, NAMESPACE, SCHEDULER_NAME, shard_handles
+from actors.config_watcher import follow_if_live
+from actors.system import shard_handles
 from serve_app.rest.api import Backend, build_app
 from serve_app.rest.autoscaling import LatencyWindow, P95LatencyPolicy
+from treasury.actor_names import CONFIG_WATCHER, COORDINATOR, NAMESPACE, VAR_SCHEDULER
 from treasury.keyring import keyring_from_settings
 from treasury.logs import configure_logging
 from treasury.metrics import ShardMetrics
@@ -52,7 +53,7 @@ class RayShards:
 
     async def metrics(self) -> list[ShardMetrics]:
         handles = list(self._all())
-        for name in (COORDINATOR_NAME, WATCHER_NAME):  # their config version (and the watcher's refusals)
+        for name in (COORDINATOR, CONFIG_WATCHER):  # their config version (and the watcher's refusals)
             try:
                 handles.append(ray.get_actor(name, namespace=NAMESPACE))
             except ValueError:
@@ -73,7 +74,7 @@ class RayRiskJobs:
     """VaR jobs run in the named scheduler actor, so a job outlives the request (and the replica)."""
 
     def _scheduler(self) -> Any:
-        return ray.get_actor(SCHEDULER_NAME, namespace=NAMESPACE)
+        return ray.get_actor(VAR_SCHEDULER, namespace=NAMESPACE)
 
     async def submit(self, accounts: list[str] | None, window: int | None, confidence: float) -> str:
         job_id: str = await self._scheduler().submit.remote(accounts, window, confidence)

@@ -22,9 +22,9 @@ import pytest
 import ray
 from ray import serve
 
-from actors.runtime import NAMESPACE
 from serve_app.rest.deployment import APP_NAME, DEPLOYMENT_NAME, deploy
 from tests.integration.conftest import free_port
+from treasury.actor_names import NAMESPACE
 from treasury.settings import RuntimeSettings
 
 pytestmark = pytest.mark.integration

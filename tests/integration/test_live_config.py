@@ -25,9 +25,9 @@ import pytest
 import ray
 from prometheus_client.parser import text_string_to_metric_families
 
-from actors.config_watcher import WATCHER_NAME, ConfigWatcher, follow_if_live, latest_update
+from actors.config_watcher import ConfigWatcher, follow_if_live, latest_update
 from actors.kafka_clients import CONSUMER_GROUP
-from actors.runtime import NAMESPACE, start_actors, stop_actors
+from actors.system import start_actors, stop_actors
 from devstack import stack as infra_stack
 from devstack.stack import StackInfo
 from schemas.balance_event import BalanceEvent, BalanceKind
@@ -37,6 +37,7 @@ from tests.conftest import stack_home_for_tests
 from tests.integration.conftest import new_accounts, register
 from tests.integration.kafka_tools import high_watermarks, produce_events, skip_to_end
 from tests.integration.test_ray_system import wait_for
+from treasury.actor_names import CONFIG_WATCHER, NAMESPACE
 from treasury.logs import JsonFormatter
 from treasury.settings import PolicyConfig, RuntimeSettings
 
@@ -217,7 +218,7 @@ async def test_a_consul_change_reaches_the_next_decision_and_a_bad_value_changes
     backend, client = replica
     shard = ray.get_actor("shard-0", namespace=NAMESPACE)
     coordinator = ray.get_actor("coordinator", namespace=NAMESPACE)
-    watcher = ray.get_actor(WATCHER_NAME, namespace=NAMESPACE)
+    watcher = ray.get_actor(CONFIG_WATCHER, namespace=NAMESPACE)
     start = (await watcher.stats.remote())["version"]
     assert start >= 1  # the watcher announced Consul's (seeded) configuration on start
 

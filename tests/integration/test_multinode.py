@@ -34,7 +34,6 @@ import yaml
 from ray.util.state import list_actors
 
 from actors.kafka_clients import CONSUMER_GROUP
-from actors.runtime import NAMESPACE, shard_name
 from devstack.common import pids_matching, wait_until
 from risk.history import load_history
 from risk.kernels import var_and_es
@@ -51,6 +50,7 @@ from tests.integration.test_ray_system import (
     ledger_orders,
     wait_for,
 )
+from treasury.actor_names import NAMESPACE, shard_name
 from treasury.settings import RuntimeSettings
 
 pytestmark = pytest.mark.integration

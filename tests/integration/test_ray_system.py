@@ -28,7 +28,7 @@ from ray import serve
 from actors.account_state import AccountState, Outcome
 from actors.kafka_clients import CONSUMER_GROUP
 from actors.policy import DecisionInputs, decide, observed_var_bps
-from actors.runtime import NAMESPACE, start_actors, stop_actors
+from actors.system import start_actors, stop_actors
 from actors.var_job import recompute
 from devstack import prometheus
 from risk.kernels import var_and_es
@@ -41,6 +41,7 @@ from storage.balances import BalanceRow
 from storage.var_results import VarResult
 from tests.integration.conftest import free_port, new_accounts, register
 from tests.integration.kafka_tools import high_watermarks, produce_events, read_from, skip_to_end
+from treasury.actor_names import NAMESPACE
 from treasury.metrics import RAY_SERVE_METRICS
 from treasury.settings import PolicyConfig, RuntimeSettings
 
