@@ -8,6 +8,7 @@ the Dockerfile and the manifest are linted for the things that bite in productio
 from __future__ import annotations
 
 import copy
+import fnmatch
 import re
 import shlex
 import tomllib
@@ -216,6 +217,18 @@ def test_dockerfile_runs_the_cli_as_a_non_root_user_from_a_pinned_slim_base() ->
     packages = PYPROJECT["tool"]["setuptools"]["packages"]["find"]["include"]
     assert {p.rstrip("*") for p in packages} <= copied and str(artifacts.LOCK) in copied
 
+
+
+def test_the_local_stack_stays_out_of_the_wheel_and_the_image() -> None:
+    """devstack/ starts Kafka, Postgres and the rest for development: never shipped, never copied."""
+    packages = PYPROJECT["tool"]["setuptools"]["packages"]["find"]["include"]
+    assert not any(fnmatch.fnmatch("devstack", pattern) for pattern in packages)
+    product = ("treasury", "schemas", "storage", "risk", "actors", "serve_app")
+    assert all(any(fnmatch.fnmatch(p, pattern) for pattern in packages) for p in product)
+    copied = {shlex.split(args)[0] for word, args in dockerfile() if word == "COPY"}
+    assert not any(path.startswith("devstack") for path in copied)
+    ignored = (ROOT / ".dockerignore").read_text(encoding="utf-8").split()
+    assert "devstack" in ignored
 
 def test_every_dependency_is_pinned_in_the_lock_within_its_bounds() -> None:
     pins = lock_pins()
