@@ -3,8 +3,10 @@
 The coordinator comes first (shards hand it orders), then the VaR scheduler (shards tell it which
 accounts closed), then the shards with both handles in their constructors, as Ray Serve's own
 composition examples pass handles, and last the config watcher. Parts started elsewhere (a Serve
-replica, ``var recompute`` in the CLI, a benchmark driver) find these actors by the names in
-``treasury.actor_names``; nothing looks up a name that this module did not create.
+replica, a benchmark driver) find these actors by the names in ``treasury.actor_names``, and so does
+the VaR job (``actors.var_job.push_to_shards``): it runs in the scheduler and in the CLI's ``var
+recompute`` alike, and the scheduler must exist before the shards that signal it, so it cannot be
+handed theirs. Nothing looks up a name that this module did not create.
 """
 
 from __future__ import annotations
