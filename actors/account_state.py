@@ -1,7 +1,7 @@
-"""Live state of one account and how a balance event moves it. Pure, so it is unit tested.
+"""Live state of one account, how a balance event moves it, and the decision inputs it gives.
 
-A shard holds one ``AccountState`` per account it has seen; the state is rebuilt from the
-ledger after a restart, so nothing here needs to survive a crash.
+Pure, so it is unit tested. A shard holds one ``AccountState`` per account it has seen; the state
+is rebuilt from the ledger after a restart, so nothing here needs to survive a crash.
 """
 
 from __future__ import annotations
@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
+from typing import Final, Literal
 
+from actors.policy import DecisionInputs, observed_var_bps
 from schemas.balance_event import BalanceEvent
 from storage.accounts import Account
 from storage.orders import OpenOrder
@@ -64,9 +66,9 @@ class AccountState:
             self.last_projection_usd = event.projected_outflows_24h_usd
         return Outcome.APPLIED
 
-    def projection(self, event: BalanceEvent) -> tuple[Decimal | None, str]:
+    def projection(self, event: BalanceEvent | None) -> tuple[Decimal | None, str]:
         """The event's own 24 h outflow forecast, else the latest one the account's feed sent."""
-        if event.projected_outflows_24h_usd is not None:
+        if event is not None and event.projected_outflows_24h_usd is not None:
             return event.projected_outflows_24h_usd, "event"
         if self.last_projection_usd is not None:
             return self.last_projection_usd, "last_seen"
@@ -82,3 +84,40 @@ def pending_sweeps(orders: Iterable[OpenOrder], balance_as_of: datetime) -> Deci
         ):
             total += order.amount_usd
     return total
+
+
+# ``decision_inputs(var_bps=OBSERVED)``: the state's own VaR over its available balance.
+OBSERVED: Final = "observed"
+
+
+def decision_inputs(
+    state: AccountState,
+    event: BalanceEvent | None,
+    *,
+    pending_sweeps_usd: Decimal,
+    now: datetime,
+    var_bps: float | Literal["observed"] | None = OBSERVED,
+) -> DecisionInputs:
+    """The policy's inputs for ``state`` as ``event`` left it: the one place they are put together.
+
+    The shard, the ``decide`` command and the tests all call this, so an input added to the policy,
+    or a rule changed for one (the VaR in bps: ``observed_var_bps``), changes for all of them at once.
+    ``event`` is the event being decided (its own projection comes first); ``None`` for a what-if.
+    ``var_bps`` is the state's observed figure unless a what-if states one: the ``decide`` command
+    takes it in bps, as the policy does, and converting it to dollars and back could move a figure
+    that sits exactly on the limit.
+    """
+    if state.available_usd is None:
+        raise ValueError(f"account {state.account.account_id!r} has no available balance to decide on")
+    projection, source = state.projection(event)
+    return DecisionInputs(
+        available_usd=state.available_usd,
+        eod_projection_usd=projection,
+        var_bps=observed_var_bps(state.var_usd, state.available_usd) if isinstance(var_bps, str) else var_bps,
+        now=now,
+        pending_sweeps_usd=pending_sweeps_usd,
+        min_balance_usd=state.account.min_balance_usd,
+        esg=state.account.esg_pref,
+        var_history_days=state.var_days,
+        projection_source=source,
+    )

@@ -62,6 +62,15 @@ class Coordinator:
         self._write_lock = asyncio.Lock()
         self._delivered: deque[str] = deque()
         self._undelivered: deque[tuple[str, str]] = deque()
+        # order_id -> row: produced, delivery report not yet settled. Bounded without a cap of its
+        # own: an entry is made only once produce() has accepted the message into librdkafka's local
+        # queue, which holds at most queue.buffering.max.messages (100,000 by default; beyond it
+        # produce() raises BufferError and no entry is made), and every accepted message gets
+        # exactly one delivery report within message.timeout.ms (5 min by default), success or
+        # failure. ``settle`` removes the entry on either report (a failed one is produced again:
+        # still one entry). So it holds the orders the broker has not acknowledged yet and those
+        # whose reports the next ``settle`` marks SENT: about one local queue's worth at most,
+        # never one per order ever made.
         self._in_flight: dict[str, asyncpg.Record] = {}
         # decision_key -> when: orders of a submit that raised, which may have committed anyway.
         self._in_doubt: dict[str, float] = {}
@@ -142,7 +151,6 @@ class Coordinator:
             order_id = row["order_id"]
             if order_id in self._in_flight:
                 continue
-            self._in_flight[order_id] = row
             payload = row["payload"]
             self._producer.produce(
                 SWEEP_INTENT.name,
@@ -154,6 +162,9 @@ class Coordinator:
                 ),
                 on_delivery=self._on_delivery,
             )
+            # Only once produce() accepted it: a message it refused gets no delivery report, so
+            # its entry would never leave (and would keep this process from publishing it again).
+            self._in_flight[order_id] = row
             crash_point("coordinator_after_produce")
 
     def _on_delivery(self, err: KafkaError | None, msg: Message) -> None:

@@ -89,7 +89,11 @@ class Decision:
 
 
 def observed_var_bps(var_usd: float | None, available_usd: Decimal) -> float | None:
-    """DESIGN 3: VaR over the available balance in bps; a non-positive balance is a breach."""
+    """DESIGN 3: VaR over the available balance in bps; a non-positive balance is a breach.
+
+    The one rule for the figure: decisions, cash positions, the metrics and the ``var_bps`` a VaR
+    recompute stores (``actors.var_job``) all call this, so a stored figure equals the decided one.
+    """
     if var_usd is None:
         return None
     if available_usd <= 0:

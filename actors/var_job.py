@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import ray
 
+from actors.policy import observed_var_bps
 from actors.runtime import NAMESPACE, shard_name
 from risk.history import FlowHistory, build_matrix, load_history
 from risk.kernels import var_and_es
@@ -98,7 +99,9 @@ def _row(account: str, last: Any, window: int, confidence: float, days: int, var
     var_usd = None if math.isnan(var) else Decimal(repr(round(float(var), 4)))
     es_usd = None if math.isnan(es) else Decimal(repr(round(float(es), 4)))
     avail = position["avail_usd"] if position is not None else None
-    bps = float(var) / float(avail) * 10_000 if var_usd is not None and avail and avail > 0 else None
+    # The very figure a decision on this balance uses (the shard holds var_usd as stored, to 4 dp),
+    # by the one rule: a non-positive balance is a breach. No balance yet: nothing to compare, None.
+    bps = None if var_usd is None or avail is None else observed_var_bps(float(var_usd), avail)
     as_of = last.astype(date) if isinstance(last, np.datetime64) else (last or datetime.now(UTC).date())
     return VarResult(account, as_of, window, Decimal(str(confidence)), days, var_usd, bps, es_usd)
 

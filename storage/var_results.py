@@ -18,6 +18,9 @@ class VarResult:
     confidence: Decimal
     days: int
     var_usd: Decimal | None
+    # ``double precision``, nullable (001_ledger.sql): the figure the decisions use for this VaR
+    # over the account's newest balance (``actors.policy.observed_var_bps``; a non-positive balance
+    # is a breach, stored as its cap). None: no VaR, or no available balance to compare it with.
     var_bps: float | None
     es_usd: Decimal | None
 

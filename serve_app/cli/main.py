@@ -175,23 +175,20 @@ def _infra(args: argparse.Namespace) -> int:
 
 
 def _decide(args: argparse.Namespace) -> int:
-    from actors.policy import DecisionInputs, decide
+    from actors.account_state import AccountState, decision_inputs
+    from actors.policy import decide
+    from storage.accounts import Account
     from treasury.clock import iso_z, utc_now
     from treasury.money import fmt
     from treasury.settings import policy_from_env
 
     config = policy_from_env()
     now = args.now or utc_now()
+    # The what-if account, through the same assembly of inputs as a shard's; VaR is given in bps.
+    what_if = AccountState(Account("what-if", esg_pref=args.esg, min_balance_usd=args.min_balance),
+                           available_usd=args.available, last_projection_usd=args.projection)
     d = decide(
-        DecisionInputs(
-            available_usd=args.available,
-            eod_projection_usd=args.projection,
-            var_bps=args.var_bps,
-            now=now,
-            pending_sweeps_usd=args.pending,
-            min_balance_usd=args.min_balance,
-            esg=args.esg,
-        ),
+        decision_inputs(what_if, None, pending_sweeps_usd=args.pending, now=now, var_bps=args.var_bps),
         config,
     )
     print(json.dumps({

@@ -25,9 +25,9 @@ import pytest
 import ray
 from ray import serve
 
-from actors.account_state import AccountState, Outcome
+from actors.account_state import AccountState, Outcome, decision_inputs
 from actors.kafka_clients import CONSUMER_GROUP
-from actors.policy import DecisionInputs, decide, observed_var_bps
+from actors.policy import decide, observed_var_bps
 from actors.system import start_actors, stop_actors
 from actors.var_job import recompute
 from devstack import prometheus
@@ -119,10 +119,7 @@ def expected_orders(accounts: list[Account], events: list[BalanceEvent]) -> dict
         st = states[ev.account_id]
         if st.apply(ev) is not Outcome.APPLIED or st.available_usd is None:
             continue
-        projection, _ = st.projection(ev)
-        d = decide(DecisionInputs(st.available_usd, projection, observed_var_bps(st.var_usd, st.available_usd), now,
-                                  pending[ev.account_id], st.account.min_balance_usd, st.account.esg_pref),
-                   PolicyConfig())
+        d = decide(decision_inputs(st, ev, pending_sweeps_usd=pending[ev.account_id], now=now), PolicyConfig())
         if d.order and d.product:
             out[f"{ev.account_id}:{ev.event_id}"] = (d.product.value, d.amount_usd)
             pending[ev.account_id] += d.amount_usd
@@ -332,6 +329,9 @@ async def test_recomputed_var_above_the_limit_turns_the_next_order_into_fed_rrp(
     assert summary.as_dict() == {"accounts": 1, "with_var": 1, "short_history": 1, "pushed": 1}
     stored = (await var_results.latest(pool, [a.account_id]))[a.account_id]
     assert (stored.var_usd, stored.es_usd, stored.days) == (Decimal("300000.0000"), Decimal("300000.0000"), 39)
+    # stored against the newest balance (10,000,000) by the rule the decisions use: 300 bps
+    assert stored.var_usd is not None
+    assert stored.var_bps == observed_var_bps(float(stored.var_usd), Decimal(10_000_000)) == pytest.approx(300.0)
 
     produce_events(system.settings.kafka_bootstrap, [BalanceEvent(
         event_id="v2", account_id=a.account_id, as_of_ts=t0 + timedelta(minutes=5), kind=BalanceKind.INTRADAY,

@@ -3,7 +3,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-from actors.account_state import AccountState, Outcome, pending_sweeps
+import pytest
+
+from actors.account_state import AccountState, Outcome, decision_inputs, pending_sweeps
+from actors.policy import BREACH_BPS_CAP
 from schemas.balance_event import BalanceEvent, BalanceKind
 from storage.accounts import Account
 from storage.orders import OpenOrder
@@ -54,3 +57,25 @@ def test_pending_sweeps_counts_unsettled_orders_only() -> None:
         OpenOrder("A1", Decimal("160"), "FAILED", None),
     ]
     assert pending_sweeps(orders, T0) == Decimal("70")
+
+
+def test_decision_inputs_come_from_the_state_as_the_event_left_it() -> None:
+    s = AccountState(Account("A1", esg_pref=True, min_balance_usd=Decimal("7")), var_usd=800.0, var_days=42)
+    e = event("e1", T0, "1000000", projected_outflows_24h_usd=Decimal("5"))
+    s.apply(e)
+    i = decision_inputs(s, e, pending_sweeps_usd=Decimal("3"), now=T0)
+    assert (i.available_usd, i.eod_projection_usd, i.projection_source) == (Decimal("1000000"), Decimal("5"), "event")
+    assert i.var_bps == pytest.approx(8.0) and i.var_history_days == 42 and i.now == T0
+    assert (i.pending_sweeps_usd, i.min_balance_usd, i.esg) == (Decimal("3"), Decimal("7"), True)
+    later = event("e2", T0 + timedelta(minutes=1), "-1")
+    s.apply(later)
+    overdrawn = decision_inputs(s, later, pending_sweeps_usd=Decimal(0), now=T0)
+    assert overdrawn.var_bps == BREACH_BPS_CAP and overdrawn.projection_source == "last_seen"
+
+
+def test_decision_inputs_of_a_what_if_take_the_var_in_bps_as_given() -> None:
+    s = AccountState(Account("A1"), available_usd=Decimal("100"), last_projection_usd=Decimal("1"), var_usd=1e9)
+    assert decision_inputs(s, None, pending_sweeps_usd=Decimal(0), now=T0, var_bps=10.0).var_bps == 10.0
+    assert decision_inputs(s, None, pending_sweeps_usd=Decimal(0), now=T0, var_bps=None).var_bps is None
+    with pytest.raises(ValueError, match="no available balance"):
+        decision_inputs(AccountState(Account("A1")), None, pending_sweeps_usd=Decimal(0), now=T0)

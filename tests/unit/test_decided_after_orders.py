@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from actors.shard import decided_after_orders
+from actors.batch_plan import decided_after_orders
 
 
 def pending(account: str, event: str, order: bool) -> SimpleNamespace:

@@ -1,0 +1,322 @@
+"""A shard's batch, planned without any I/O: validate -> known accounts -> plan (actors/batch_plan.py).
+
+Kafka messages are built in memory (``confluent_kafka.Message`` takes keyword arguments), the
+ledger is a ``LedgerView`` literal, the clocks and the order ids are fixed: what a batch will
+write, submit, publish, dead-letter and commit is asserted on the returned plan alone.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from confluent_kafka import Message
+
+from actors.account_state import AccountState, Outcome
+from actors.batch_plan import (
+    MAX_EVENT_BYTES,
+    BatchPlan,
+    Incoming,
+    LedgerView,
+    Rejected,
+    commit_offsets,
+    dead_letter_message,
+    known_only,
+    ledger_query,
+    plan_batch,
+    position_message,
+    state_from_ledger,
+    validate,
+)
+from actors.kafka_clients import Headers
+from actors.policy import BREACH_BPS_CAP, Decision, DecisionInputs, decide
+from schemas.balance_event import BalanceCode, BalanceEvent, BalanceKind
+from schemas.errors import MessageRejected
+from storage.accounts import Account
+from storage.orders import OpenOrder
+from storage.var_results import VarResult
+from treasury.order_status import OrderStatus
+from treasury.settings import PolicyConfig
+
+T0 = datetime(2025, 6, 10, 12, tzinfo=UTC)
+NOW = datetime(2025, 6, 10, 19, 42, 11, tzinfo=UTC)
+CONFIG = PolicyConfig()
+ACCOUNT = Account("A1", min_balance_usd=Decimal("1000000"), aml_tags={"risk": "low"})
+NO_LEDGER = LedgerView({}, [])
+
+
+def event(event_id: str, available: str | None = "10000000", at: datetime = T0, account: str = "A1",
+          **kw: object) -> BalanceEvent:
+    return BalanceEvent(event_id=event_id, account_id=account, as_of_ts=at, kind=BalanceKind.INTRADAY,
+                        available_usd=None if available is None else Decimal(available),
+                        projected_outflows_24h_usd=Decimal("2000000"), **kw)
+
+
+def message(body: BalanceEvent | bytes, offset: int = 0, partition: int = 0, key: bytes | None = None,
+            headers: Headers | None = None) -> Message:
+    value = body if isinstance(body, bytes) else body.model_dump_json(exclude_none=True).encode()
+    if key is None and isinstance(body, BalanceEvent):
+        key = body.account_id.encode()
+    return Message(topic="balance_events", partition=partition, offset=offset, key=key, value=value,
+                   headers=headers or [("trace_id", b"trace-1")], timestamp=(1, 1_000))
+
+
+def incoming(*events: BalanceEvent) -> tuple[list[Incoming], list[Message]]:
+    msgs = [message(e, offset=i) for i, e in enumerate(events)]
+    valid, rejects = validate(msgs)
+    assert rejects == []
+    return valid, msgs
+
+
+def state(var_usd: float | None = 8000.0, account: Account = ACCOUNT, **kw: object) -> AccountState:
+    return AccountState(account, var_usd=var_usd, var_days=250 if var_usd is not None else None, **kw)  # type: ignore[arg-type]
+
+
+def plan(events: list[Incoming], msgs: list[Message], states: dict[str, AccountState],
+         ledger: LedgerView = NO_LEDGER, rejected: list[Rejected] | None = None, **kw: object) -> BatchPlan:
+    ids = (f"order-{n}" for n in itertools.count(1))
+    return plan_batch(events, rejected or [], states, ledger, msgs, CONFIG, clock=lambda: NOW, received=2.0,
+                      wall=lambda: 3.0, new_id=lambda: next(ids), **kw)  # type: ignore[arg-type]
+
+
+# -- validate ---------------------------------------------------------------------------------
+def test_a_valid_event_keeps_its_source_and_the_trace_of_its_headers() -> None:
+    [item], _ = incoming(event("e1"))
+    assert item.event.event_id == "e1" and item.trace_id == "trace-1"
+    assert item.source["available_usd"] == "10000000" and item.key == ("A1", "e1")
+
+
+@pytest.mark.parametrize(("msg", "field", "reason"), [
+    (message(b"{not json"), "$", "malformed JSON"),
+    (message(event("e1"), key=b"B9"), "account_id", "does not match the message key"),
+    (message(event("e1", currency="EUR")), "currency", "only USD accounts"),
+    (message(b"x" * (MAX_EVENT_BYTES + 1), key=b"A1"), "$", "a balance event may be at most"),
+    (message(event("e1"), headers=[("schema_version", b"balance_event/9.0.0")]), "schema_version", "not a version"),
+])
+def test_invalid_messages_are_refused_with_the_field_and_reason(msg: Message, field: str, reason: str) -> None:
+    valid, [rejected] = validate([msg])
+    assert valid == [] and rejected.msg is msg
+    assert rejected.error.field == field and reason in rejected.error.reason
+
+
+def test_unknown_accounts_become_dead_letters() -> None:
+    events, _ = incoming(event("e1"), event("b1", account="B9"))
+    keep, [unknown] = known_only(events, {"A1"})
+    assert [i.key for i in keep] == [("A1", "e1")]
+    assert unknown.error.field == "account_id" and "unknown account 'B9'" in unknown.error.reason
+
+
+def test_the_ledger_query_names_the_events_the_accounts_and_the_oldest_balance() -> None:
+    events, _ = incoming(event("e2", at=T0 + timedelta(hours=1)), event("e1"), event("b1", account="B1"))
+    query = ledger_query(events, clock=lambda: NOW)
+    assert query.keys == [("A1", "e2"), ("A1", "e1"), ("B1", "b1")]
+    assert query.accounts == ["A1", "B1"] and query.earliest == T0
+    assert ledger_query([], clock=lambda: NOW).earliest == NOW
+
+
+# -- plan -------------------------------------------------------------------------------------
+def test_an_order_is_planned_with_its_row_position_and_offsets() -> None:
+    events, msgs = incoming(event("e1"))
+    before = state()
+    p = plan(events, msgs, {"A1": before})
+    # excess 10,000,000 - 1,000,000 = 9,000,000; buffer 0.30 x 2,000,000; 8 bps: T-bills
+    [order] = p.orders
+    assert (order.order_id, order.decision_key, order.product, order.amount_usd) == \
+        ("order-1", "A1:e1", "TBILL_4W", Decimal("8400000.0000"))
+    assert order.payload["risk_checks"] == {"var_limit_bps": 10.0, "observed_var_bps": pytest.approx(8.0),
+                                            "var_history_days": 250}
+    assert order.payload["aml_tags"] == {"risk": "low"} and order.trace_id == "trace-1" and order.created_ts == NOW
+    assert order.decision["reason"] == "within_limit" and order.decision["inputs"]["projection_source"] == "event"
+    [row] = p.rows
+    assert not row.decided and p.deferred == {("A1", "e1")}  # decided once the order is durable
+    assert row.applied and row.document == {**events[0].source, "trace_id": "trace-1"}
+    assert row.context == "balance:A1:e1" and row.row({"ciphertext": "x"}).raw_event == {"ciphertext": "x"}
+    [position] = p.positions
+    assert position.pending_sweeps_usd == Decimal("8400000.0000") and position.var_bps == pytest.approx(8.0)
+    assert position.excess_usd == Decimal("600000.0000") and position.updated_ts == NOW
+    assert p.offsets == {0: 1} and p.dead_letters == [] and p.closes == []
+    assert p.stats.orders == 1 and p.stats.outcomes == {Outcome.APPLIED: 1, Outcome.INVALID: 0}
+    assert p.stats.swept_usd == {"TBILL_4W": Decimal("8400000.0000")}
+    assert p.stats.decision_latency_s == [2.0] and p.stats.consume_latency_s == [1.0]  # produced at 1 s
+    # the plan works on copies: the shard's cache changes only when it takes the plan's states
+    assert before.available_usd is None and p.states["A1"].available_usd == Decimal("10000000")
+
+
+def test_no_order_means_rows_decided_at_insert() -> None:
+    events, msgs = incoming(event("e1", available="1500000"))  # excess 500,000 - buffer 600,000 = 0
+    p = plan(events, msgs, {"A1": state(var_usd=100.0)})
+    assert p.orders == [] and p.deferred == set() and [r.decided for r in p.rows] == [True]
+    assert p.work[0].decision is not None and p.work[0].decision.reason == "no_excess"
+    assert p.positions[0].pending_sweeps_usd == 0
+
+
+def test_duplicates_in_the_batch_and_in_the_ledger_are_counted_not_stored() -> None:
+    events, msgs = incoming(event("e1"), event("e1"), event("old"))
+    ledger = LedgerView({("A1", "old"): (41, True)}, [])
+    p = plan(events, msgs, {"A1": state()}, ledger)
+    assert [w.key for w in p.work] == [("A1", "e1")] and len(p.orders) == 1
+    assert p.stats.outcomes[Outcome.DUPLICATE] == 2
+    assert p.offsets == {0: 3}  # duplicates are consumed all the same
+
+
+def test_a_row_stored_but_undecided_is_decided_again_not_stored_again() -> None:
+    events, msgs = incoming(event("e1"))
+    p = plan(events, msgs, {"A1": state()}, LedgerView({("A1", "e1"): (41, False)}, []))
+    assert p.rows == [] and p.redecided_row_ids == [41]
+    [order] = p.orders
+    assert order.decision_key == "A1:e1"  # the same key as the crashed attempt's: the ledger keeps one
+    assert p.rows_to_mark_decided({}) == [41]
+
+
+def test_rows_marked_decided_after_the_orders_are_the_deferred_inserts_and_the_redecided() -> None:
+    events, msgs = incoming(event("e1"), event("e2", available="10100000", at=T0 + timedelta(minutes=1)),
+                            event("b1", available="50000", account="B1"))  # below MIN_SWEEP_USD: no order
+    p = plan(events, msgs, {"A1": state(), "B1": state(account=Account("B1"), var_usd=None)},
+             LedgerView({("A1", "e2"): (7, False)}, []))
+    assert p.deferred == {("A1", "e1"), ("A1", "e2")}
+    inserted = {("A1", "e1"): 5, ("B1", "b1"): 6}
+    assert p.rows_to_mark_decided(inserted) == [5, 7]
+    assert {(r.event.event_id, r.decided) for r in p.rows} == {("e1", False), ("b1", True)}
+
+
+def test_a_stale_event_is_stored_but_not_applied_nor_decided() -> None:
+    events, msgs = incoming(event("new", at=T0 + timedelta(hours=1)), event("late", available="99999999"))
+    p = plan(events, msgs, {"A1": state()})
+    assert [w.outcome for w in p.work] == [Outcome.APPLIED, Outcome.STALE]
+    assert p.work[1].decision is None and len(p.orders) == 1
+    assert [r.applied for r in p.rows] == [True, False]
+    assert p.states["A1"].available_usd == Decimal("10000000") and p.positions[0].source_event_id == "new"
+
+
+def test_an_order_of_the_batch_is_pending_for_the_later_events_of_its_account() -> None:
+    events, msgs = incoming(event("e1"), event("e2", available="10500000", at=T0 + timedelta(minutes=1)))
+    p = plan(events, msgs, {"A1": state()})
+    assert [o.amount_usd for o in p.orders] == [Decimal("8400000.0000"), Decimal("500000.0000")]
+    assert p.positions[0].pending_sweeps_usd == Decimal("8900000.0000")
+
+
+def test_open_orders_in_the_ledger_are_pending_sweeps() -> None:
+    events, msgs = incoming(event("e1"))
+    open_orders = [OpenOrder("A1", Decimal("8000000"), OrderStatus.SENT, None),
+                   OpenOrder("A1", Decimal("1"), OrderStatus.ACK, T0 - timedelta(hours=1))]  # acked before: booked
+    p = plan(events, msgs, {"A1": state()}, LedgerView({}, open_orders))
+    assert p.orders[0].amount_usd == Decimal("400000.0000")
+
+
+def test_a_var_breach_and_an_unknown_var_go_overnight() -> None:
+    events, msgs = incoming(event("e1"), event("b1", account="B1"))
+    p = plan(events, msgs, {"A1": state(var_usd=20000.0), "B1": state(account=Account("B1"), var_usd=None)})
+    assert [(o.product, o.amount_usd) for o in p.orders] == [("FED_RRP", Decimal("9000000.0000")),
+                                                              ("FED_RRP", Decimal("10000000.0000"))]
+    assert p.orders[1].payload["risk_checks"]["observed_var_bps"] is None
+
+
+def test_an_event_that_cannot_be_decided_is_dead_lettered_and_still_stored() -> None:
+    events, msgs = incoming(event("bad", available="666", account="B1"), event("e1"))
+
+    def flaky(inputs: DecisionInputs, config: PolicyConfig) -> Decision:
+        if inputs.available_usd == Decimal("666"):
+            raise ArithmeticError("simulated defect")
+        return decide(inputs, config)
+
+    early = Rejected(msgs[0], MessageRejected("$", "found before planning"))
+    p = plan(events, msgs, {"A1": state(), "B1": state(account=Account("B1"))}, rejected=[early], policy=flaky)
+    first, failed = p.dead_letters
+    assert first is early and failed.msg is msgs[0]
+    assert "simulated defect" in failed.error.reason and failed.error.field == "$"
+    assert [o.decision_key for o in p.orders] == ["A1:e1"]
+    assert [r.event.event_id for r in p.rows] == ["bad", "e1"] and p.work[0].decision is None
+    assert p.stats.outcomes[Outcome.INVALID] == 2 and p.stats.outcomes[Outcome.APPLIED] == 2
+
+
+def test_a_booked_only_close_applies_without_a_decision_and_asks_for_var() -> None:
+    close = event("c1", available=None, booked_usd=Decimal("9000000"), balance_code=BalanceCode.CLBD)
+    events, msgs = incoming(close)
+    p = plan(events, msgs, {"A1": state()})
+    assert p.closes == ["A1"] and p.orders == [] and p.work[0].decision is None
+    assert p.positions == []  # no available balance yet: nothing to publish
+    assert p.states["A1"].booked_usd == Decimal("9000000")
+
+
+def test_one_position_per_account_the_newest() -> None:
+    events, msgs = incoming(event("e1", available="1500000"), event("e2", available="1600000",
+                                                                   at=T0 + timedelta(minutes=1)))
+    [position] = plan(events, msgs, {"A1": state()}).positions
+    assert position.source_event_id == "e2" and position.available_usd == Decimal("1600000")
+    out = position_message(position)
+    assert out.topic == "cash_positions" and out.key == b"A1" and out.headers == [("trace_id", b"trace-1")]
+    assert json.loads(out.value or b"")["available_usd"] == "1600000"
+
+
+def test_offsets_are_the_last_offset_plus_one_per_partition() -> None:
+    msgs = [message(event("a"), offset=3), message(event("b"), offset=7), message(event("c"), offset=5),
+            message(event("d"), offset=10, partition=2)]
+    assert commit_offsets(msgs) == {0: 8, 2: 11}
+    assert commit_offsets([]) == {}
+
+
+def test_offsets_cover_the_dead_letters_too() -> None:
+    good = message(event("e1"), offset=4)
+    bad = message(b"{", offset=9, key=b"A1")
+    events, rejected = validate([good, bad])
+    p = plan(events, [good, bad], {"A1": state()}, rejected=rejected)
+    assert p.offsets == {0: 10} and [d.msg for d in p.dead_letters] == [bad]
+
+
+def test_a_dead_letter_carries_the_reason_and_where_it_came_from() -> None:
+    msg = message(b"{", offset=9, partition=3, key=b"A1")
+    out = dead_letter_message(Rejected(msg, MessageRejected("$", "malformed JSON")))
+    headers = dict(out.headers)
+    assert out.topic == "balance_events.dlq" and out.key == b"A1" and out.value == b"{"
+    assert headers["error_field"] == b"$" and headers["error_reason"] == b"malformed JSON"
+    assert (headers["source_partition"], headers["source_offset"], headers["trace_id"]) == (b"3", b"9", b"trace-1")
+
+
+def test_a_dead_letter_too_large_keeps_the_evidence_not_the_payload() -> None:
+    msg = message(b"x" * (MAX_EVENT_BYTES + 10), key=b"A1")
+    out = dead_letter_message(Rejected(msg, MessageRejected("$", "too large")))
+    headers = dict(out.headers)
+    assert len(out.value or b"") == MAX_EVENT_BYTES and "trace_id" not in headers
+    original = headers["original_bytes"]
+    assert isinstance(original, bytes) and int(original) > MAX_EVENT_BYTES
+
+
+def test_state_from_the_ledger() -> None:
+    position = {"avail_usd": Decimal("5"), "booked_usd": Decimal("4"), "as_of_ts": T0, "event_id": "e9"}
+    risk = _var_row(Decimal("5"))
+    s = state_from_ledger(ACCOUNT, position, Decimal("2"), risk)
+    assert (s.available_usd, s.booked_usd, s.as_of_ts, s.last_event_id) == (Decimal("5"), Decimal("4"), T0, "e9")
+    assert s.last_projection_usd == Decimal("2") and s.var_usd == pytest.approx(300000.1235) and s.var_days == 250
+    empty = state_from_ledger(ACCOUNT, None, None, None)
+    assert empty.available_usd is None and empty.var_usd is None
+
+
+# -- one VaR in bps: stored by the VaR job, used by the decision --------------------------------
+def _var_row(available: Decimal) -> VarResult:
+    from actors.var_job import _row
+
+    return _row("A1", date(2025, 6, 9), 250, 0.99, 250, 300000.123456, 350000.0, {"avail_usd": available})
+
+
+@pytest.mark.parametrize("available", ["10000000", "123456.78", "0", "-250000"])
+def test_the_stored_var_bps_is_the_decided_one_overdrawn_account_included(available: str) -> None:
+    stored = _var_row(Decimal(available))
+    # the shard loads the stored result as it would after a restart, then decides on that balance
+    loaded = state_from_ledger(ACCOUNT, None, None, stored)
+    events, msgs = incoming(event("e1", available=available))
+    [work] = plan(events, msgs, {"A1": loaded}).work
+    assert work.decision is not None
+    assert stored.var_bps is not None and stored.var_bps == work.decision.observed_var_bps
+    if Decimal(available) <= 0:
+        assert stored.var_bps == BREACH_BPS_CAP  # a non-positive balance is a breach, stored as one
+
+
+def test_no_balance_no_stored_var_bps() -> None:
+    from actors.var_job import _row
+
+    assert _row("A1", date(2025, 6, 9), 250, 0.99, 250, 1000.0, 1000.0, None).var_bps is None
+    assert _row("A1", date(2025, 6, 9), 250, 0.99, 3, float("nan"), float("nan"), {"avail_usd": Decimal(5)}).var_bps \
+        is None
