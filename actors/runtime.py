@@ -2,10 +2,11 @@
 
 The actors are thin: all behaviour lives in ``ShardWorker`` and ``Coordinator`` (tested
 in-process against the real Kafka and Postgres); these wrappers give them a process, a name an
-operator finds on the dashboard, and restarts. ``actors.system`` creates them and hands each the
-handles of the actors it calls (a shard gets the coordinator's and the VaR scheduler's). ``max_restarts=-1`` brings a crashed actor back
+operator finds on the dashboard, and restarts. ``max_restarts=-1`` brings a crashed actor back
 and ``max_task_retries=-1`` re-issues its long-running ``run`` call, so a restarted shard
 rebuilds from the ledger and resumes at its committed offsets without anyone intervening.
+``actors.system`` creates them and hands each the handles of the actors it calls (a shard gets
+the coordinator's and the VaR scheduler's).
 """
 
 from __future__ import annotations

@@ -20,7 +20,6 @@ import numpy as np
 import ray
 
 from actors.policy import observed_var_bps
-from actors.runtime import NAMESPACE, shard_name
 from risk.history import FlowHistory, build_matrix, load_history
 from risk.kernels import var_and_es
 from risk.pool import DEFAULT_CHUNK_ROWS, VarPool
@@ -28,6 +27,7 @@ from storage import balances, var_results
 from storage.db import Executor
 from storage.history import closing_flows
 from storage.var_results import VarResult
+from treasury.actor_names import NAMESPACE, shard_name
 
 
 @dataclass(frozen=True)
