@@ -172,9 +172,14 @@ class AsyncProducer:
         return await asyncio.wait_for(done, self._timeout)
 
     def close(self) -> None:
+        """Deliver what is queued, then release the client at once: its owner may live on (FastAPI's
+        route caches keep a Backend), and a live client reconnects to a stopped broker, logging each
+        failure. One that could not deliver is left to its last reference: ``close()`` would wait out
+        ``message.timeout.ms`` for the broker."""
         self._stop.set()
         self._thread.join(timeout=5)
-        self._inner.flush(5)
+        if self._inner.flush(5) == 0:
+            self._inner.close()
 
 
 def _settle(done: asyncio.Future[Message], err: KafkaError | None, msg: Message) -> None:

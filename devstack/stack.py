@@ -15,7 +15,7 @@ import os
 import shlex
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -51,6 +51,7 @@ __all__ = [
     "kill_kafka",
     "kill_postgres",
     "main",
+    "recorded_env",
     "restart_kafka",
     "restart_postgres",
     "status",
@@ -132,9 +133,10 @@ class State:
 # ------------------------------------------------------------------------------------------ home & state
 
 
-def default_home() -> Path:
-    """TREASURY_STACK_HOME, else the repo's git-ignored `.stack/dev`."""
-    return Path(os.environ.get("TREASURY_STACK_HOME", str(REPO_ROOT / ".stack" / "dev")))
+def default_home(environ: Mapping[str, str] | None = None) -> Path:
+    """TREASURY_STACK_HOME (of ``environ``, default the process's), else the repo's git-ignored `.stack/dev`."""
+    env = os.environ if environ is None else environ
+    return Path(env.get("TREASURY_STACK_HOME", str(REPO_ROOT / ".stack" / "dev")))
 
 
 def _resolve(home: Path | None) -> Path:
@@ -176,6 +178,28 @@ def load_state(home: Path) -> State:
         return parse_state((home / STATE_FILE).read_text())
     except OSError:
         return State()
+
+
+def recorded_env(home: Path | None = None) -> dict[str, str]:
+    """StackInfo.env's variables for the parts state.json records, for commands run in another terminal.
+
+    Read without the lock and without starting anything, so a CLI call costs a file read. Ports are
+    kept across restarts, so a recorded address is where the part answers when it runs, and the one
+    to name when it does not. Consul only while it runs: it is optional and its ports change per start.
+    """
+    home = _resolve(home)
+    state = load_state(home)
+    env: dict[str, str] = {}
+    if state.kafka.port is not None:
+        env["KAFKA_BOOTSTRAP"] = kafka.bootstrap(state.kafka.port)
+    if state.postgres.port is not None:
+        env["DATABASE_URL"] = postgres.dsn(state.postgres.port)
+    if state.openbao.port is not None:
+        env["VAULT_ADDR"] = openbao.address(state.openbao.port)
+        env["VAULT_TOKEN_FILE"] = str(openbao.paths(home).token)
+    if state.consul.port is not None and consul.is_ours(state.consul.pid, consul.paths(home)):
+        env["CONSUL_HTTP_ADDR"] = consul.http_addr(state.consul.port)
+    return env
 
 
 def save_state(home: Path, state: State) -> None:

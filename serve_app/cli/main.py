@@ -203,12 +203,13 @@ def _decide(args: argparse.Namespace) -> int:
 
 
 def _accounts(args: argparse.Namespace) -> int:
+    from serve_app.cli.stack_fallback import open_pool, resolve
     from storage import accounts
-    from storage.db import create_pool
-    from treasury.settings import RuntimeSettings
+
+    where = resolve()
 
     async def go() -> int:
-        pool = await create_pool(RuntimeSettings.from_env().database_url, max_size=1)
+        pool = await open_pool(where, max_size=1)
         try:
             if args.action == "add":
                 await accounts.upsert(pool, [accounts.Account(args.account_id, args.esg, args.min_balance,
@@ -251,14 +252,14 @@ def _ingest(args: argparse.Namespace) -> int:
 async def _send(events: list[BalanceEvent]) -> int:
     from actors import kafka_clients
     from schemas.errors import MessageRejected
+    from serve_app.cli.stack_fallback import open_pool, require_kafka, resolve
     from serve_app.ingest import check_ingestible
     from serve_app.job.simulator import produce_all
     from storage import accounts
-    from storage.db import create_pool
-    from treasury.settings import RuntimeSettings
 
-    settings = RuntimeSettings.from_env()
-    pool = await create_pool(settings.database_url, max_size=1)
+    where = resolve()
+    settings = where.settings
+    pool = await open_pool(where, max_size=1)
     try:
         known = await accounts.get_many(pool, sorted({e.account_id for e in events}))
     finally:
@@ -268,16 +269,20 @@ async def _send(events: list[BalanceEvent]) -> int:
     except MessageRejected as exc:
         print(f"treasury-orch ingest: refused, nothing sent: {exc.field}: {exc.reason}", file=sys.stderr)
         return 2
+    require_kafka(where)
     undelivered = produce_all(kafka_clients.producer(settings.kafka_bootstrap), events)
     print(json.dumps({"sent": len(events) - undelivered, "undelivered": undelivered}))
     return 1 if undelivered else 0
 
 
 def _simulate(args: argparse.Namespace) -> int:
+    from serve_app.cli.stack_fallback import reaching_postgres, require_kafka, resolve
     from serve_app.job.main_job import feed
-    from treasury.settings import RuntimeSettings
 
-    sent = asyncio.run(feed(RuntimeSettings.from_env(), args.accounts, args.rate, asyncio.Event(), args.count))
+    where = resolve()
+    require_kafka(where)
+    with reaching_postgres(where):  # feed registers the simulated accounts first
+        sent = asyncio.run(feed(where.settings, args.accounts, args.rate, asyncio.Event(), args.count))
     print(json.dumps({"sent": sent}))
     return 0
 
@@ -298,13 +303,16 @@ def _var_recompute(args: argparse.Namespace) -> int:
     """Runs on the Ray cluster in RAY_ADDRESS (or a local one); pushes to shards when they run."""
     import ray
 
-    from actors.runtime import NAMESPACE, shard_name
     from actors.var_job import recompute, text_progress
-    from storage.db import create_pool
-    from treasury.settings import RuntimeSettings
+    from serve_app.cli.stack_fallback import open_pool, ray_part, resolve, unreachable
+    from treasury.actor_names import NAMESPACE, shard_name
 
-    settings = RuntimeSettings.from_env()
-    ray.init(namespace=NAMESPACE, log_to_driver=False, include_dashboard=False)
+    where = resolve()
+    settings = where.settings
+    try:
+        ray.init(namespace=NAMESPACE, log_to_driver=False, include_dashboard=False)
+    except ConnectionError as exc:  # RAY_ADDRESS names a cluster that does not answer
+        raise unreachable(ray_part(where.environ), where, exc) from exc
     shards = settings.shards if args.shards is None else args.shards
     try:
         ray.get_actor(shard_name(0), namespace=NAMESPACE)
@@ -312,7 +320,7 @@ def _var_recompute(args: argparse.Namespace) -> int:
         shards = 0  # no running system: results go to the ledger, shards read them when they start
 
     async def go() -> int:
-        pool = await create_pool(settings.database_url, max_size=2)
+        pool = await open_pool(where, max_size=2)
         try:
             summary = await recompute(pool, source=args.source, window=args.window, confidence=args.confidence,
                                       accounts=args.accounts, workers=args.workers, shards=shards,
@@ -396,11 +404,16 @@ def _schemas(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from serve_app.cli.stack_fallback import Unreachable
+
     args = build_parser().parse_args(argv)
     try:
         return int(args.handler(args))
     except ConfigError as exc:
         print(f"treasury-orch: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except Unreachable as exc:  # a part of the system did not answer: one line, not a traceback
+        print(f"treasury-orch {args.command}: {exc}", file=sys.stderr)
         return 2
 
 

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from serve_app.cli.stack_fallback import resolve, vault_unreachable
 from treasury.auth import MAX_TTL_S, Scope, mint_token
 from treasury.keyring import KeyringError, keyring_from_settings
 from treasury.settings import RuntimeSettings
@@ -55,8 +56,11 @@ def _verify(args: argparse.Namespace) -> int:
     try:
         text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text()
         orders = _orders(json.loads(text))
-        keys = _public_keys(args.public_keys, RuntimeSettings.from_env())
+        where = resolve()
+        keys = _public_keys(args.public_keys, where.settings)
     except (OSError, ValueError, KeyringError) as exc:
+        if isinstance(exc, KeyringError) and (down := vault_unreachable(where, exc)) is not None:
+            raise down from exc
         print(f"treasury-orch verify: {exc}", file=sys.stderr)
         return 2
     bad = 0
@@ -71,11 +75,14 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _token(args: argparse.Namespace) -> int:
-    settings = RuntimeSettings.from_env()
+    where = resolve()
+    settings = where.settings
     try:
         token = mint_token(keyring_from_settings(settings), settings.token_signing_key, args.subject, args.scopes,
                            args.ttl, settings.jwt_audience)
     except (ValueError, KeyringError) as exc:
+        if isinstance(exc, KeyringError) and (down := vault_unreachable(where, exc)) is not None:
+            raise down from exc
         print(f"treasury-orch token: {exc}", file=sys.stderr)
         return 2
     print(token)

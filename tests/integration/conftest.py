@@ -23,7 +23,7 @@ from storage import accounts, var_results
 from storage.accounts import Account
 from storage.db import create_pool
 from storage.var_results import VarResult
-from tests.integration.kafka_tools import high_watermarks, poll_until, skip_to_end
+from tests.integration.kafka_tools import close_producer, high_watermarks, poll_until, skip_to_end
 from treasury.envelope import EnvelopeCipher
 from treasury.keyring import Keyring
 from treasury.settings import PolicyConfig
@@ -112,3 +112,7 @@ async def pipeline(stack, pool: asyncpg.Pool, keyring: Keyring) -> AsyncIterator
         high_watermarks(stack.kafka_bootstrap, "cash_positions"),
     )
     producer.flush(10)
+    # Release the clients now: the worker stays referenced after the test (a Backend built on it is
+    # kept by FastAPI's route caches), and live clients would reconnect to the stopped broker.
+    await worker.close()
+    close_producer(producer)

@@ -8,13 +8,14 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
 from actors import kafka_clients
 from actors.kafka_clients import high_watermarks, skip_to_end
 from schemas.balance_event import BalanceEvent
 
-__all__ = ["high_watermarks", "payloads", "poll_until", "produce_events", "read_from", "skip_to_end"]
+__all__ = ["close_producer", "high_watermarks", "payloads", "poll_until", "produce_events", "read_from",
+           "skip_to_end"]
 
 
 def read_from(bootstrap: str, topic: str, start: dict[int, int], expect: int, timeout: float = 30.0,
@@ -45,6 +46,20 @@ def produce_events(bootstrap: str, events: Iterable[BalanceEvent], raw: Iterable
     for key, value in raw:
         p.produce("balance_events", key=key, value=value)
     assert p.flush(30) == 0
+
+
+def close_producer(p: Producer, timeout: float = 10.0) -> None:
+    """Deliver what is queued, then release the client now rather than when its last reference goes.
+
+    A producer still referenced when the session stops the broker (FastAPI caches the route
+    closures that hold a Backend, fixtures hold shards) reconnects every second and prints
+    librdkafka's `Connect to ... failed: Connection refused` to stderr until the process exits.
+    What the broker did not take within ``timeout`` is purged first: ``close()`` would otherwise
+    wait ``message.timeout.ms`` (five minutes) for it.
+    """
+    if p.flush(timeout) != 0:
+        p.purge()
+    p.close()
 
 
 def payloads(msgs: Iterable[Message]) -> list[dict[str, Any]]:

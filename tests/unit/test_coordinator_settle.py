@@ -27,7 +27,8 @@ class FlakyLedger:
 
 async def test_delivered_orders_are_marked_sent_once_postgres_is_back() -> None:
     ledger = FlakyLedger(failures=2)
-    producer = Producer({"bootstrap.servers": "127.0.0.1:9"})  # never contacted: nothing is produced
+    # never contacted (nothing is produced), and silent should it try: no broker answers there
+    producer = Producer({"bootstrap.servers": "127.0.0.1:9", "log_level": 0})
     coordinator = Coordinator(ledger, producer, "127.0.0.1:9", keyring=Any, signing_key="k")  # type: ignore[arg-type]
     coordinator._delivered.extend(["o1", "o2"])
     coordinator._in_flight.update({"o1": {}, "o2": {}})  # type: ignore[dict-item]
