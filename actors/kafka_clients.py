@@ -74,11 +74,12 @@ def batched_consumer(bootstrap: str, group: str = CONSUMER_GROUP) -> Consumer:
     return consumer(bootstrap, group, **{"fetch.wait.max.ms": 10, "fetch.min.bytes": 1_000_000})
 
 
-def produce_waiting(p: Producer, topic: str, key: bytes, value: bytes, wait_s: float = 0.05) -> None:
+def produce_waiting(p: Producer, topic: str, key: bytes, value: bytes, wait_s: float = 0.05,
+                    headers: Headers | None = None) -> None:
     """Produce, waiting for room when the local queue is full (bulk senders outrun the broker)."""
     while True:
         try:
-            p.produce(topic, key=key, value=value)
+            p.produce(topic, key=key, value=value, headers=headers)
             return
         except BufferError:
             p.poll(wait_s)

@@ -28,6 +28,7 @@ import psutil
 from confluent_kafka import KafkaError, Message, Producer
 
 from actors import kafka_clients
+from schemas import balance_record
 from schemas.balance_event import BalanceCode, BalanceEvent
 from serve_app.job import simulator
 from storage import accounts, var_results
@@ -129,9 +130,9 @@ class LoadGenerator:
                     owner = owners.setdefault(ev.account_id, len(owners) % self._workers)
                     await queues[owner].put(ev)
                 else:
-                    key, value = simulator.encode(ev)
+                    record = balance_record.encode(ev)
                     self.sent_at.setdefault((ev.account_id, ev.event_id), time.time())
-                    await asyncio.to_thread(self._produce, producer, key, value)
+                    await asyncio.to_thread(self._produce, producer, record)
                     self.sent.kafka += 1
                 if self._rate is not None:
                     ahead = i / self._rate - (time.monotonic() - started)
@@ -149,10 +150,11 @@ class LoadGenerator:
         self.sent.finished = time.monotonic()
         return self.sent
 
-    def _produce(self, producer: Producer, key: bytes, value: bytes) -> None:
+    def _produce(self, producer: Producer, record: balance_record.BalanceRecord) -> None:
         while True:
             try:
-                producer.produce(BALANCE_EVENTS.name, key=key, value=value, on_delivery=self._delivered)
+                producer.produce(BALANCE_EVENTS.name, key=record.key, value=record.value, headers=record.headers,
+                                 on_delivery=self._delivered)
                 return
             except BufferError:  # the local queue is full (the broker is slower, or away)
                 producer.poll(0.05)

@@ -31,6 +31,7 @@ from actors.kafka_clients import CONSUMER_GROUP
 from actors.system import shard_handles, start_actors
 from bench.procs import print_rss, rss_table
 from devstack import stack
+from schemas import balance_record
 from serve_app.job import simulator
 from storage import accounts, var_results
 from storage.db import create_pool
@@ -61,12 +62,12 @@ def processed(shards: list[Any]) -> int:
     return sum(int(st.get(k, 0)) for st in stats for k in ("applied", "stale", "duplicate", "invalid"))
 
 
-def produce(bootstrap: str, values: list[tuple[bytes, bytes]], rate: float | None) -> None:
+def produce(bootstrap: str, values: list[balance_record.BalanceRecord], rate: float | None) -> None:
     # Batch hard when pushing for throughput; send at once when measuring latency.
     p = kafka_clients.producer(bootstrap, **{"linger.ms": 20 if rate is None else 1})
     started = time.monotonic()
-    for i, (key, value) in enumerate(values):
-        kafka_clients.produce_waiting(p, BALANCE_EVENTS.name, key, value, wait_s=0.01)
+    for i, (key, value, headers) in enumerate(values):
+        kafka_clients.produce_waiting(p, BALANCE_EVENTS.name, key, value, wait_s=0.01, headers=headers)
         if rate is not None:
             ahead = (i + 1) / rate - (time.monotonic() - started)
             if ahead > 0:
@@ -143,7 +144,7 @@ def main() -> None:
         print(f"Ray worker niceness: {niceness}")
 
         feed = simulator.FeedSimulator(profiles)
-        values = [simulator.encode(e) for e in feed.events(args.events)]
+        values = [balance_record.encode(e) for e in feed.events(args.events)]
         base = processed(shards)
         print(f"\nphase 1: {len(values)} events, {args.accounts} accounts, {args.shards} shards, as fast as possible")
         t0 = time.monotonic()
@@ -159,7 +160,7 @@ def main() -> None:
             s.latencies.remote(reset=True)
 
         n = int(args.rate * args.seconds)
-        more = [simulator.encode(e) for e in feed.events(n)]
+        more = [balance_record.encode(e) for e in feed.events(n)]
         base = processed(shards)
         print(f"\nphase 2: {n} events at {args.rate:,.0f} events/s for {args.seconds:.0f} s")
         producer = threading.Thread(target=produce, args=(settings.kafka_bootstrap, more, args.rate))

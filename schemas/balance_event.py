@@ -8,6 +8,7 @@ available balance moves the live position the sweep decision uses.
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -42,8 +43,16 @@ class BalanceCode(StrEnum):
     INFO = "INFO"
 
 
+def _given(name: str) -> dict[str, Any]:
+    return {"required": [name], "properties": {name: {"not": {"type": "null"}}}}
+
+
+# The rule ``_has_a_balance`` enforces, stated in the JSON Schema (and so in the OpenAPI document).
+ONE_BALANCE_AT_LEAST: dict[str, Any] = {"anyOf": [_given("available_usd"), _given("booked_usd")]}
+
+
 class BalanceEvent(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, title="BalanceEvent")
+    model_config = ConfigDict(extra="forbid", frozen=True, title="BalanceEvent", json_schema_extra=ONE_BALANCE_AT_LEAST)
 
     event_id: EventId = Field(description="Unique per account; a repeat is a duplicate and is ignored")
     account_id: AccountId

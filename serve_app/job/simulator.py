@@ -22,6 +22,7 @@ from confluent_kafka import Producer
 
 from actors.kafka_clients import produce_waiting
 from schemas.balance_event import BalanceCode, BalanceEvent, BalanceKind
+from schemas.balance_record import encode
 from storage.accounts import Account
 from treasury.topics import BALANCE_EVENTS
 
@@ -127,14 +128,15 @@ def live(profiles: Sequence[SimProfile], rate: float, seed: int = 7) -> FeedSimu
     return FeedSimulator(profiles, seed=seed, start=start, step=step)
 
 
-def encode(event: BalanceEvent) -> tuple[bytes, bytes]:
-    return event.account_id.encode(), event.model_dump_json(exclude_none=True).encode()
-
-
 def produce_all(producer: Producer, events: Sequence[BalanceEvent]) -> int:
-    """Send as fast as the broker takes them; returns how many were not delivered."""
+    """Send as fast as the broker takes them; returns how many were not delivered.
+
+    Records are encoded as ``POST /balances`` encodes them (``schemas.balance_record``), so the
+    shards see the same headers whichever way an event came in.
+    """
     for event in events:
-        produce_waiting(producer, BALANCE_EVENTS.name, *encode(event))
+        record = encode(event)
+        produce_waiting(producer, BALANCE_EVENTS.name, record.key, record.value, headers=record.headers)
     return producer.flush(60)
 
 
@@ -146,8 +148,8 @@ async def stream(producer: Producer, events: Iterator[BalanceEvent], rate: float
     for event in events:
         if stop.is_set() or (limit is not None and sent >= limit):
             break
-        key, value = encode(event)
-        producer.produce(BALANCE_EVENTS.name, key=key, value=value)
+        record = encode(event)
+        producer.produce(BALANCE_EVENTS.name, key=record.key, value=record.value, headers=record.headers)
         producer.poll(0)
         sent += 1
         ahead = sent / rate - (time.monotonic() - started)

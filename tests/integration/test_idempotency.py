@@ -188,6 +188,7 @@ async def test_what_the_fuzzer_found_is_refused_cleanly(client: httpx.AsyncClien
     assert nowhere.status_code == 404 and nowhere.json()["error"]["field"] == "path"
     wrong_verb = await client.delete("/balances")
     assert wrong_verb.status_code == 405 and wrong_verb.json()["error"]["field"] == "method"
+    assert wrong_verb.headers["allow"] == "POST"  # RFC 9110: a 405 lists the verbs the resource takes
     deep = await client.post("/balances", content=b'{"event_id": ' + b"[" * 5000 + b"]" * 5000 + b"}",
                              headers={"content-type": "application/json"})
     assert deep.status_code == 422 and "nested too deeply" in deep.json()["error"]["reason"]

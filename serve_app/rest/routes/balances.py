@@ -1,0 +1,99 @@
+"""``POST /balances``: the Bank-Connector's balance webhook (native JSON, camt.052/053 XML, Finastra JSON).
+
+Everything in the body is checked before anything is sent, then every event is appended to
+``balance_events`` with the one Kafka encoding (``schemas.balance_record``) the simulator and
+``ingest`` use too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from schemas import balance_record
+from schemas.balance_event import BalanceEvent
+from schemas.bank_formats import sniff_and_parse
+from serve_app.ingest import SWEPT_CURRENCY, check_ingestible
+from serve_app.rest.auth import scope
+from serve_app.rest.backend import Backend
+from serve_app.rest.errors import error, responses
+from serve_app.rest.idempotency import IdempotencyKey, idempotent
+from serve_app.rest.openapi import RequestBodies
+from storage import accounts
+from treasury.auth import Scope
+from treasury.money import MAX_ABS_USD
+from treasury.topics import BALANCE_EVENTS
+
+MAX_BODY_BYTES = 1_000_000
+XML_BODY = "a camt.052/053 report (Finastra JSON is accepted too)"
+
+
+def _amount(description: str, *, signed: bool) -> dict[str, Any]:
+    """An amount as the server takes it: at most 6 decimal places and at most 10**15 in size.
+
+    A JSON number is read from its literal text (never through a float), so ``multipleOf`` states
+    the decimal places; a string must be a plain decimal (the pattern is the form clients should
+    send, with at most 15 integer digits, so every match is within range).
+    """
+    sign = "-?" if signed else ""
+    return {
+        "anyOf": [
+            {"type": "number", "minimum": -int(MAX_ABS_USD) if signed else 0, "maximum": int(MAX_ABS_USD),
+             "multipleOf": 0.000001},
+            {"type": "string", "pattern": f"^{sign}[0-9]{{1,15}}(\\.[0-9]{{1,6}})?$"},
+            {"type": "null"},
+        ],
+        "default": None,
+        "description": description,
+    }
+
+
+# What the route states beyond the model's own schema: only USD is swept, and the amounts' exact form.
+REST_ONLY: dict[str, Any] = {
+    "currency": {"const": SWEPT_CURRENCY, "default": SWEPT_CURRENCY,
+                 "description": "ISO 4217 code; only USD accounts are swept"},
+    "available_usd": _amount("Available balance", signed=True),
+    "booked_usd": _amount("Booked (ledger) balance", signed=True),
+    "projected_outflows_24h_usd": _amount("Forecast outflows over the next 24 h, if the bank sends one",
+                                          signed=False),
+}
+
+
+def router(backend: Backend, bodies: RequestBodies) -> APIRouter:
+    api = APIRouter(tags=["balances"])
+
+    @api.post("/balances", status_code=202, dependencies=[scope(backend, Scope.BALANCES_WRITE)],
+              openapi_extra=bodies(BalanceEvent, xml=XML_BODY, properties=REST_ONLY),
+              responses=responses(401, 403, 409, 413, 422, 503))
+    async def post_balances(request: Request, idempotency_key: IdempotencyKey = None) -> Response:
+        """A native ``BalanceEvent`` (JSON), a camt.052/053 report (XML) or Finastra balances (JSON).
+
+        Everything in the body is checked first; only then is every event appended to
+        ``balance_events``, where the shards apply it in order. Accounts must be registered.
+        """
+        return await idempotent(backend.pool, request, idempotency_key, lambda: append(request))
+
+    async def append(request: Request) -> JSONResponse:
+        body = await request.body()
+        if len(body) > MAX_BODY_BYTES:
+            return error(413, "$", f"body is {len(body)} bytes; the limit is {MAX_BODY_BYTES}")
+        events = sniff_and_parse(body, request.headers.get("content-type"))
+        known = await accounts.get_many(await backend.pool(), sorted({e.account_id for e in events}))
+        check_ingestible(events, known)
+        trace_id = request.state.trace_id
+        producer = backend.producer()
+        records = [balance_record.encode(e, trace_id) for e in events]
+        delivered = await asyncio.gather(*[
+            producer.send(BALANCE_EVENTS.name, r.key, r.value, r.headers) for r in records
+        ])
+        where: list[dict[str, Any]] = [
+            {"event_id": e.event_id, "account_id": e.account_id, "partition": m.partition(), "offset": m.offset()}
+            for e, m in zip(events, delivered, strict=True)
+        ]
+        return JSONResponse({"accepted": True, "count": len(events), "topic": BALANCE_EVENTS.name,
+                             "trace_id": trace_id, "events": where}, status_code=202)
+
+    return api

@@ -1,0 +1,133 @@
+"""Orders for the Bank-Connector: the idempotent pull (``GET /sweep-intent``) and the outcomes it reports.
+
+The pull pages by an opaque cursor; the outcome routes move an order SENT -> ACK or SENT -> FAILED
+(repeating an outcome is harmless, contradicting one is 409).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import re
+from typing import Any
+
+import asyncpg
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, Field
+
+from schemas.errors import MessageRejected, decode
+from schemas.sweep_order import SweepOrder
+from serve_app.rest.auth import scope
+from serve_app.rest.backend import Backend
+from serve_app.rest.errors import error, responses
+from serve_app.rest.idempotency import IdempotencyKey, idempotent
+from serve_app.rest.openapi import RequestBodies, constraints
+from storage import orders
+from storage.orders import IllegalTransition, OrderNotFound
+from treasury.auth import Scope
+from treasury.order_status import OrderStatus
+
+log = logging.getLogger("treasury.api")
+CURSOR_PREFIX = "c1."
+MAX_ORDER_ID = 64  # sweep_order.order_id
+ORDER_ID = Path(description="an order's order_id", json_schema_extra=constraints(
+    SweepOrder.model_json_schema()["properties"]["order_id"]))
+
+
+def _cursor_pattern() -> str:
+    """The cursors this service issues: ``c1.`` + unpadded base64url of a ledger id's decimal digits.
+
+    Stated exactly, so a client (or a generated test) can tell a cursor from garbage without asking:
+    a 4-character group encodes three digits, a trailing group of 2 or 3 characters one or two.
+    Ids up to 18 digits, and 19-digit ones below 9 * 10**18, always below Postgres's bigint limit.
+    """
+    lead = "(?:[MN][DTjz]|O[DT])"  # a digit byte, then the high bits of another ('0'-'9' = 0x30-0x39)
+    group = f"{lead}[AEIMQUYcgk][w-z0-5]"  # three digits
+    one, two = "(?:[MN][AQgw]|O[AQ])", f"{lead}[AEIMQUYcgk]"  # a trailing one or two digits
+    below_nine = "(?:[MN][DTjz]|OD)[AEIMQUYcgk][w-z0-5]"  # three digits, the first 0-8
+    digits = f"(?:{group}){{0,5}}(?:{group}|{one}|{two})|{below_nine}(?:{group}){{5}}{one}"
+    return f"^(?:c1\\.(?:{digits}))?$"
+
+
+CURSOR_PATTERN = _cursor_pattern()
+_CURSOR = re.compile(CURSOR_PATTERN)
+
+
+def encode_cursor(last_id: int) -> str:
+    return CURSOR_PREFIX + base64.urlsafe_b64encode(str(last_id).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> int:
+    """Opaque to clients; here just the last ledger id they have seen."""
+    if not cursor:
+        return 0
+    if not _CURSOR.fullmatch(cursor):  # what the document states; also keeps a forged huge id from Postgres
+        raise MessageRejected("after", "not a cursor this service issued")
+    try:
+        raw = cursor[len(CURSOR_PREFIX):]
+        value = int(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode())
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise MessageRejected("after", "not a cursor this service issued") from None
+    if not 0 <= value < 2**63:  # ledger ids are bigint; a forged huge one must not reach Postgres
+        raise MessageRejected("after", "not a cursor this service issued")
+    return value
+
+
+def order_view(row: asyncpg.Record) -> dict[str, Any]:
+    return {**row["payload"], "status": row["status"]}
+
+
+class TransitionBody(BaseModel):
+    reason: str | None = Field(default=None, max_length=2000, pattern=r"^[^\x00]*$",
+                               description="why the bank could not execute the order (no NUL characters)")
+
+
+def router(backend: Backend, bodies: RequestBodies) -> APIRouter:
+    api = APIRouter(tags=["orders"])
+
+    @api.get("/sweep-intent", dependencies=[scope(backend, Scope.ORDERS_READ)],
+             responses=responses(401, 403, 422, 503))
+    async def pull(
+        after: str = Query(default="", description="cursor from the previous page's next_cursor; omit to start",
+                           json_schema_extra={"pattern": CURSOR_PATTERN}),
+        limit: int = Query(default=100, ge=1, le=1000),
+    ) -> dict[str, Any]:
+        """Idempotent pull: the same cursor always returns the same orders, in creation order."""
+        after_id = decode_cursor(after)
+        rows = await orders.page_after(await backend.pool(), after_id, limit)
+        next_id = rows[-1]["id"] if rows else after_id
+        return {"orders": [order_view(r) for r in rows], "next_cursor": encode_cursor(next_id), "count": len(rows)}
+
+    async def transition(order_id: str, wanted: OrderStatus, request: Request) -> JSONResponse:
+        body = await request.body()
+        reason = (decode(TransitionBody, body).reason or None) if body.strip() else None
+        if len(order_id) > MAX_ORDER_ID or "\x00" in order_id:
+            return error(404, "order_id", f"no order {order_id[:80]!r}")  # could never have been issued
+        try:
+            row, changed = await orders.transition(await backend.pool(), order_id, wanted, reason)
+        except OrderNotFound:
+            return error(404, "order_id", f"no order {order_id!r}")
+        except IllegalTransition as exc:
+            return error(409, "status", str(exc))
+        log.info("order %s -> %s", order_id, row["status"], extra={"order_id": order_id, "trace_id": row["trace_id"]})
+        return JSONResponse({"order_id": order_id, "status": row["status"], "changed": changed,
+                             "trace_id": row["trace_id"]})
+
+    body, writer = bodies(TransitionBody, required=False), [scope(backend, Scope.ORDERS_WRITE)]
+    answers = responses(401, 403, 404, 409, 422, 503)
+
+    @api.post("/sweep-intent/{order_id}/ack", openapi_extra=body, dependencies=writer, responses=answers)
+    async def ack(request: Request, order_id: str = ORDER_ID, idempotency_key: IdempotencyKey = None) -> Response:
+        """The Bank-Connector executed the order (SENT -> ACK); repeating it is harmless."""
+        return await idempotent(backend.pool, request, idempotency_key,
+                                lambda: transition(order_id, OrderStatus.ACK, request))
+
+    @api.post("/sweep-intent/{order_id}/fail", openapi_extra=body, dependencies=writer, responses=answers)
+    async def fail(request: Request, order_id: str = ORDER_ID, idempotency_key: IdempotencyKey = None) -> Response:
+        """The Bank-Connector could not execute the order (SENT -> FAILED); body {"reason": "..."}."""
+        return await idempotent(backend.pool, request, idempotency_key,
+                                lambda: transition(order_id, OrderStatus.FAILED, request))
+
+    return api
