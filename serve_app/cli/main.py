@@ -160,8 +160,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _without_devstack(command: str, exc: ModuleNotFoundError) -> int:
+    """``run`` and ``infra`` start the local stack, which an installed wheel or image does not carry."""
+    if (exc.name or "").partition(".")[0] != "devstack":
+        raise exc
+    print(f"treasury-orch {command}: the local stack (devstack/) is development tooling and not part of this "
+          "installation; run this command from a checkout after `bash scripts/bootstrap.sh`, or point "
+          "KAFKA_BOOTSTRAP, DATABASE_URL and VAULT_ADDR at running services and use `deploy up`", file=sys.stderr)
+    return 2
+
+
 def _run(args: argparse.Namespace) -> int:
-    from serve_app.job.main_job import RunOptions, run
+    try:
+        from serve_app.job.main_job import RunOptions, run
+    except ModuleNotFoundError as exc:
+        return _without_devstack("run", exc)
 
     consul = True if "consul" in args.with_parts else None
     return run(RunOptions(args.accounts, args.rate, not args.no_simulator, args.keep_stack, not args.no_prometheus,
@@ -169,7 +182,10 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _infra(args: argparse.Namespace) -> int:
-    from devstack import stack
+    try:
+        from devstack import stack
+    except ModuleNotFoundError as exc:
+        return _without_devstack("infra", exc)
 
     return stack.main(args.action, args.with_parts)
 

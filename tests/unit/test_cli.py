@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import logging
 from pathlib import Path
 
@@ -130,3 +131,16 @@ def test_run_goes_on_without_prometheus_when_it_is_missing(
     finally:
         logger.removeHandler(caplog.handler)
     assert "Prometheus not started" in caplog.text and "bootstrap.sh" in caplog.text
+
+
+@pytest.mark.parametrize("argv", [["infra", "status"], ["run", "--no-simulator"]])
+def test_without_devstack_run_and_infra_say_so_in_one_line(
+    argv: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An installed wheel or image has no devstack/: one line naming it, exit 2, no traceback."""
+    for name in [m for m in sys.modules if m == "devstack" or m.startswith("devstack.")] + ["serve_app.job.main_job"]:
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    monkeypatch.setitem(sys.modules, "devstack", None)  # what `import devstack` meets where it is not installed
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "devstack/" in err and "not part of this installation" in err
