@@ -125,8 +125,8 @@ def run(opts: RunOptions) -> int:
             print("REST token    export TOKEN=$(treasury-orch token --subject me --scopes orders:read "
                   "balances:read)", flush=True)
             if "vault_addr" not in update:  # the CLI finds the stack's OpenBao by itself, not the operator's Vault
-                print(f"              with VAULT_ADDR={settings.vault_addr} VAULT_TOKEN_FILE={settings.vault_token_file}",
-                      flush=True)
+                print(f"              with VAULT_ADDR={settings.vault_addr} "
+                      f"VAULT_TOKEN_FILE={settings.vault_token_file}", flush=True)
         if settings.consul_http_addr:
             print(f"Consul        {settings.consul_http_addr} (live config under {settings.consul_kv_prefix})",
                   flush=True)
