@@ -6,48 +6,125 @@ labelled JSON that is XML (or the reverse) is refused rather than parsed as the 
 
 Dispatch:
 
-* XML (first non-blank byte ``<``) -> :func:`schemas.camt.parse_camt`, which reads the camt.052 /
-  camt.053 message type and version from the namespace and refuses any other XML as
-  ``unsupported format``.
+* XML (first non-blank byte ``<``) -> :func:`schemas.camt.read_camt`, which reads the camt.052 /
+  camt.053 / camt.054 message type and version from the namespace (the ``Document``'s own, or the
+  one inside a business application header envelope) and refuses any other XML as
+  ``unsupported format``. XML is read incrementally: a body may be given as a binary file object
+  and is never held whole by the parser.
 * A JSON object with ``items``, ``availableBalance``, ``ledgerBalance`` or ``balanceAsOn`` ->
   :func:`schemas.finastra.parse_finastra`.
 * A JSON object with ``event_id`` -> the native ``BalanceEvent`` via :func:`schemas.errors.decode`.
 * Anything else -> ``MessageRejected("$", "unsupported format: ...")``.
+
+A valid message may carry no balance (a camt.054 notifies entries only; a camt.052 may report
+entries only; a Finastra page may be empty): :func:`read_bank_file` then returns no event and
+says so in :attr:`BankFile.note`. That is not an error; the callers send nothing for it.
 """
 
 from __future__ import annotations
 
+import io
 import json
+from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from schemas.balance_event import BalanceEvent
-from schemas.camt import parse_camt
+from schemas.camt import Readable, read_camt
 from schemas.errors import MessageRejected, decode
 from schemas.finastra import parse_finastra
 
-__all__ = ["sniff_and_parse"]
+__all__ = ["BankFile", "read_bank_file", "sniff_and_parse"]
 
 Syntax = Literal["xml", "json"]
 
 _BOM: Final = b"\xef\xbb\xbf"
 _FINASTRA_KEYS: Final = frozenset({"items", "availableBalance", "ledgerBalance", "balanceAsOn"})
 _NEUTRAL_TYPES: Final = frozenset({"", "text/plain", "application/octet-stream"})
+_SNIFF_CHUNK: Final = 64 * 1024
+_MAX_LEADING_BLANKS: Final = 1 << 20  # a stream of blanks is not read to its end to find nothing
+_XML_SPACE: Final = b" \t\r\n"
 
 
-def sniff_and_parse(data: bytes, content_type: str | None) -> list[BalanceEvent]:
+@dataclass(frozen=True)
+class BankFile:
+    """What a bank file held: its format, its balance events, and what was not taken from it."""
+
+    format: str  # "camt.053.001.08", "finastra", "balance_event"
+    events: list[BalanceEvent]
+    entries: int = 0  # camt Ntry elements seen; not ingested (statement entries are not balances)
+    message_id: str | None = None  # camt GrpHdr/MsgId
+    business_message_id: str | None = None  # camt AppHdr/BizMsgIdr
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def note(self) -> str | None:
+        """Why a valid file sends nothing, in one sentence; ``None`` when it carries balances."""
+        if self.events:
+            return None
+        if self.format.startswith("camt.054"):
+            return (f"{self.format} notifies entries ({self.entries}), not balances: a valid message, "
+                    "nothing to send")
+        if self.format.startswith("camt."):
+            return f"{self.format} carries no balance (Bal), only {self.entries} entries: nothing to send"
+        return f"{self.format} document without any balance: nothing to send"
+
+
+def sniff_and_parse(data: bytes | Readable, content_type: str | None) -> list[BalanceEvent]:
     """Balance events from any supported bank format; ``MessageRejected`` otherwise."""
-    body = data.removeprefix(_BOM)
-    syntax = _syntax(body)
+    return read_bank_file(data, content_type).events
+
+
+def read_bank_file(data: bytes | Readable, content_type: str | None) -> BankFile:
+    """The bank file in ``data`` (bytes or a binary file object), or ``MessageRejected``."""
+    head, stream = _head(data)
+    syntax = _syntax(head)
     declared = _declared(content_type)
     if declared is not None and declared != syntax:
         raise MessageRejected("$", f"content type {content_type!r} does not match a {syntax.upper()} body")
     if syntax == "xml":
-        return parse_camt(body)
-    return _parse_json(body)
+        message = read_camt(stream)
+        return BankFile(message.name, message.events, message.entries, message.message_id,
+                        message.business_message_id)
+    body = stream.read()  # JSON balance documents are small: one account's balances or one page
+    return _parse_json(body.removeprefix(_BOM))
 
 
-def _syntax(body: bytes) -> Syntax:
-    head = body.lstrip()[:1]
+class _Replay:
+    """``head`` again, then the rest of ``rest``: the sniffed bytes are not lost to the parser."""
+
+    def __init__(self, head: bytes, rest: Readable) -> None:
+        self._head = head
+        self._rest = rest
+
+    def read(self, size: int = -1, /) -> bytes:
+        if not self._head:
+            return self._rest.read(size)
+        if size < 0:
+            data, self._head = self._head + self._rest.read(), b""
+            return data
+        data, self._head = self._head[:size], self._head[size:]
+        return data
+
+
+def _head(data: bytes | Readable) -> tuple[bytes, Readable]:
+    """The body's first bytes after a BOM and blanks (to sniff the syntax), and the whole body to parse."""
+    if isinstance(data, bytes | bytearray | memoryview):
+        body = bytes(data).removeprefix(_BOM)
+        return body.lstrip()[:1], io.BytesIO(body)
+    read = b""
+    while True:
+        chunk = data.read(_SNIFF_CHUNK)
+        read += chunk
+        if not chunk or read.removeprefix(_BOM).lstrip(_XML_SPACE):
+            break
+        if len(read) > _MAX_LEADING_BLANKS:
+            raise MessageRejected("$", f"unsupported format: more than {_MAX_LEADING_BLANKS} blank bytes "
+                                       "before any content")
+    body = read.removeprefix(_BOM)
+    return body.lstrip()[:1], _Replay(body, data)
+
+
+def _syntax(head: bytes) -> Syntax:
     if head == b"<":
         return "xml"
     if head == b"{":
@@ -71,16 +148,16 @@ def _declared(content_type: str | None) -> Syntax | None:
     raise MessageRejected("$", f"unsupported format: content type {content_type!r}")
 
 
-def _parse_json(body: bytes) -> list[BalanceEvent]:
+def _parse_json(body: bytes) -> BankFile:
     try:
         keys = _top_level_keys(body)
     except (UnicodeDecodeError, ValueError, RecursionError):
         # Let the native decoder produce its precise message (bad UTF-8, line and column, nesting).
-        return [decode(BalanceEvent, body)]
+        return BankFile("balance_event", [decode(BalanceEvent, body)])
     if keys & _FINASTRA_KEYS:
-        return parse_finastra(body)
+        return BankFile("finastra", parse_finastra(body))
     if "event_id" in keys:
-        return [decode(BalanceEvent, body)]
+        return BankFile("balance_event", [decode(BalanceEvent, body)])
     shown = ", ".join(sorted(keys)[:8]) or "none"
     raise MessageRejected("$", f"unsupported format: JSON object with fields {shown}")
 

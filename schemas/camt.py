@@ -1,4 +1,4 @@
-"""ISO 20022 camt.052 (intraday report) and camt.053 (statement) -> ``BalanceEvent``.
+"""ISO 20022 camt.052 (intraday report), camt.053 (statement), camt.054 (notification) -> ``BalanceEvent``.
 
 Why this module exists: the bank feed sends balances as ISO 20022 XML, the rest of the service
 speaks ``BalanceEvent``. Everything a bank file can get wrong is caught here, so nothing
@@ -6,14 +6,33 @@ downstream has to second-guess an amount, a sign or a date.
 
 Rules (each one is a decision, so each is written down):
 
-* **Scope.** ``urn:iso:std:iso:20022:tech:xsd:camt.052.001.02`` to ``.08`` (``BkToCstmrAcctRpt``/
-  ``Rpt``) and ``camt.053.001.02`` to ``.08`` (``BkToCstmrStmt``/``Stmt``). Anything else, including
-  version ``001.01`` (a different element layout, ``BkToCstmrAcctRptV01``), is refused as an
-  unsupported format. Only balances (``Bal``) are read; entries (``Ntry``) are not.
+* **Scope.** Versions ``001.02`` to ``001.13`` (every version ISO has published after ``001.01``)
+  of ``urn:iso:std:iso:20022:tech:xsd:camt.052.001.NN`` (``BkToCstmrAcctRpt``/``Rpt``),
+  ``camt.053.001.NN`` (``BkToCstmrStmt``/``Stmt``) and ``camt.054.001.NN``
+  (``BkToCstmrDbtCdtNtfctn``/``Ntfctn``). The elements read here (``GrpHdr/MsgId``, the block's
+  ``Id`` and ``Acct/Id/IBAN`` | ``Acct/Id/Othr/Id``, ``Bal/Tp/CdOrPrtry/Cd`` | ``Prtry``,
+  ``Bal/Tp/SubTp``, ``Bal/Amt/@Ccy``, ``Bal/CdtDbtInd``, ``Bal/Dt/Dt`` | ``DtTm``) keep their names
+  and nesting across all of them; what the versions changed (``CdtLine`` repeatable from ``.08``,
+  ``DateAndDateTime2Choice`` from ``.08`` with the same ``Dt``/``DtTm`` tags, entry details) is
+  elsewhere. Version ``001.01`` (2006; ``BkToCstmrAcctRptV01``, ``PrtryAcct``: another layout,
+  replaced by ``.02`` in 2009) and any unpublished number are refused as unsupported formats.
+* **camt.054** notifies entries (``Ntry``) and has no ``Bal`` in any version: a valid one is
+  accepted and yields **no** balance event; :attr:`CamtMessage.entries` says how many entries it
+  carried (they are not ingested here). A ``Bal`` inside a camt.054 ``Ntfctn`` is refused.
+* **Business application header.** A message may come as delivered by SWIFT MX / CBPR+: a root
+  of any name and namespace (``Envelope``, ``BusMsgEnvlp``, ``DataPDU``...) holding a head.001
+  ``AppHdr`` (``urn:iso:std:iso:20022:tech:xsd:head.001.001.NN``) and the camt ``Document``, at
+  any depth. Then ``AppHdr/BizMsgIdr`` identifies the message (event ids, below), and an
+  ``AppHdr/MsgDefIdr`` naming another message than the ``Document`` is refused. Without an
+  ``AppHdr`` the ``Document``'s ``GrpHdr/MsgId`` identifies it, as before.
 * **All or nothing.** A malformed or unsupported file raises :class:`MessageRejected` naming the
   element path (XPath-like, 1-based indexes on repeating elements, e.g.
-  ``Document/BkToCstmrStmt/Stmt[1]/Bal[2]/Amt``); no event of that file is returned. A partial
-  statement would make the position silently wrong, a refused one is visibly missing.
+  ``Document/BkToCstmrStmt/Stmt[1]/Bal[2]/Amt``; inside an envelope the path starts at its root);
+  no event of that file is returned. A partial statement would make the position silently wrong,
+  a refused one is visibly missing.
+* **Bounded memory.** The file is read incrementally (``iterparse``): every element the rules do
+  not read (entries above all) is dropped as soon as it is complete, so memory stays flat however
+  many entries a statement carries. A wrong namespace is refused at the first element.
 * **One event per ``Bal``**, ``kind`` ``PRIOR_DAY`` for camt.053 and ``INTRADAY`` for camt.052.
   A camt.053 statement without any ``Bal`` is refused (the schema requires one); a camt.052
   report may legitimately carry none and then contributes no event.
@@ -23,6 +42,11 @@ Rules (each one is a decision, so each is written down):
   blocked part of a balance) are mapped to ``INFO``: kept for audit, never read as available
   cash and never as the prior-day close, and not worth refusing a whole statement over. The
   proprietary/sub-type text still feeds the event id so such balances stay distinct.
+* **Duplicates.** The same balance twice (same statement, account, type, currency, date, sign and
+  amount) is one fact: kept once. An *informational* balance (``INFO``: ISO ``INFO``, proprietary,
+  sub-typed) is also identified by its sign and amount, so two that differ are two facts and both
+  are kept. Two ISO-coded balances of the same statement, type, currency and date with different
+  amounts contradict each other (which is the position?) and the file is refused, naming both.
 * **Which field.** :data:`BALANCE_FIELD` below: codes meaning "cash the owner can use"
   now (``OPAV``, ``ITAV``, ``CLAV``) fill ``available_usd``; every other code fills
   ``booked_usd`` and keeps its code, so a consumer can tell a ledger balance (``OPBD``, ``ITBD``,
@@ -37,16 +61,21 @@ Rules (each one is a decision, so each is written down):
   a zero stays ``0`` (never ``-0``). The amount is read as written, ``Decimal`` only: ``18.150``
   stays ``18.150``, five decimals stay five. The ISO limits (at most 5 fraction digits,
   18 digits in all, unsigned) are enforced.
-* **Time.** ``Bal/Dt/DtTm`` with an offset is converted to UTC; without an offset it is read as
-  UTC (ISO says "local time" but never says whose; UTC is the only reading that does not depend
-  on where this service runs). ``Bal/Dt/Dt`` (a date alone) is read as the END of that day in
-  UTC, ``23:59:59.999999Z``: a balance dated D holds at the latest when D is over, and an
-  end-of-day stamp sorts after every intraday stamp of that day. Note this applies to opening
-  balances too, which keep their code so consumers can tell.
-* **Event id.** ``camt.05X-<sha256>`` of (message type, ``GrpHdr/MsgId``, statement/report
-  ``Id``, account, balance code [+ proprietary/sub-type], currency, as-of): re-ingesting the
-  same file yields the same ids, so the downstream de-duplication drops the repeat. Two
-  ``Bal`` with the same id in one file are contradictory and the file is refused.
+* **Time.** ``Bal/Dt/DtTm`` with an offset (``Z`` or ``±hh:mm``) is converted to UTC; without an
+  offset it is read as UTC (ISO says "local time" but never says whose; UTC is the only reading
+  that does not depend on where this service runs); ``24:00:00`` is the next day's midnight, as
+  XML Schema defines it. ``Bal/Dt/Dt`` (a date alone) is read as the END of that day: in UTC,
+  ``23:59:59.999999Z``, when it has no offset or ``Z``; with an offset (``2017-04-01+02:00``, XML
+  Schema's date in that zone) as the end of that day in that zone, converted to UTC
+  (``2017-04-01T21:59:59.999999Z``). A balance dated D holds at the latest when D is over, and an
+  end-of-day stamp sorts after every intraday stamp of that day. This applies to opening balances
+  too, which keep their code so consumers can tell.
+* **Event id.** ``camt.05X-<sha256>`` of (message type, message identity, statement/report
+  ``Id``, account, balance code [+ proprietary/sub-type] [+ sign and amount for ``INFO``],
+  currency, as-of), where the message identity is ``AppHdr/BizMsgIdr`` when the message has a
+  business application header and ``GrpHdr/MsgId`` otherwise (so the ids of messages without one
+  are the ids they always had): re-ingesting the same file yields the same ids, and the
+  downstream de-duplication drops the repeat.
 * **Safety.** XML is parsed with ``defusedxml`` and DTDs are forbidden outright, so entity
   expansion ("billion laughs") and external entities (``SYSTEM "file:///..."``) never resolve.
 """
@@ -54,14 +83,15 @@ Rules (each one is a decision, so each is written down):
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from types import MappingProxyType
-from typing import Final, Literal
+from typing import Final, Literal, Protocol
 from xml.etree.ElementTree import Element, ParseError
 
 import defusedxml.ElementTree as SafeET
@@ -76,11 +106,15 @@ __all__ = [
     "AVAILABLE_CODES",
     "BALANCE_FIELD",
     "BOOKED_CODES",
+    "MESSAGES",
     "SUPPORTED_VERSIONS",
+    "CamtMessage",
+    "Readable",
     "end_of_day_utc",
     "instant_utc",
     "parse_camt",
     "prior_day_close",
+    "read_camt",
     "stable_event_id",
 ]
 
@@ -106,15 +140,20 @@ BALANCE_FIELD: Final[Mapping[BalanceCode, BalanceField]] = MappingProxyType(
 AVAILABLE_CODES: Final = frozenset(c for c, f in BALANCE_FIELD.items() if f == "available_usd")
 BOOKED_CODES: Final = frozenset(c for c, f in BALANCE_FIELD.items() if f == "booked_usd")
 
-SUPPORTED_VERSIONS: Final = range(2, 9)  # 001.02 .. 001.08
+#: Every version ISO has published after 001.01, for each of the three messages.
+SUPPORTED_VERSIONS: Final = range(2, 14)  # 001.02 .. 001.13
 
-_NAMESPACE = re.compile(r"urn:iso:std:iso:20022:tech:xsd:camt\.(052|053)\.001\.([0-9]{2})")
+_NAMESPACE = re.compile(r"urn:iso:std:iso:20022:tech:xsd:camt\.(05[234])\.001\.([0-9]{2})")
+_HEAD_NAMESPACE = re.compile(r"urn:iso:std:iso:20022:tech:xsd:head\.001\.001\.[0-9]{2}")
+_MESSAGE_NAME = re.compile(r"camt\.05[0-9]\.001\.[0-9]{2}")
 _AMOUNT = re.compile(r"\+?([0-9]*)(?:\.([0-9]*))?")
 _CURRENCY = re.compile(r"[A-Z]{3}")
-_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_OFFSET = r"(?:Z|[+-](?:(?:0[0-9]|1[0-3]):[0-5][0-9]|14:00))"
+_DATE = re.compile(rf"([0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}})({_OFFSET})?")
 _DATETIME = re.compile(
-    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?(?:Z|[+-][0-9]{2}:[0-9]{2})?"
+    rf"([0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}})T([0-9]{{2}}:[0-9]{{2}}:[0-9]{{2}}(?:\.[0-9]+)?)({_OFFSET})?"
 )
+_MIDNIGHT_END = re.compile(r"24:00:00(?:\.0+)?")
 _MAX_FRACTION_DIGITS = 5
 _MAX_TOTAL_DIGITS = 18
 
@@ -128,12 +167,48 @@ class _Layout:
     root: str
     block: str
     balance_required: bool
+    has_balances: bool = True
 
 
 _LAYOUTS: Final = {
     "052": _Layout("camt.052", BalanceKind.INTRADAY, "BkToCstmrAcctRpt", "Rpt", balance_required=False),
     "053": _Layout("camt.053", BalanceKind.PRIOR_DAY, "BkToCstmrStmt", "Stmt", balance_required=True),
+    "054": _Layout("camt.054", BalanceKind.INTRADAY, "BkToCstmrDbtCdtNtfctn", "Ntfctn",
+                   balance_required=False, has_balances=False),
 }
+#: The message types, as ``camt.05X``, in the order of the table in docs/bank-formats.md.
+MESSAGES: Final = tuple(layout.message for layout in _LAYOUTS.values())
+
+#: The children of a statement/report/notification the rules read; every other one (``Ntry``
+#: above all) is dropped as soon as it is complete.
+_BLOCK_KEEPS: Final = frozenset({"Id", "Acct", "Bal"})
+
+
+class Readable(Protocol):
+    """What the parser reads from: any binary file object (an open file, ``io.BytesIO``, a socket)."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class CamtMessage:
+    """One camt message as read: its balances and what identifies it.
+
+    ``entries`` counts the ``Ntry`` elements of every block: read to say what a file carried,
+    never turned into events here (a camt.054 is all entries, so it yields no balance event).
+    """
+
+    message: str  # "camt.053"
+    version: int  # 8 for camt.053.001.08
+    message_id: str  # GrpHdr/MsgId
+    business_message_id: str | None  # AppHdr/BizMsgIdr, when the message came with one
+    events: list[BalanceEvent] = field(default_factory=list)
+    entries: int = 0
+
+    @property
+    def name(self) -> str:
+        """The message definition, as ISO and ``AppHdr/MsgDefIdr`` spell it: ``camt.053.001.08``."""
+        return f"{self.message}.001.{self.version:02d}"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -141,30 +216,46 @@ _LAYOUTS: Final = {
 # ---------------------------------------------------------------------------------------------
 
 
+def _zone(offset: str | None) -> timezone:
+    if offset is None or offset == "Z":
+        return UTC
+    sign = -1 if offset[0] == "-" else 1
+    hours, minutes = int(offset[1:3]), int(offset[4:6])
+    return timezone(sign * timedelta(hours=hours, minutes=minutes))
+
+
 def end_of_day_utc(text: str, field: str) -> datetime:
-    """``YYYY-MM-DD`` -> that day at 23:59:59.999999 UTC (a dated balance holds by day end)."""
+    """``YYYY-MM-DD`` [``Z`` | ``±hh:mm``] -> the end of that day (23:59:59.999999) in that zone, in UTC.
+
+    No offset means UTC. A dated balance holds by the end of its day, and an end-of-day stamp
+    sorts after every intraday stamp of that day.
+    """
     value = text.strip()
-    if not _DATE.fullmatch(value):
-        raise MessageRejected(field, f"{value!r} is not a date (YYYY-MM-DD)")
+    match = _DATE.fullmatch(value)
+    if match is None:
+        raise MessageRejected(field, f"{value!r} is not a date (YYYY-MM-DD, optionally with Z or ±hh:mm)")
     try:
-        day = date.fromisoformat(value)
+        day = date.fromisoformat(match.group(1))
     except ValueError as exc:
         raise MessageRejected(field, f"{value!r} is not a valid date ({exc})") from exc
-    return datetime.combine(day, time.max, tzinfo=UTC)
+    return datetime.combine(day, time.max, tzinfo=_zone(match.group(2))).astimezone(UTC)
 
 
 def instant_utc(text: str, field: str) -> datetime:
     """ISO date-time -> aware UTC; an offset is honoured, no offset means UTC (documented)."""
     value = text.strip()
-    if not _DATETIME.fullmatch(value):
+    match = _DATETIME.fullmatch(value)
+    if match is None:
         raise MessageRejected(field, f"{value!r} is not an ISO 8601 date-time")
+    day_text, clock, offset = match.groups()
+    next_day = _MIDNIGHT_END.fullmatch(clock) is not None  # XML Schema: 24:00:00 ends the day
     try:
-        parsed = datetime.fromisoformat(value)
+        parsed = datetime.fromisoformat(f"{day_text}T{'00:00:00' if next_day else clock}")
     except ValueError as exc:
         raise MessageRejected(field, f"{value!r} is not a valid date-time ({exc})") from exc
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    if next_day:
+        parsed += timedelta(days=1)
+    return parsed.replace(tzinfo=_zone(offset)).astimezone(UTC)
 
 
 def stable_event_id(prefix: str, *parts: str) -> str:
@@ -220,7 +311,6 @@ class _Block:
     """One statement (camt.053) or report (camt.052): the context every balance inherits."""
 
     layout: _Layout
-    message_id: str
     block_id: str
     account_id: str
     account_path: str
@@ -232,77 +322,298 @@ class _Code:
     key: str  # what feeds the event id: the code plus any proprietary / sub-type text
 
 
+@dataclass(frozen=True)
+class _Balance:
+    """A checked balance whose id waits for the message identity (an AppHdr may come last)."""
+
+    event: BalanceEvent
+    parts: tuple[str, ...]
+
+
 # ---------------------------------------------------------------------------------------------
-# Entry point
+# Entry points
 # ---------------------------------------------------------------------------------------------
 
 
-def parse_camt(data: bytes) -> list[BalanceEvent]:
-    """Every balance of a camt.052/053 file as ``BalanceEvent``s, or ``MessageRejected``."""
-    root = _parse_xml(data)
-    layout, ns = _message_type(root)
-    document = _Node(root, "Document", ns)
-    message = document.need(layout.root)
-    message_id = message.need("GrpHdr").need("MsgId").text()
-    blocks = message.every(layout.block)
-    if not blocks:
-        raise MessageRejected(
-            f"{message.path}/{layout.block}",
-            f"no {layout.block} element: a {layout.message} message carries at least one",
-        )
-    events: list[BalanceEvent] = []
-    first_seen: dict[str, str] = {}
-    for block in blocks:
-        for event, path in _block_events(block, layout, message_id):
-            if event.event_id in first_seen:
-                raise MessageRejected(
-                    path,
-                    "duplicate balance: same account, code, currency and date as "
-                    f"{first_seen[event.event_id]}",
-                )
-            first_seen[event.event_id] = path
-            events.append(event)
-    return events
+def parse_camt(source: bytes | Readable) -> list[BalanceEvent]:
+    """Every balance of a camt.052/053/054 file as ``BalanceEvent``s, or ``MessageRejected``."""
+    return read_camt(source).events
 
 
-def _parse_xml(data: bytes) -> Element:
-    """Parse with DTDs forbidden: no entity expansion, no external entity, no network."""
+def read_camt(source: bytes | Readable) -> CamtMessage:
+    """The message in ``source`` (bytes or a binary file object, read incrementally), or ``MessageRejected``."""
+    stream: Readable = io.BytesIO(source) if isinstance(source, bytes | bytearray | memoryview) else source
+    reader = _Reader()
+    for kind, element in _events(stream):
+        if kind == "start":
+            reader.start(element)
+        else:
+            reader.end(element)
+    return reader.finish()
+
+
+def _events(stream: Readable) -> Iterator[tuple[str, Element]]:
+    """``(start|end, element)`` pairs, with DTDs forbidden: no entity expansion, no external entity."""
     try:
-        root: Element = SafeET.fromstring(data, forbid_dtd=True)
+        yield from SafeET.iterparse(stream, events=("start", "end"), forbid_dtd=True)
     except DefusedXmlException as exc:
         raise MessageRejected(
             "$", f"XML with a DTD or entity declaration is refused ({type(exc).__name__})"
         ) from exc
     except ParseError as exc:
         raise MessageRejected("$", f"malformed XML: {exc}") from exc
-    return root
 
 
-def _message_type(root: Element) -> tuple[_Layout, str]:
-    """Read message type and version from the namespace; the only place either is stated."""
-    ns, _, local = root.tag[1:].partition("}") if root.tag.startswith("{") else ("", "", root.tag)
-    match = _NAMESPACE.fullmatch(ns)
-    if match is None:
-        shown = f"namespace {ns!r}" if ns else "no namespace"
-        raise MessageRejected("$", f"unsupported format: XML with {shown} is not camt.052/camt.053")
-    message, version = match.group(1), int(match.group(2))
-    if version not in SUPPORTED_VERSIONS:
-        raise MessageRejected(
-            "$",
-            f"unsupported format: camt.{message}.001.{version:02d}; supported versions are 001.02 to 001.08",
-        )
-    if local != "Document":
-        raise MessageRejected(local, "root element must be Document")
-    return _LAYOUTS[message], ns
+def _split(tag: str) -> tuple[str, str]:
+    """``{ns}local`` -> (ns, local); a tag without a namespace has ``''``."""
+    if tag.startswith("{"):
+        ns, _, local = tag[1:].partition("}")
+        return ns, local
+    return "", tag
 
 
-def _block_events(node: _Node, layout: _Layout, message_id: str) -> list[tuple[BalanceEvent, str]]:
-    account_id, account_path = _account_id(node.need("Acct"))
-    block = _Block(layout, message_id, node.need("Id").text(), account_id, account_path)
-    balances = node.every("Bal")
-    if not balances and layout.balance_required:
-        raise MessageRejected(f"{node.path}/Bal", f"a {layout.message} {layout.block} needs at least one Bal")
-    return [(_balance_event(bal, block), bal.path) for bal in balances]
+def _unsupported(ns: str, what: str = "XML") -> MessageRejected:
+    shown = f"namespace {ns!r}" if ns else "no namespace"
+    return MessageRejected("$", f"unsupported format: {what} with {shown} is not camt.052/camt.053/camt.054")
+
+
+# ---------------------------------------------------------------------------------------------
+# The incremental reader
+# ---------------------------------------------------------------------------------------------
+
+# What an open element is to the reader; decides what happens at its end.
+_Role = Literal["envelope", "document", "message", "header", "app_header", "block", "keep", "drop"]
+
+
+class _Reader:
+    """Follows ``iterparse`` events; keeps only what the rules read, drops the rest when complete.
+
+    The open elements form a stack of (element, role, local name). An element under a kept
+    part (``GrpHdr``, ``AppHdr``, a block's ``Id``/``Acct``/``Bal``) stays attached until that
+    part is read; any other element is removed from its parent at its end, so an entry with
+    thousands of transaction details costs memory only while it is being read.
+    """
+
+    def __init__(self) -> None:
+        self.stack: list[tuple[Element, _Role, str]] = []
+        self.layout: _Layout | None = None
+        self.version = 0
+        self.ns = ""
+        self.document_path = ""
+        self.message_path = ""
+        self.documents = 0
+        self.messages = 0
+        self.app_header: Element | None = None
+        self.app_header_path = ""
+        self.business_message_id: str | None = None
+        self.message_definition: tuple[str, str] | None = None  # (text, path) of AppHdr/MsgDefIdr
+        self.message_id: str | None = None
+        self.headers = 0
+        self.blocks = 0
+        self.entries = 0
+        self.balances: list[_Balance] = []
+        self.seen: dict[tuple[str, ...], tuple[Decimal, str]] = {}
+        # A wrong format is only reported once the XML proved well-formed (a malformed file is
+        # "malformed XML", whatever its first element says); until then nothing more is read.
+        self.refusal: MessageRejected | None = None
+
+    # -- events ---------------------------------------------------------------------------------
+
+    def start(self, element: Element) -> None:
+        ns, local = _split(element.tag)
+        role = self._role(ns, local)
+        self.stack.append((element, role, local))
+
+    def end(self, element: Element) -> None:
+        _, role, _ = self.stack.pop()
+        if role == "app_header":
+            self._read_app_header(element)
+        elif role == "header":
+            self._read_group_header(element)
+        elif role == "block":
+            self._read_block(element)
+        elif role == "message":
+            self._end_message()
+        elif role == "document":
+            self._end_document()
+        if role != "keep" and self.stack:
+            self.stack[-1][0].remove(element)  # done with it: free it and all below it
+
+    def finish(self) -> CamtMessage:
+        if self.refusal is not None:
+            raise self.refusal
+        if self.layout is None or self.message_id is None:
+            # only an envelope without a camt Document gets here; everything else failed earlier
+            found = "an AppHdr but no" if self.app_header is not None else "no"
+            raise MessageRejected("$", f"unsupported format: XML root {self.document_path!r} is not a camt "
+                                       f"Document, and the envelope holds {found} camt.052/053/054 Document")
+        if self.message_definition is not None:
+            text, path = self.message_definition
+            expected = f"{self.layout.message}.001.{self.version:02d}"
+            if text.lower() != expected:
+                raise MessageRejected(path, f"names {text!r} but the Document is {expected}")
+        identity = self.business_message_id if self.business_message_id is not None else self.message_id
+        prefix = self.layout.message.replace(".", "")
+        events = [
+            b.event.model_copy(update={"event_id": stable_event_id(prefix, self.layout.message, identity, *b.parts)})
+            for b in self.balances
+        ]
+        return CamtMessage(self.layout.message, self.version, self.message_id, self.business_message_id,
+                           events, self.entries)
+
+    # -- roles ----------------------------------------------------------------------------------
+
+    def _role(self, ns: str, local: str) -> _Role:
+        if self.refusal is not None:
+            return "drop"
+        if not self.stack:
+            return self._root(ns, local)
+        parent_role = self.stack[-1][1]
+        if parent_role == "document":
+            return self._message_root(local)
+        if parent_role == "message":
+            if local == "GrpHdr":
+                return "header"
+            return "block" if self.layout is not None and local == self.layout.block else "drop"
+        if parent_role == "block":
+            if local == "Ntry":
+                self.entries += 1
+            return "keep" if local in _BLOCK_KEEPS else "drop"
+        if parent_role in ("header", "app_header", "keep"):
+            return "keep"
+        if parent_role == "envelope":
+            return self._in_envelope(ns, local)
+        return "drop"
+
+    def _root(self, ns: str, local: str) -> _Role:
+        """The root is the camt ``Document`` itself, or an envelope around it (business header)."""
+        if _NAMESPACE.fullmatch(ns) is not None:
+            if local != "Document":
+                return self._refuse(MessageRejected(local, "root element must be Document"))
+            return self._open_document(ns, "Document")
+        if local == "Document":
+            return self._refuse(_unsupported(ns))
+        self.document_path = local
+        return "envelope"
+
+    def _in_envelope(self, ns: str, local: str) -> _Role:
+        """Inside an envelope: the head.001 ``AppHdr`` and the camt ``Document`` are read, the rest is not."""
+        path = "/".join(name for _, _, name in self.stack) + f"/{local}"
+        if local == "AppHdr" and _HEAD_NAMESPACE.fullmatch(ns):
+            if self.app_header is not None:
+                raise MessageRejected(path, "the envelope carries a second AppHdr, expected one")
+            self.app_header_path = path
+            return "app_header"
+        if local == "Document":
+            if _NAMESPACE.fullmatch(ns) is None:
+                return self._refuse(_unsupported(ns, f"the envelope's {path}"))
+            if self.documents:
+                raise MessageRejected(path, "the envelope carries a second Document, expected one")
+            return self._open_document(ns, path)
+        return "envelope"  # a wrapper (e.g. DataPDU/Body) or a header of its own: look inside, keep nothing
+
+    def _refuse(self, refusal: MessageRejected) -> _Role:
+        self.refusal = refusal
+        return "drop"
+
+    def _open_document(self, ns: str, path: str) -> _Role:
+        match = _NAMESPACE.fullmatch(ns)
+        assert match is not None
+        message, version = match.group(1), int(match.group(2))
+        if version not in SUPPORTED_VERSIONS:
+            return self._refuse(MessageRejected(
+                "$",
+                f"unsupported format: camt.{message}.001.{version:02d}; supported versions are 001.02 to "
+                f"001.{SUPPORTED_VERSIONS[-1]:02d}",
+            ))
+        self.layout, self.version, self.ns = _LAYOUTS[message], version, ns
+        self.document_path = path
+        self.documents += 1
+        return "document"
+
+    def _message_root(self, local: str) -> _Role:
+        assert self.layout is not None
+        if local != self.layout.root:
+            return "drop"  # not read, as before (a schema-valid Document has nothing else)
+        self.messages += 1
+        self.message_path = f"{self.document_path}/{local}"
+        if self.messages > 1:
+            raise MessageRejected(self.message_path, f"element appears {self.messages} times, expected once")
+        return "message"
+
+    # -- reading the kept parts ---------------------------------------------------------------
+
+    def _read_app_header(self, element: Element) -> None:
+        ns, _ = _split(element.tag)
+        header = _Node(element, self.app_header_path, ns)
+        self.business_message_id = header.need("BizMsgIdr").text()
+        definition = header.find("MsgDefIdr")
+        if definition is not None and _MESSAGE_NAME.fullmatch(definition.text().lower()):
+            self.message_definition = (definition.text(), definition.path)
+        self.app_header = element
+
+    def _read_group_header(self, element: Element) -> None:
+        self.headers += 1
+        path = f"{self.message_path}/GrpHdr"
+        if self.headers > 1:
+            raise MessageRejected(path, f"element appears {self.headers} times, expected once")
+        self.message_id = _Node(element, path, self.ns).need("MsgId").text()
+
+    def _read_block(self, element: Element) -> None:
+        assert self.layout is not None
+        layout = self.layout
+        if self.message_id is None:  # GrpHdr comes first in every version
+            self._missing_header()
+        self.blocks += 1
+        node = _Node(element, f"{self.message_path}/{layout.block}[{self.blocks}]", self.ns)
+        account_id, account_path = _account_id(node.need("Acct"))
+        block = _Block(layout, node.need("Id").text(), account_id, account_path)
+        balances = node.every("Bal")
+        if balances and not layout.has_balances:
+            raise MessageRejected(balances[0].path, f"a {layout.message} {layout.block} carries no Bal")
+        if not balances and layout.balance_required:
+            raise MessageRejected(f"{node.path}/Bal", f"a {layout.message} {layout.block} needs at least one Bal")
+        for bal in balances:
+            self._add(_balance(bal, block), bal.path)
+
+    def _add(self, balance: _Balance, path: str) -> None:
+        """One fact once; two different amounts under one ISO identity refuse the file."""
+        amount = _amount_of(balance.event)
+        known = self.seen.get(balance.parts)
+        if known is None:
+            self.seen[balance.parts] = (amount, path)
+            self.balances.append(balance)
+        elif known[0] != amount:
+            raise MessageRejected(
+                path,
+                f"contradicts {known[1]}: same account, balance type, currency and date with another amount "
+                f"({amount} here, {known[0]} there)",
+            )
+        # else: the same balance stated twice, one fact, kept once
+
+    def _missing_header(self) -> None:
+        raise MessageRejected(f"{self.message_path}/GrpHdr", "required element is missing")
+
+    def _end_message(self) -> None:
+        assert self.layout is not None
+        if self.message_id is None:
+            self._missing_header()
+        if not self.blocks:
+            raise MessageRejected(
+                f"{self.message_path}/{self.layout.block}",
+                f"no {self.layout.block} element: a {self.layout.message} message carries at least one",
+            )
+
+    def _end_document(self) -> None:
+        assert self.layout is not None
+        if not self.messages:
+            raise MessageRejected(f"{self.document_path}/{self.layout.root}", "required element is missing")
+
+
+def _amount_of(event: BalanceEvent) -> Decimal:
+    value = event.available_usd if event.available_usd is not None else event.booked_usd
+    assert value is not None  # a BalanceEvent always carries one
+    return value
 
 
 def _account_id(acct: _Node) -> tuple[str, str]:
@@ -323,38 +634,32 @@ def _account_id(acct: _Node) -> tuple[str, str]:
 # ---------------------------------------------------------------------------------------------
 
 
-def _balance_event(bal: _Node, block: _Block) -> BalanceEvent:
+def _balance(bal: _Node, block: _Block) -> _Balance:
     code = _balance_code(bal.need("Tp"))
     amount_node = bal.need("Amt")
     amount = _signed(_amount(amount_node), bal.need("CdtDbtInd"))
     currency = _currency(amount_node)
     as_of, as_of_path = _as_of(bal.need("Dt"))
-    field = BALANCE_FIELD[code.code]
-    event_id = stable_event_id(
-        block.layout.message.replace(".", ""),
-        block.layout.message,
-        block.message_id,
-        block.block_id,
-        block.account_id,
-        code.key,
-        currency,
-        as_of.isoformat(),
-    )
+    field_name = BALANCE_FIELD[code.code]
+    # An informational balance has no ISO meaning two of them could contradict: its amount is part of
+    # what it is, so two that differ stay two events.
+    identity = f"{code.key}={_canonical(amount)}" if code.code is BalanceCode.INFO else code.key
+    parts = (block.block_id, block.account_id, identity, currency, as_of.isoformat())
     paths = {
         "account_id": block.account_path,
-        field: amount_node.path,
+        field_name: amount_node.path,
         "currency": f"{amount_node.path}/@Ccy",
         "as_of_ts": as_of_path,
     }
     try:
-        return BalanceEvent.model_validate(
+        event = BalanceEvent.model_validate(
             {
-                "event_id": event_id,
+                "event_id": stable_event_id(block.layout.message.replace(".", ""), *parts),  # final id: finish()
                 "account_id": block.account_id,
                 "as_of_ts": as_of,
                 "kind": block.layout.kind,
                 "balance_code": code.code,
-                field: amount,
+                field_name: amount,
                 "currency": currency,
             }
         )
@@ -362,6 +667,12 @@ def _balance_event(bal: _Node, block: _Block) -> BalanceEvent:
         first = exc.errors(include_url=False)[0]
         name = str(first["loc"][0]) if first["loc"] else ""
         raise MessageRejected(paths.get(name, bal.path), str(first["msg"])) from exc
+    return _Balance(event, parts)
+
+
+def _canonical(amount: Decimal) -> str:
+    """``100.00`` and ``100`` are the same amount, so they give the same id; a zero has no sign."""
+    return "0" if not amount else format(amount.normalize(), "f")
 
 
 def _balance_code(tp: _Node) -> _Code:

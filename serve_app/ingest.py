@@ -3,6 +3,10 @@
 A file is all or nothing: one refused balance refuses the whole file, with the element path and
 the reason. Event ids are deterministic (derived from the bank's message), so sending the same
 file again after a partial network failure appends only duplicates, which the shards ignore.
+
+A valid message that carries no balance (a camt.054 notifies entries; a camt.052 may report only
+entries; a Finastra page may be empty) is not an error: there is nothing to check and nothing to
+send, and the callers say so (``BankFile.note``) instead of refusing a file the bank got right.
 """
 
 from __future__ import annotations
@@ -17,9 +21,7 @@ SWEPT_CURRENCY = "USD"
 
 
 def check_ingestible(events: Sequence[BalanceEvent], known_accounts: Iterable[str]) -> None:
-    """Refuse the whole batch at the first event the orchestrator could not act on."""
-    if not events:
-        raise MessageRejected("$", "no balances in the message")
+    """Refuse the whole batch at the first event the orchestrator could not act on (none: nothing to refuse)."""
     known = set(known_accounts)
     for event in events:
         if event.currency != SWEPT_CURRENCY:

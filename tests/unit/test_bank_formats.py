@@ -98,7 +98,7 @@ def test_native_errors_come_from_the_native_decoder() -> None:
         (b"ACC-1;100.00", None, "unsupported format"),
         (b'{"foo": 1, "bar": 2}', None, "unsupported format: JSON object with fields bar, foo"),
         (b"{}", None, "unsupported format: JSON object with fields none"),
-        (b'<Document xmlns="urn:iso:std:iso:20022:tech:xsd:camt.054.001.08"/>', None, "unsupported format"),
+        (b'<Document xmlns="urn:iso:std:iso:20022:tech:xsd:camt.056.001.08"/>', None, "unsupported format"),
         (b"<html><body>hi</body></html>", "text/html", "unsupported format: content type"),
         (b"{not json", None, "malformed JSON"),
         (b'{"event_id": "\xff"}', None, "not UTF-8"),
