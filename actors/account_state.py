@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import Final, Literal
 
 from actors.policy import DecisionInputs, observed_var_bps
-from schemas.balance_event import BalanceEvent
+from schemas.balance_event import BalanceCode, BalanceEvent
+from schemas.errors import MessageRejected
 from storage.accounts import Account
 from storage.orders import OpenOrder
 from treasury.money import ZERO
@@ -22,12 +23,72 @@ from treasury.order_status import EXECUTING, OrderStatus
 
 
 class Outcome(StrEnum):
-    """What became of one balance event; also the label of the events metric."""
+    """What became of one balance event; also the label of the events metric.
+
+    ``future`` (dated too far ahead, see ``future_dated``) and ``conflict`` (an event id already
+    received with other content) are refused and dead-lettered like ``invalid``, but counted apart:
+    they point at a sender's clock or its id scheme, not at a malformed message.
+    """
 
     APPLIED = "applied"
     STALE = "stale"
     DUPLICATE = "duplicate"
     INVALID = "invalid"
+    FUTURE = "future"
+    CONFLICT = "conflict"
+
+
+# How the bank formats stamp a balance dated by a day alone (``schemas.camt.end_of_day_utc``).
+_END_OF_DAY = time(23, 59, 59, 999999)
+
+
+def value_dated(event: BalanceEvent) -> bool:
+    """A forward-value balance (FWAV) carrying a booked figure only: its date is a value date, when
+    the money will be there, not when the bank reported it. It may lie days ahead, so it is neither
+    refused as future nor allowed to move the account's clocks. An FWAV that claims an *available*
+    figure would move the live position: it is treated like any other balance."""
+    return event.balance_code is BalanceCode.FWAV and event.available_usd is None
+
+
+def reported_at(event: BalanceEvent) -> datetime:
+    """The moment ``event`` claims to report, for the future check: its as-of time, except that a
+    date-only stamp (read as the end of its day by the bank formats) counts from the start of that
+    day: a camt.052 dated today is not "in the future" at 10:00 although its stamp is 23:59:59."""
+    at = event.as_of_ts.astimezone(UTC)
+    if at.timetz().replace(tzinfo=None) == _END_OF_DAY:
+        return at.replace(hour=0, minute=0, second=0, microsecond=0)
+    return at
+
+
+def future_dated(event: BalanceEvent, now: datetime, max_skew_s: int) -> MessageRejected | None:
+    """Why ``event`` is refused as dated in the future, or None when it is not.
+
+    An as-of time more than ``max_skew_s`` (MAX_CLOCK_SKEW_S) after ``now`` is a sender's broken
+    clock, a wrong year or a value date in the wrong field. Accepted, it would become the account's
+    last-seen time and make every later real balance stale: the account would freeze until that
+    date. Value dates are not as-of times: ``value_dated`` balances are never refused here.
+    """
+    if value_dated(event):
+        return None
+    limit = now.astimezone(UTC) + timedelta(seconds=max_skew_s)
+    if reported_at(event) <= limit:
+        return None
+    return MessageRejected(
+        "as_of_ts",
+        f"{event.as_of_ts.astimezone(UTC).isoformat().replace('+00:00', 'Z')} is in the future: more than "
+        f"{max_skew_s} s (MAX_CLOCK_SKEW_S) ahead of this service's clock "
+        f"({now.astimezone(UTC).isoformat(timespec='seconds').replace('+00:00', 'Z')}); "
+        "an as-of time is when the balance held, never a value date",
+    )
+
+
+def refuse_future(events: Iterable[BalanceEvent], now: datetime, max_skew_s: int) -> None:
+    """Raise ``MessageRejected`` (field ``as_of_ts``) for the first event dated in the future: the
+    REST tier refuses the whole body with it before anything is produced."""
+    for event in events:
+        refused = future_dated(event, now, max_skew_s)
+        if refused is not None:
+            raise refused
 
 
 @dataclass
@@ -48,8 +109,12 @@ class AccountState:
 
         Only an available balance moves the live position and its as-of time; a booked-only
         figure (a close, a forward or expected balance) is kept beside it and never makes a
-        later available balance look stale.
+        later available balance look stale. A value-dated (FWAV) figure moves nothing: dated
+        days ahead, it would make every booked figure until then look stale. It is still stored.
+        An event dated in the future never gets here: the shard refuses it first (``future_dated``).
         """
+        if value_dated(event):
+            return Outcome.APPLIED
         if event.available_usd is None:
             if self.booked_as_of_ts is not None and event.as_of_ts < self.booked_as_of_ts:
                 return Outcome.STALE

@@ -8,7 +8,9 @@ the order the shard runs them (``(I/O)`` marks the shard's own steps):
 3. ``known_only(events, states)``: an event of an unregistered account becomes a dead letter.
 4. ``ledger_query(events, clock)`` says what to read; (I/O) the shard reads which of the events
    the ledger already holds (decided or not) and the accounts' open orders -> ``LedgerView``.
-5. ``plan_batch(...)`` -> ``BatchPlan``: the accounts' states after the batch, the balance rows to
+5. ``plan_batch(...)`` -> ``BatchPlan``: first the refusals that need the clock or the ledger (an
+   as-of time too far in the future, ``future_dated``; an event id already received with other
+   content, ``repeat_conflict``), then the accounts' states after the batch, the balance rows to
    write, the orders to submit (one per decision key), the cash positions to publish, the dead
    letters, the rows to mark decided once the orders are durable, the offsets to commit and the
    batch's statistics.
@@ -32,14 +34,14 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 from confluent_kafka import Message
 
 from actors import kafka_clients
-from actors.account_state import AccountState, Outcome, decision_inputs, pending_sweeps
+from actors.account_state import AccountState, Outcome, decision_inputs, future_dated, pending_sweeps
 from actors.policy import Decision, DecisionInputs, decide, observed_var_bps
 from schemas.balance_event import BalanceCode, BalanceEvent
 from schemas.cash_position import CashPosition
@@ -47,14 +49,14 @@ from schemas.catalog import VERSIONS
 from schemas.errors import MessageRejected, decode_with_source
 from schemas.sweep_order import RiskChecks, SweepOrder
 from storage.accounts import Account
-from storage.balances import BalanceRow
+from storage.balances import BalanceContent, BalanceRow, StoredBalance
 from storage.orders import NewOrder, OpenOrder
 from storage.var_results import VarResult
 from treasury.envelope import row_context
 from treasury.ids import new_order_id, new_trace_id
 from treasury.money import ZERO
 from treasury.order_status import OrderStatus
-from treasury.settings import PolicyConfig
+from treasury.settings import DEFAULT_MAX_CLOCK_SKEW_S, PolicyConfig
 from treasury.topics import BALANCE_EVENTS_DLQ, CASH_POSITIONS
 
 log = logging.getLogger("treasury.shard")
@@ -98,10 +100,15 @@ class Incoming:
 
 @dataclass(frozen=True)
 class Rejected:
-    """A message that goes to the dead-letter topic instead, with the field and the reason."""
+    """A message that goes to the dead-letter topic instead, with the field and the reason.
+
+    ``outcome`` is what the events metric counts it as: ``invalid`` unless the event was well
+    formed but dated in the future (``future``) or re-used an event id with other content
+    (``conflict``)."""
 
     msg: Message
     error: MessageRejected
+    outcome: Outcome = Outcome.INVALID
 
 
 @dataclass(frozen=True)
@@ -115,10 +122,15 @@ class LedgerQuery:
 
 @dataclass(frozen=True)
 class LedgerView:
-    """What the ledger said: events already held (row id, decided?) and the accounts' open orders."""
+    """What the ledger said: events already held (row id, decided?) and the accounts' open orders.
+
+    ``stored`` holds the content of the held rows (``storage.balances.stored``): an event id held
+    without an entry there, or with a ``None`` fingerprint (a row older than migration 003), is
+    taken for a plain repeat, as before; one whose fingerprint differs is a conflict."""
 
     existing: Mapping[EventKey, tuple[int, bool]]
     open_orders: Sequence[OpenOrder]
+    stored: Mapping[EventKey, StoredBalance] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -276,6 +288,7 @@ def plan_batch(
     wall: Callable[[], float] = time.time,
     new_id: Callable[[], str] = new_order_id,
     policy: Policy = decide,
+    max_clock_skew_s: int = DEFAULT_MAX_CLOCK_SKEW_S,
 ) -> BatchPlan:
     """Apply ``events`` (valid, of known accounts) to copies of ``states`` and decide; see the module doc.
 
@@ -283,8 +296,14 @@ def plan_batch(
     the accounts after the batch). ``rejected`` are the dead letters found so far; an event that
     cannot be decided (a defect, not bad input) joins them rather than stall its partition forever,
     its row still stored. ``msgs`` are all the batch's messages, dead letters included: the offsets
-    to commit cover them all. ``clock`` dates decisions and positions; ``received`` (when the batch
-    was consumed) and ``wall`` time the decisions for the latency metrics.
+    to commit cover them all. ``clock`` dates decisions and positions, and is the "now" an as-of
+    time may not exceed by more than ``max_clock_skew_s`` (MAX_CLOCK_SKEW_S); ``received`` (when
+    the batch was consumed) and ``wall`` time the decisions for the latency metrics.
+
+    Before an event is applied, two refusals (dead letters, never stored, never moving state):
+    dated in the future (``future_dated``: it would make every later balance stale), and an event
+    id already received with other content (``repeat_conflict``: the second figure would vanish as
+    a "duplicate"). A true repeat, same content, stays a duplicate.
     """
     stats = BatchStats()
     after = {account: copy.copy(state) for account, state in states.items()}
@@ -292,15 +311,25 @@ def plan_batch(
     for order in ledger.open_orders:
         open_orders[order.account_id].append(order)
     dead = list(rejected)
-    seen: set[EventKey] = set()
+    now = clock()
+    seen: dict[EventKey, Incoming] = {}  # the first accepted event of each key in this batch
     work: list[Planned] = []
     for item in events:
         key = item.key
+        refusal = future_dated(item.event, now, max_clock_skew_s)
+        outcome_if_refused = Outcome.FUTURE
+        if refusal is None:
+            refusal = repeat_conflict(item, seen.get(key), ledger.stored.get(key))
+            outcome_if_refused = Outcome.CONFLICT
+        if refusal is not None:
+            stats.outcomes[outcome_if_refused] += 1
+            dead.append(Rejected(item.msg, refusal, outcome_if_refused))
+            continue
         held = ledger.existing.get(key)
         if key in seen or (held is not None and held[1]):
             stats.outcomes[Outcome.DUPLICATE] += 1
             continue
-        seen.add(key)
+        seen[key] = item
         state = after[item.event.account_id]
         outcome = state.apply(item.event)
         stats.outcomes[outcome] += 1
@@ -324,7 +353,7 @@ def plan_batch(
                     stats.orders += 1
                     stats.swept_usd[new_order.product] += new_order.amount_usd
         work.append(Planned(item, outcome, held[0] if held is not None else None, decision, new_order))
-    stats.outcomes[Outcome.INVALID] += len(dead)
+    stats.outcomes[Outcome.INVALID] += sum(1 for d in dead if d.outcome is Outcome.INVALID)
     deferred = decided_after_orders(work)
     return BatchPlan(
         states=after,
@@ -344,6 +373,82 @@ def plan_batch(
                        if p.outcome is Outcome.APPLIED and p.event.balance_code is BalanceCode.CLBD}),
         stats=stats,
     )
+
+
+def content_of(event: BalanceEvent) -> BalanceContent:
+    """The content an event id stands for, in the ledger's terms: what ``RowPlan.row`` stores and
+    fingerprints (``BalanceRow.content``), so an incoming event and its stored row compare equal."""
+    return BalanceContent(
+        as_of_ts=event.as_of_ts,
+        kind=event.kind.value,
+        balance_code=event.balance_code.value if event.balance_code else None,
+        available_usd=event.available_usd,
+        booked_usd=event.booked_usd,
+        currency=event.currency,
+        projected_outflows_usd=event.projected_outflows_24h_usd,
+    )
+
+
+def repeat_conflict(item: Incoming, earlier: Incoming | None, held: StoredBalance | None) -> MessageRejected | None:
+    """Why ``item`` re-uses an event id with other content, or None (new, or a true repeat).
+
+    ``earlier`` is the event of the same key accepted earlier in this batch, ``held`` the ledger's
+    row for the key (an earlier batch, before any restart). The content compared is
+    ``content_of``: amounts, as-of time, kind, balance code, currency and projection; the trace id
+    is not content. A held row without a fingerprint (stored before migration 003) proves nothing
+    either way and is taken for a true repeat, as it always was.
+    """
+    content = content_of(item.event)
+    if earlier is not None:  # already checked against the ledger when it was accepted
+        first = content_of(earlier.event)
+        if first.fingerprint() == content.fingerprint():
+            return None
+        return _conflict(item.event.event_id, first, content, "earlier in this batch")
+    if held is None or held.fingerprint is None or held.fingerprint == content.fingerprint():
+        return None
+    return _conflict(item.event.event_id, held.content, content, "in the ledger")
+
+
+# Content fields as the contract names them, and their BalanceContent attribute; amounts first.
+_CONTENT_FIELDS: tuple[tuple[str, str], ...] = (
+    ("available_usd", "available_usd"),
+    ("booked_usd", "booked_usd"),
+    ("projected_outflows_24h_usd", "projected_outflows_usd"),
+    ("as_of_ts", "as_of_ts"),
+    ("balance_code", "balance_code"),
+    ("kind", "kind"),
+    ("currency", "currency"),
+)
+
+
+def _conflict(event_id: str, first: BalanceContent, again: BalanceContent, where: str) -> MessageRejected:
+    """The dead letter's reason names both figures of every field that differs, so whoever reads
+    ``balance_events.dlq`` sees what was kept and what was refused without decrypting the ledger."""
+    differ = [(name, getattr(first, attr), getattr(again, attr)) for name, attr in _CONTENT_FIELDS
+              if getattr(first, attr) != getattr(again, attr)]
+    if not differ:  # only a digit past the ledger's 4 decimal places differs: name the amounts
+        differ = [(name, getattr(first, attr), getattr(again, attr)) for name, attr in _CONTENT_FIELDS[:3]
+                  if getattr(again, attr) is not None]
+    was = ", ".join(f"{name} {_shown(a)}" for name, a, _ in differ)
+    now = ", ".join(f"{name} {_shown(b)}" for name, _, b in differ)
+    return MessageRejected(
+        "event_id",
+        f"event_id {event_id!r} already received with {was} ({where}); this one says {now}: same id, "
+        "different content, refused (the first stands; send a correction under a new event_id)",
+    )
+
+
+def _shown(value: object) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, Decimal):
+        exponent = value.as_tuple().exponent
+        if isinstance(exponent, int) and exponent >= -4:
+            return format(value.quantize(Decimal("0.0001")), "f")
+        return format(value, "f")
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return str(value)
 
 
 def _decide(

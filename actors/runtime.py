@@ -142,6 +142,7 @@ class AccountShardActor:
             self._policy,
             on_closing=self._notify_scheduler,
             cipher=EnvelopeCipher(keyring_from_settings(s), s.data_key),
+            max_clock_skew_s=s.max_clock_skew_s,
         )
         self._follower = follow_if_live(s, self._apply_policy, shard_name(self._index))
         await self._worker.start()

@@ -56,7 +56,7 @@ from treasury.envelope import EnvelopeCipher
 from treasury.faults import crash_point
 from treasury.metrics import LatencyHistogram, ShardMetrics
 from treasury.money import ZERO
-from treasury.settings import PolicyConfig
+from treasury.settings import DEFAULT_MAX_CLOCK_SKEW_S, PolicyConfig
 from treasury.topics import BALANCE_EVENTS
 
 # Importers of this module's former contents find them here still.
@@ -105,7 +105,10 @@ class ShardWorker:
         on_closing: Callable[[list[str]], None] | None = None,
         *,
         cipher: EnvelopeCipher,
+        max_clock_skew_s: int = DEFAULT_MAX_CLOCK_SKEW_S,
     ) -> None:
+        """``max_clock_skew_s`` (MAX_CLOCK_SKEW_S): how far ahead of ``clock`` an event's as-of time
+        may be before it is dead-lettered as dated in the future (``actors.account_state.future_dated``)."""
         self.index = index
         self.partitions = owned_partitions(index, shards)
         self._pool = pool
@@ -116,6 +119,7 @@ class ShardWorker:
         self._clock = clock
         self._on_closing = on_closing
         self._cipher = cipher
+        self.max_clock_skew_s = max_clock_skew_s
         self._states: dict[str, AccountState] = {}
         self._start_offsets: dict[int, int] = {}
         self.totals: dict[str, int] = defaultdict(int)
@@ -185,7 +189,8 @@ class ShardWorker:
         mark("read ledger")
         # `decide` is looked up in this module at each batch, so a test can substitute the policy.
         plan = plan_batch(events, [*rejected, *unknown], {a: self._states[a] for a in query.accounts}, ledger, msgs,
-                          self.config, clock=self._clock, received=received, policy=decide)
+                          self.config, clock=self._clock, received=received, policy=decide,
+                          max_clock_skew_s=self.max_clock_skew_s)
         self._states.update(plan.states)  # no await since planning: a VaR pushed meanwhile is not lost
         mark("decide")
         # Positions and dead letters travel while the ledger is written; both are flushed before
@@ -208,12 +213,14 @@ class ShardWorker:
         return plan.stats
 
     async def _read_ledger(self, query: LedgerQuery) -> LedgerView:
-        """Which of the batch's events the ledger holds (decided or not) and the accounts' open orders."""
-        existing, open_orders = await asyncio.gather(
-            self._with_conn(balances.existing, query.keys),
+        """Which of the batch's events the ledger holds (decided or not, and with what content: a
+        repeat of an id with other content is a conflict) and the accounts' open orders."""
+        stored, open_orders = await asyncio.gather(
+            self._with_conn(balances.stored, query.keys),
             self._with_conn(orders.open_orders, query.accounts, query.earliest),
         )
-        return LedgerView(existing, open_orders)
+        existing = {key: (row.row_id, row.decided) for key, row in stored.items()}
+        return LedgerView(existing, open_orders, stored)
 
     async def _with_conn(self, query: Callable[..., Awaitable[T]], *args: Any) -> T:
         async with self._pool.acquire() as conn:
@@ -290,7 +297,8 @@ class ShardWorker:
             msg, exc = rejected.msg, rejected.error
             log.warning(
                 "dead-lettered %s[%d]@%d: %s", msg.topic(), msg.partition(), msg.offset(), exc,
-                extra={"decision": "invalid", "account_id": (msg.key() or b"").decode("utf-8", "replace") or None,
+                extra={"decision": rejected.outcome.value,
+                       "account_id": (msg.key() or b"").decode("utf-8", "replace") or None,
                        "trace_id": kafka_clients.header_map(msg.headers()).get("trace_id")},
             )
             self._produce([dead_letter_message(rejected)])

@@ -1,16 +1,74 @@
-"""BALANCE rows: every event received, applied or not, idempotent on (account_id, event_id)."""
+"""BALANCE rows: every event received, applied or not, idempotent on (account_id, event_id).
+
+Each row carries ``content_sha256``, a fingerprint of its balance-relevant content
+(:meth:`BalanceContent.fingerprint`), so an event id seen again can be told apart as a true repeat (same
+content: a duplicate) or a conflict (different content), although the raw event is encrypted.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import asyncpg
 
 from storage.db import Executor
+
+
+@dataclass(frozen=True)
+class BalanceContent:
+    """What a balance event says, as far as the ledger's decisions go: the content an event id names.
+
+    Not the event id, account or trace id (the first two are the key, the trace differs per
+    delivery). Amounts are as sent, not as stored (``numeric(20,4)`` would round a sixth decimal).
+    """
+
+    as_of_ts: datetime
+    kind: str
+    balance_code: str | None
+    available_usd: Decimal | None
+    booked_usd: Decimal | None
+    currency: str
+    projected_outflows_usd: Decimal | None
+
+    def fingerprint(self) -> str:
+        """sha-256 (hex) of the canonical form; equal amounts written differently (``5E+4``,
+        ``50000.00``) and equal instants in different zones give the same fingerprint."""
+        canonical = [
+            self.as_of_ts.astimezone(UTC).isoformat(timespec="microseconds"),
+            self.kind,
+            self.balance_code,
+            _canonical_amount(self.available_usd),
+            _canonical_amount(self.booked_usd),
+            self.currency,
+            _canonical_amount(self.projected_outflows_usd),
+        ]
+        return hashlib.sha256(json.dumps(canonical, separators=(",", ":")).encode()).hexdigest()
+
+
+def _canonical_amount(value: Decimal | None) -> str | None:
+    if value is None:
+        return None
+    if value == 0:
+        return "0"  # 0, 0.00 and -0 are one amount
+    return format(value.normalize(), "f")
+
+
+@dataclass(frozen=True)
+class StoredBalance:
+    """A row the ledger holds for an event id: its id, whether its decision is durable, its content
+    (columns as stored) and the fingerprint of the content as it was sent (``None`` for rows stored
+    before migration 003, which had none)."""
+
+    row_id: int
+    decided: bool
+    fingerprint: str | None
+    content: BalanceContent
 
 
 @dataclass(frozen=True)
@@ -29,6 +87,16 @@ class BalanceRow:
     # True when the event's decision needs nothing else to be durable (it made no order)
     decided: bool = False
 
+    @property
+    def content(self) -> BalanceContent:
+        return BalanceContent(self.as_of_ts, self.kind, self.balance_code, self.avail_usd, self.booked_usd,
+                              self.currency, self.projected_outflows_usd)
+
+    @property
+    def fingerprint(self) -> str:
+        """Stored in ``content_sha256``: the same fingerprint the shard computes for an incoming event."""
+        return self.content.fingerprint()
+
 
 async def insert_batch(db: Executor, rows: Sequence[BalanceRow]) -> dict[tuple[str, str], int]:
     """Insert in one round trip; returns the ids of rows that were new (duplicates are skipped)."""
@@ -37,11 +105,11 @@ async def insert_batch(db: Executor, rows: Sequence[BalanceRow]) -> dict[tuple[s
     records = await db.fetch(
         """
         INSERT INTO balance (account_id, event_id, as_of_ts, kind, balance_code, avail_usd, booked_usd,
-                             currency, projected_outflows_usd, applied, raw_event, decided_ts)
-        SELECT a, e, t, k, c, av, bo, cu, pr, ap, rw, CASE WHEN d THEN now() END
+                             currency, projected_outflows_usd, applied, raw_event, decided_ts, content_sha256)
+        SELECT a, e, t, k, c, av, bo, cu, pr, ap, rw, CASE WHEN d THEN now() END, fp
         FROM unnest($1::varchar[], $2::varchar[], $3::timestamptz[], $4::varchar[], $5::varchar[],
                     $6::numeric[], $7::numeric[], $8::char(3)[], $9::numeric[], $10::boolean[],
-                    $11::jsonb[], $12::boolean[]) AS r(a, e, t, k, c, av, bo, cu, pr, ap, rw, d)
+                    $11::jsonb[], $12::boolean[], $13::char(64)[]) AS r(a, e, t, k, c, av, bo, cu, pr, ap, rw, d, fp)
         ON CONFLICT (account_id, event_id) DO NOTHING
         RETURNING id, account_id, event_id
         """,
@@ -57,6 +125,7 @@ async def insert_batch(db: Executor, rows: Sequence[BalanceRow]) -> dict[tuple[s
         [r.applied for r in rows],
         [r.raw_event for r in rows],
         [r.decided for r in rows],
+        [r.fingerprint for r in rows],
     )
     return {(rec["account_id"], rec["event_id"]): rec["id"] for rec in records}
 
@@ -67,18 +136,37 @@ async def existing(db: Executor, keys: Sequence[tuple[str, str]]) -> dict[tuple[
     A row that is held but not decided was stored by an attempt that crashed before its decision
     was recorded: the caller decides it again and marks it by id.
     """
+    return {key: (row.row_id, row.decided) for key, row in (await stored(db, keys)).items()}
+
+
+async def stored(db: Executor, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], StoredBalance]:
+    """The rows the ledger holds for these events, with their content: what ``existing`` says, plus
+    what the shard needs to tell a repeat (same fingerprint) from a conflict (another one).
+
+    A row stored before migration 003 has no fingerprint (``None``): the caller treats a repeat
+    of its id as a plain duplicate, as it always did, since nothing proves the content differs.
+    """
     if not keys:
         return {}
     records = await db.fetch(
         """
-        SELECT b.id, b.account_id, b.event_id, b.decided_ts IS NOT NULL AS decided FROM balance b
+        SELECT b.id, b.account_id, b.event_id, b.decided_ts IS NOT NULL AS decided, b.content_sha256,
+               b.as_of_ts, b.kind, b.balance_code, b.avail_usd, b.booked_usd, b.currency, b.projected_outflows_usd
+        FROM balance b
         JOIN unnest($1::varchar[], $2::varchar[]) AS k(account_id, event_id)
           ON b.account_id = k.account_id AND b.event_id = k.event_id
         """,
         [k[0] for k in keys],
         [k[1] for k in keys],
     )
-    return {(r["account_id"], r["event_id"]): (r["id"], bool(r["decided"])) for r in records}
+    return {
+        (r["account_id"], r["event_id"]): StoredBalance(
+            r["id"], bool(r["decided"]), r["content_sha256"],
+            BalanceContent(r["as_of_ts"], r["kind"], r["balance_code"], r["avail_usd"], r["booked_usd"],
+                           r["currency"], r["projected_outflows_usd"]),
+        )
+        for r in records
+    }
 
 
 async def mark_decided(db: Executor, ids: Sequence[int]) -> None:

@@ -22,6 +22,10 @@ from treasury.order_status import UNPUBLISHED, OrderStatus
 LATENCY_BUCKETS: tuple[float, ...] = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
 # Per-account VaR is exported for the riskiest accounts only: bounded cardinality, whatever the book.
 VAR_TOP_ACCOUNTS = 20
+# The ``outcome`` labels of ``treasury_balance_events_total``, every one exported (0 until it happens)
+# so a dashboard or an alert on any of them has a series from the start. The same values as
+# ``actors.account_state.Outcome`` (a test holds them equal; ``treasury`` may not import ``actors``).
+BALANCE_EVENT_OUTCOMES: tuple[str, ...] = ("applied", "duplicate", "stale", "invalid", "future", "conflict")
 # Ray Serve's own series, exported by every Ray node's metrics port (the `ray` group of the scrape
 # target list, devstack/prometheus.py): the dashboard's replica and request-latency panels
 # read them rather than a per-replica copy of ours, which each scrape would see only one of.
@@ -106,8 +110,10 @@ class _Snapshot:
         yield orders
         yield GaugeMetricFamily("treasury_outbox_orders", "Orders written but not yet published (status NEW)",
                                 value=self._orders.get(UNPUBLISHED, 0))
-        events = CounterMetricFamily("treasury_balance_events", "Balance events, by outcome", labels=["outcome"])
-        for outcome in ("applied", "duplicate", "stale", "invalid"):
+        events = CounterMetricFamily("treasury_balance_events", "Balance events, by outcome (future: as-of time "
+                                     "too far ahead; conflict: an event_id re-used with other content)",
+                                     labels=["outcome"])
+        for outcome in BALANCE_EVENT_OUTCOMES:
             events.add_metric([outcome], m.outcomes.get(outcome, 0))
         yield events
         lag = GaugeMetricFamily("treasury_consumer_lag", "balance_events messages not yet applied",

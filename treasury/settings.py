@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 from collections.abc import Mapping
 from datetime import time
 from decimal import Decimal
@@ -20,6 +21,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 
 from treasury.clock import parse_cutoff
 from treasury.money import MAX_ABS_USD
+
+# How far ahead of the service's clock a balance's as-of time may be (MAX_CLOCK_SKEW_S): bank and
+# connector clocks drift by seconds, a wrong year or a value date in the as-of field by far more.
+DEFAULT_MAX_CLOCK_SKEW_S = 300
+MAX_CLOCK_SKEW_LIMIT_S = 366 * 86_400
 
 POLICY_KEYS = ("LIQ_BUFFER_PCT", "VAR_LIMIT_BPS", "SWEEP_CUTOFFS_UTC", "TARGET_LADDER_DAYS", "MIN_SWEEP_USD")
 
@@ -181,6 +187,24 @@ class RuntimeSettings(BaseModel):
     # Live configuration: unset means env/file configuration only, as fixed at start.
     consul_http_addr: str | None = None
     consul_kv_prefix: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-/]+/$")] = "treasury/config/"
+    # Time sanity (issue 16): a balance whose as-of time (when the bank says the balance held) is
+    # further ahead of this service's clock than this many seconds is refused (REST 422, Kafka dead
+    # letter): accepted, it would make every later real balance of its account stale. Value dates are
+    # not as-of times: a forward-value balance (FWAV, booked figure only) is never refused by this,
+    # and a date-only stamp counts from the start of its day. ``actors.account_state.future_dated``.
+    max_clock_skew_s: int = DEFAULT_MAX_CLOCK_SKEW_S
+
+    @field_validator("max_clock_skew_s", mode="before")
+    @classmethod
+    def _whole_seconds(cls, value: Any) -> int:
+        """A non-negative whole number of seconds, at most a year; the message says which rule failed."""
+        text = str(value).strip()
+        if isinstance(value, bool) or not re.fullmatch(r"[+-]?\d+", text):
+            raise ValueError(f"must be a whole number of seconds, 0 or more (got {value!r})")
+        seconds = int(text)
+        if not 0 <= seconds <= MAX_CLOCK_SKEW_LIMIT_S:
+            raise ValueError(f"must be between 0 and {MAX_CLOCK_SKEW_LIMIT_S} seconds (got {seconds})")
+        return seconds
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> RuntimeSettings:
@@ -242,4 +266,5 @@ _RUNTIME_ENV = {
     "prometheus_port": "PROMETHEUS_PORT",
     "consul_http_addr": "CONSUL_HTTP_ADDR",
     "consul_kv_prefix": "CONSUL_KV_PREFIX",
+    "max_clock_skew_s": "MAX_CLOCK_SKEW_S",
 }

@@ -5,9 +5,18 @@ from decimal import Decimal
 
 import pytest
 
-from actors.account_state import AccountState, Outcome, decision_inputs, pending_sweeps
+from actors.account_state import (
+    AccountState,
+    Outcome,
+    decision_inputs,
+    future_dated,
+    pending_sweeps,
+    refuse_future,
+    value_dated,
+)
 from actors.policy import BREACH_BPS_CAP
-from schemas.balance_event import BalanceEvent, BalanceKind
+from schemas.balance_event import BalanceCode, BalanceEvent, BalanceKind
+from schemas.errors import MessageRejected
 from storage.accounts import Account
 from storage.orders import OpenOrder
 
@@ -79,3 +88,64 @@ def test_decision_inputs_of_a_what_if_take_the_var_in_bps_as_given() -> None:
     assert decision_inputs(s, None, pending_sweeps_usd=Decimal(0), now=T0, var_bps=None).var_bps is None
     with pytest.raises(ValueError, match="no available balance"):
         decision_inputs(AccountState(Account("A1")), None, pending_sweeps_usd=Decimal(0), now=T0)
+
+
+# -- time sanity (issue 16, point 6) --------------------------------------------------------------
+NOW = datetime(2025, 6, 10, 12, 30, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(("ahead", "skew", "refused"), [
+    (timedelta(0), 300, False),
+    (timedelta(seconds=300), 300, False),  # exactly at the limit: a clock drifting by the skew is fine
+    (timedelta(seconds=301), 300, True),
+    (timedelta(seconds=1), 0, True),
+    (-timedelta(days=400), 300, False),  # old is stale, not refused
+    (timedelta(days=365 * 74), 300, True),  # the 2099 balance of the issue
+])
+def test_an_as_of_time_beyond_the_skew_is_future(ahead: timedelta, skew: int, refused: bool) -> None:
+    got = future_dated(event("e1", NOW + ahead), NOW, skew)
+    assert (got is not None) is refused
+    if got is not None:
+        assert got.field == "as_of_ts" and "in the future" in got.reason and f"more than {skew} s" in got.reason
+        assert "MAX_CLOCK_SKEW_S" in got.reason
+
+
+def test_a_date_only_stamp_counts_from_the_start_of_its_day() -> None:
+    # camt/Finastra read a date alone as 23:59:59.999999Z of that day: today's report is not future
+    today = datetime(2025, 6, 10, 23, 59, 59, 999999, tzinfo=UTC)
+    assert future_dated(event("d0", today), NOW, 300) is None
+    tomorrow = today + timedelta(days=1)
+    refused = future_dated(event("d1", tomorrow), NOW, 300)
+    assert refused is not None and "2025-06-11T23:59:59.999999Z" in refused.reason
+    # a day that starts within the skew is not future: 23:58 with a 5-minute skew
+    assert future_dated(event("d1", tomorrow), datetime(2025, 6, 10, 23, 58, tzinfo=UTC), 300) is None
+
+
+def test_forward_value_balances_are_not_future_but_an_available_one_dated_ahead_is() -> None:
+    ahead = NOW + timedelta(days=3)
+    fwav = event("fw", ahead, None, booked_usd=Decimal("70"), balance_code=BalanceCode.FWAV)
+    assert value_dated(fwav) and future_dated(fwav, NOW, 300) is None
+    # an FWAV claiming an available figure would move the live position: refused like any other
+    claims_cash = event("fw2", ahead, "70", balance_code=BalanceCode.FWAV)
+    assert not value_dated(claims_cash) and future_dated(claims_cash, NOW, 300) is not None
+    booked_ahead = event("bk", ahead, None, booked_usd=Decimal("70"), balance_code=BalanceCode.ITBD)
+    assert future_dated(booked_ahead, NOW, 300) is not None
+
+
+def test_a_value_dated_balance_is_applied_but_moves_no_clock() -> None:
+    s = AccountState(Account("A1"))
+    s.apply(event("e1", T0, "100"))
+    s.apply(event("b1", T0, None, booked_usd=Decimal("90"), balance_code=BalanceCode.ITBD))
+    fwav = event("fw", T0 + timedelta(days=3), None, booked_usd=Decimal("70"), balance_code=BalanceCode.FWAV)
+    assert s.apply(fwav) is Outcome.APPLIED
+    assert (s.booked_usd, s.booked_as_of_ts, s.as_of_ts) == (Decimal("90"), T0, T0)
+    # so the next booked figure of today is not stale
+    later = event("b2", T0 + timedelta(hours=1), None, booked_usd=Decimal("95"), balance_code=BalanceCode.ITBD)
+    assert s.apply(later) is Outcome.APPLIED and s.booked_usd == Decimal("95")
+
+
+def test_refuse_future_raises_for_the_first_future_event() -> None:
+    refuse_future([event("e1", NOW), event("e2", NOW - timedelta(hours=1))], NOW, 300)
+    with pytest.raises(MessageRejected) as raised:
+        refuse_future([event("e1", NOW), event("e2099", datetime(2099, 1, 1, tzinfo=UTC))], NOW, 300)
+    assert raised.value.field == "as_of_ts" and "2099-01-01T00:00:00Z" in raised.value.reason

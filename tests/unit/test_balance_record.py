@@ -17,6 +17,7 @@ from schemas.balance_event import BalanceEvent, BalanceKind
 from schemas.balance_record import SCHEMA_VERSION, encode
 from serve_app.job.simulator import FeedSimulator, make_accounts, produce_all
 from serve_app.rest.api import Backend, build_app
+from treasury.settings import RuntimeSettings
 
 
 class Sent:
@@ -67,6 +68,7 @@ class RestBackend:
     """Just what ``POST /balances`` touches with AUTH=off and no Idempotency-Key."""
 
     verifier = None
+    settings = RuntimeSettings()  # MAX_CLOCK_SKEW_S: the route refuses a balance dated in the future
 
     def __init__(self) -> None:
         self.sent = RecordingAsyncProducer()

@@ -22,7 +22,9 @@ from actors.batch_plan import (
     Incoming,
     LedgerView,
     Rejected,
+    RowPlan,
     commit_offsets,
+    content_of,
     dead_letter_message,
     known_only,
     ledger_query,
@@ -36,6 +38,7 @@ from actors.policy import BREACH_BPS_CAP, Decision, DecisionInputs, decide
 from schemas.balance_event import BalanceCode, BalanceEvent, BalanceKind
 from schemas.errors import MessageRejected
 from storage.accounts import Account
+from storage.balances import StoredBalance
 from storage.orders import OpenOrder
 from storage.var_results import VarResult
 from treasury.order_status import OrderStatus
@@ -320,3 +323,134 @@ def test_no_balance_no_stored_var_bps() -> None:
     assert _row("A1", date(2025, 6, 9), 250, 0.99, 250, 1000.0, 1000.0, None).var_bps is None
     assert _row("A1", date(2025, 6, 9), 250, 0.99, 3, float("nan"), float("nan"), {"avail_usd": Decimal(5)}).var_bps \
         is None
+
+
+# -- time sanity (issue 16, point 6): future-dated events and event ids re-used ---------------------
+Y2099 = datetime(2099, 1, 1, tzinfo=UTC)
+
+
+def test_one_event_dated_2099_no_longer_freezes_the_account() -> None:
+    """The issue's case: before, the 2099 balance was applied, became the account's last-seen time
+    and made every later real balance stale. Now it is dead-lettered and the account keeps moving."""
+    events, msgs = incoming(event("e1", available="1500000"), event("e2099", available="1", at=Y2099),
+                            event("e3", available="1600000", at=T0 + timedelta(hours=1)))
+    p = plan(events, msgs, {"A1": state()})
+    assert [(w.event.event_id, w.outcome) for w in p.work] == [("e1", Outcome.APPLIED), ("e3", Outcome.APPLIED)]
+    [dead] = p.dead_letters
+    assert dead.msg is msgs[1] and dead.outcome is Outcome.FUTURE and dead.error.field == "as_of_ts"
+    assert "2099-01-01T00:00:00Z is in the future" in dead.error.reason
+    assert [r.event.event_id for r in p.rows] == ["e1", "e3"]  # never stored
+    after = p.states["A1"]
+    assert (after.as_of_ts, after.available_usd, after.last_event_id) == (T0 + timedelta(hours=1),
+                                                                          Decimal("1600000"), "e3")
+    assert p.stats.outcomes == {Outcome.APPLIED: 2, Outcome.FUTURE: 1, Outcome.INVALID: 0}
+    assert p.offsets == {0: 3}  # consumed all the same
+    headers = dict(dead_letter_message(dead).headers)
+    assert headers["error_field"] == b"as_of_ts" and b"MAX_CLOCK_SKEW_S" in headers["error_reason"]
+
+
+def test_the_skew_is_a_parameter_and_the_plan_clock_is_now() -> None:
+    soon = NOW + timedelta(seconds=90)
+    events, msgs = incoming(event("e1", at=soon))
+    assert plan(events, msgs, {"A1": state()}).work[0].outcome is Outcome.APPLIED  # within 300 s
+    refused = plan(events, msgs, {"A1": state()}, max_clock_skew_s=60)
+    assert refused.work == [] and refused.dead_letters[0].outcome is Outcome.FUTURE
+
+
+def test_a_forward_value_balance_is_stored_not_refused() -> None:
+    fwav = event("fw", available=None, booked_usd=Decimal("7000000"), balance_code=BalanceCode.FWAV,
+                 at=NOW + timedelta(days=2))
+    events, msgs = incoming(fwav, event("e1", available="1500000", at=T0 + timedelta(hours=1)))
+    p = plan(events, msgs, {"A1": state()})
+    assert p.dead_letters == [] and [w.outcome for w in p.work] == [Outcome.APPLIED, Outcome.APPLIED]
+    assert [r.event.event_id for r in p.rows] == ["fw", "e1"] and p.states["A1"].booked_as_of_ts is None
+
+
+def test_an_event_id_repeated_with_other_content_in_one_batch_is_a_conflict() -> None:
+    first, again = event("e1", available="50000"), event("e1", available="90000000")
+    events, msgs = incoming(first, again, first)
+    p = plan(events, msgs, {"A1": state()})
+    assert [w.event.available_usd for w in p.work] == [Decimal("50000")]  # the first stands
+    [dead] = p.dead_letters
+    assert dead.msg is msgs[1] and dead.outcome is Outcome.CONFLICT and dead.error.field == "event_id"
+    assert ("event_id 'e1' already received with available_usd 50000.0000 (earlier in this batch); "
+            "this one says available_usd 90000000.0000") in dead.error.reason
+    assert p.stats.outcomes == {Outcome.APPLIED: 1, Outcome.CONFLICT: 1, Outcome.DUPLICATE: 1, Outcome.INVALID: 0}
+    assert p.orders == []  # 50,000 is below MIN_SWEEP_USD; the 90,000,000 never counted
+
+
+def stored(e: BalanceEvent, row_id: int = 41, decided: bool = True, fingerprint: str | None = "") -> StoredBalance:
+    """The ledger's row of ``e`` as ``storage.balances.stored`` returns it ("": its real fingerprint)."""
+    row = RowPlan(e, {}, applied=True, decided=decided).row({})
+    return StoredBalance(row_id, decided, row.fingerprint if fingerprint == "" else fingerprint, row.content)
+
+
+def ledger_of(*rows: tuple[BalanceEvent, StoredBalance]) -> LedgerView:
+    """A ledger holding these rows, as ``ShardWorker._read_ledger`` builds it."""
+    held = {(e.account_id, e.event_id): s for e, s in rows}
+    return LedgerView({key: (s.row_id, s.decided) for key, s in held.items()}, [], held)
+
+
+def test_an_event_id_the_ledger_holds_with_other_content_is_a_conflict_a_true_repeat_a_duplicate() -> None:
+    held = event("e1", available="50000")
+    ledger = ledger_of((held, stored(held)))
+    # the same content under another trace (a redelivery through another path) is a true repeat
+    events, msgs = incoming(event("e1", available="90000000"), event("e1", available="50000.00"),
+                            event("e1", available="5E+4", trace_id="other-trace"))
+    p = plan(events, msgs, {"A1": state()}, ledger)
+    assert p.work == [] and p.rows == [] and p.orders == []
+    [dead] = p.dead_letters
+    assert dead.outcome is Outcome.CONFLICT and "available_usd 50000.0000 (in the ledger)" in dead.error.reason
+    assert "this one says available_usd 90000000.0000" in dead.error.reason
+    assert p.stats.outcomes == {Outcome.CONFLICT: 1, Outcome.DUPLICATE: 2, Outcome.INVALID: 0}
+
+
+def test_every_differing_field_is_named_with_both_figures() -> None:
+    held = event("e1", available="50000")
+    moved = event("e1", available="50000", at=T0 + timedelta(minutes=5), booked_usd=Decimal("1.23456"))
+    events, msgs = incoming(moved)
+    [dead] = plan(events, msgs, {"A1": state()}, ledger_of((held, stored(held)))).dead_letters
+    assert "with booked_usd none, as_of_ts 2025-06-10T12:00:00Z (in the ledger)" in dead.error.reason
+    assert "this one says booked_usd 1.23456, as_of_ts 2025-06-10T12:05:00Z" in dead.error.reason
+
+
+def test_a_row_stored_before_fingerprints_existed_is_taken_for_a_repeat() -> None:
+    held = event("e1", available="50000")
+    events, msgs = incoming(event("e1", available="90000000"))
+    p = plan(events, msgs, {"A1": state()}, ledger_of((held, stored(held, fingerprint=None))))
+    assert p.dead_letters == [] and p.stats.outcomes[Outcome.DUPLICATE] == 1
+    # and a ledger view without contents (the shape before issue 16) behaves as it did
+    p = plan(events, msgs, {"A1": state()}, LedgerView({("A1", "e1"): (41, True)}, []))
+    assert p.dead_letters == [] and p.stats.outcomes[Outcome.DUPLICATE] == 1
+
+
+def test_an_undecided_row_with_the_same_content_is_decided_again_with_other_content_refused() -> None:
+    held = event("e1")
+    ledger = ledger_of((held, stored(held, decided=False)))
+    events, msgs = incoming(event("e1"))
+    p = plan(events, msgs, {"A1": state()}, ledger)
+    assert p.redecided_row_ids == [41] and len(p.orders) == 1 and p.dead_letters == []
+    events, msgs = incoming(event("e1", available="20000000"))
+    p = plan(events, msgs, {"A1": state()}, ledger)
+    assert p.redecided_row_ids == [] and p.orders == [] and p.dead_letters[0].outcome is Outcome.CONFLICT
+
+
+def test_a_refused_event_does_not_take_its_id_and_a_conflict_is_checked_after_the_clock() -> None:
+    events, msgs = incoming(event("e1", at=Y2099), event("e1", available="1500000"))
+    p = plan(events, msgs, {"A1": state()})
+    assert [d.outcome for d in p.dead_letters] == [Outcome.FUTURE]
+    assert [w.event.available_usd for w in p.work] == [Decimal("1500000")]
+
+
+def test_the_stored_fingerprint_is_the_incoming_events_fingerprint() -> None:
+    e = event("e1", available="1.234560", booked_usd=Decimal("-0"), balance_code=BalanceCode.ITAV)
+    row = RowPlan(e, {}, applied=True, decided=True).row({})
+    assert row.fingerprint == content_of(e).fingerprint() == content_of(event("e1", available="1.23456",
+        booked_usd=Decimal("0.00"), balance_code=BalanceCode.ITAV)).fingerprint()
+    assert len(row.fingerprint) == 64
+    for other in (event("e1", available="1.23457", booked_usd=Decimal(0), balance_code=BalanceCode.ITAV),
+                  event("e1", available="1.23456", booked_usd=Decimal(0), balance_code=BalanceCode.ITBD),
+                  event("e1", available="1.23456", booked_usd=None, balance_code=BalanceCode.ITAV),
+                  event("e1", available="1.23456", booked_usd=Decimal(0), balance_code=BalanceCode.ITAV,
+                        at=T0 + timedelta(microseconds=1))):
+        assert content_of(other).fingerprint() != row.fingerprint

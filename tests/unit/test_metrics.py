@@ -36,3 +36,14 @@ def test_spec_names_and_merged_values() -> None:
     assert len(per_account) == VAR_TOP_ACCOUNTS  # bounded cardinality: the riskiest accounts only
     assert got[("treasury_var_bps", (("account_id", ""),))] == 29.0
     assert ("treasury_var_bps", (("account_id", "A0"),)) not in got
+
+
+def test_every_event_outcome_is_exported_future_and_conflict_included() -> None:
+    from actors.account_state import Outcome
+    from treasury.metrics import BALANCE_EVENT_OUTCOMES
+
+    assert set(BALANCE_EVENT_OUTCOMES) == {o.value for o in Outcome}
+    got = samples(render([ShardMetrics(outcomes={"future": 2, "conflict": 1, "applied": 4})], {}))
+    events = {dict(labels)["outcome"]: v for (name, labels), v in got.items()
+              if name == "treasury_balance_events_total"}
+    assert events == {"applied": 4, "duplicate": 0, "stale": 0, "invalid": 0, "future": 2, "conflict": 1}

@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
+from actors.account_state import refuse_future
 from schemas import balance_record
 from schemas.balance_event import BalanceEvent
 from schemas.bank_formats import sniff_and_parse
@@ -24,6 +25,7 @@ from serve_app.rest.idempotency import IdempotencyKey, idempotent
 from serve_app.rest.openapi import RequestBodies
 from storage import accounts
 from treasury.auth import Scope
+from treasury.clock import utc_now
 from treasury.money import MAX_ABS_USD
 from treasury.topics import BALANCE_EVENTS
 
@@ -83,6 +85,8 @@ def router(backend: Backend, bodies: RequestBodies) -> APIRouter:
         events = sniff_and_parse(body, request.headers.get("content-type"))
         known = await accounts.get_many(await backend.pool(), sorted({e.account_id for e in events}))
         check_ingestible(events, known)
+        # Dated too far ahead (MAX_CLOCK_SKEW_S): 422 on as_of_ts here; the shards refuse it too.
+        refuse_future(events, utc_now(), backend.settings.max_clock_skew_s)
         trace_id = request.state.trace_id
         producer = backend.producer()
         records = [balance_record.encode(e, trace_id) for e in events]
