@@ -8,7 +8,9 @@ Rules:
 
 * Only events with ``balance_code == CLBD`` count (camt.052/053 and native events alike); every
   other code is ignored. The day of a close is the UTC date of its ``as_of_ts`` (a camt ``Dt``
-  is read as 23:59:59.999999Z of that date, so it keeps its own date).
+  is read as 23:59:59.999999Z of that date, so it keeps its own date; a ``Dt`` with an offset is the
+  end of that day in that zone: east of UTC, or ``Z``, it keeps its date, west of UTC it falls on
+  the next UTC day, the same for every close of that bank, so the day-over-day changes stay whole).
 * The same close seen twice (same account, day, amount and currency; e.g. a re-sent statement
   under a new message id) counts once. Two *different* closes for the same account and day are
   contradictory and raise ``ValueError``: guessing which one is right would feed a wrong flow

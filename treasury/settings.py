@@ -182,6 +182,11 @@ class RuntimeSettings(BaseModel):
             raise ValueError(f"must be at least SERVE_MIN_REPLICAS ({low})")
         return value
 
+    # POST /balances: the largest body taken (bytes), read in chunks and refused with 413 as soon as it
+    # is passed. 50 MB holds a month of a busy account's camt.053 entries; the parser's memory does
+    # not grow with the file, only the body buffer does (up to this limit).
+    rest_max_body_bytes: Annotated[int, Field(ge=1024, le=1 << 31)] = 50_000_000
+
     dashboard_port: Annotated[int, Field(ge=1, le=65535)] = 8265
     prometheus_port: Annotated[int, Field(ge=0, le=65535)] = 9090
     # Live configuration: unset means env/file configuration only, as fixed at start.
@@ -262,6 +267,7 @@ _RUNTIME_ENV = {
     "serve_max_replicas": "SERVE_MAX_REPLICAS",
     "serve_scale_in_quiet_s": "SERVE_SCALE_IN_QUIET_S",
     "serve_latency_window_s": "SERVE_LATENCY_WINDOW_S",
+    "rest_max_body_bytes": "REST_MAX_BODY_BYTES",
     "dashboard_port": "RAY_DASHBOARD_PORT",
     "prometheus_port": "PROMETHEUS_PORT",
     "consul_http_addr": "CONSUL_HTTP_ADDR",

@@ -101,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     acct_sub.add_parser("list")
     acct.set_defaults(handler=_accounts)
 
-    ingest = sub.add_parser("ingest", help="feed camt.052/053 or Finastra/native JSON files into balance_events")
+    ingest = sub.add_parser("ingest", help="feed camt.052/053/054 or Finastra/native JSON files into balance_events")
     ingest.add_argument("files", nargs="+", metavar="FILE")
     ingest.add_argument("--dry-run", action="store_true", help="print the events it would send, send nothing")
     ingest.set_defaults(handler=_ingest)
@@ -241,23 +241,32 @@ def _accounts(args: argparse.Namespace) -> int:
 
 
 def _ingest(args: argparse.Namespace) -> int:
-    """All files are parsed and checked before anything is sent: one bad file sends nothing."""
-    from pathlib import Path
+    """All files are parsed and checked before anything is sent: one bad file sends nothing.
 
-    from schemas.bank_formats import sniff_and_parse
+    Files are read incrementally (memory stays flat however many entries a statement carries); a
+    valid file without balances (a camt.054) is named on stderr with what it held, and sends nothing.
+    """
+    from schemas.bank_formats import read_bank_file
     from schemas.errors import MessageRejected
     from serve_app.ingest import dry_run_line
 
     events = []
     for name in args.files:
         try:
-            events.extend(sniff_and_parse(Path(name).read_bytes(), None))
+            with open(name, "rb") as source:
+                parsed = read_bank_file(source, None)
         except OSError as exc:
             print(f"treasury-orch ingest: {name}: {exc.strerror}", file=sys.stderr)
             return 2
         except MessageRejected as exc:
             print(f"treasury-orch ingest: {name}: refused: {exc.field}: {exc.reason}", file=sys.stderr)
             return 2
+        if parsed.note is not None:
+            print(f"treasury-orch ingest: {name}: {parsed.note}", file=sys.stderr)
+        events.extend(parsed.events)
+    if not events and not args.dry_run:
+        print(json.dumps({"sent": 0, "undelivered": 0}))
+        return 0
     if args.dry_run:
         for event in events:
             print(json.dumps(dry_run_line(event)))

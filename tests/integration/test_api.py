@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from actors.shard import ShardWorker
-from serve_app.rest.api import Backend, build_app, decode_cursor, encode_cursor
+from serve_app.rest.api import MAX_BODY_BYTES, Backend, build_app, decode_cursor, encode_cursor
 from tests.integration.camt_samples import camt053, finastra
 from tests.integration.conftest import Pipeline, new_accounts, register
 from treasury.metrics import ShardMetrics
@@ -127,7 +127,7 @@ async def test_transition_bodies_and_limits(api: httpx.AsyncClient) -> None:
     assert (await api.post("/sweep-intent/x/fail", content=b"{nope")).json()["error"]["reason"].startswith("malformed")
     assert (await api.post("/sweep-intent/x/fail", json={"reason": 5})).json()["error"]["field"] == "reason"
     assert (await api.post("/sweep-intent/x/ack", json={})).status_code == 404
-    big = await api.post("/balances", content=b" " * 1_000_001)
+    big = await api.post("/balances", content=b" " * (MAX_BODY_BYTES + 1))  # REST_MAX_BODY_BYTES, default
     assert big.status_code == 413 and "limit" in big.json()["error"]["reason"]
     for bad in ("garbage", "c1.!!!", "c1.LTE"):
         r = await api.get("/sweep-intent", params={"after": bad})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from itertools import count
 from pathlib import Path
@@ -140,3 +140,13 @@ def test_sample_multi_statement_file_contradicts_itself() -> None:
     events = parse_camt((SAMPLES / "camt053.v2.multi.statement.xml").read_bytes())
     with pytest.raises(ValueError, match="two different closing balances for 2014-12-31"):
         daily_net_flows(events)
+
+
+def test_closes_dated_with_an_offset_fall_on_the_day_their_zone_ends() -> None:
+    """Issue 19: ``Dt`` may carry an offset; east of UTC a close keeps its date, west of it the next UTC day."""
+    east = parse_camt(_statement("M-E", MON, "10.00").replace(f"{MON.isoformat()}<".encode(),
+                                                                f"{MON.isoformat()}+02:00<".encode()))
+    west = parse_camt(_statement("M-W", TUE, "25.00").replace(f"{TUE.isoformat()}<".encode(),
+                                                                f"{TUE.isoformat()}-05:00<".encode()))
+    flows = daily_net_flows([*east, *west])
+    assert flows == {"DE89370400440532013000": [(TUE + timedelta(days=1), Decimal("15.00"))]}

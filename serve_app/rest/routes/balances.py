@@ -1,14 +1,20 @@
-"""``POST /balances``: the Bank-Connector's balance webhook (native JSON, camt.052/053 XML, Finastra JSON).
+"""``POST /balances``: the Bank-Connector's balance webhook (native JSON, camt.052/053/054 XML, Finastra JSON).
 
 Everything in the body is checked before anything is sent, then every event is appended to
 ``balance_events`` with the one Kafka encoding (``schemas.balance_record``) the simulator and
 ``ingest`` use too.
+
+The body is read in chunks up to ``REST_MAX_BODY_BYTES`` (``RuntimeSettings.rest_max_body_bytes``)
+and refused with 413 as soon as it passes the limit (at once when its ``Content-Length`` says so),
+so a caller cannot make a replica buffer more than the limit. A large bank file is parsed in a
+worker thread: the parse is incremental (flat memory) but takes seconds for tens of MB, which must
+not stall the replica's other requests.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Final
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
@@ -16,7 +22,7 @@ from fastapi.responses import JSONResponse, Response
 from actors.account_state import refuse_future
 from schemas import balance_record
 from schemas.balance_event import BalanceEvent
-from schemas.bank_formats import sniff_and_parse
+from schemas.bank_formats import BankFile, read_bank_file
 from serve_app.ingest import SWEPT_CURRENCY, check_ingestible
 from serve_app.rest.auth import scope
 from serve_app.rest.backend import Backend
@@ -27,10 +33,15 @@ from storage import accounts
 from treasury.auth import Scope
 from treasury.clock import utc_now
 from treasury.money import MAX_ABS_USD
+from treasury.settings import RuntimeSettings
 from treasury.topics import BALANCE_EVENTS
 
-MAX_BODY_BYTES = 1_000_000
-XML_BODY = "a camt.052/053 report (Finastra JSON is accepted too)"
+#: The default body limit (``REST_MAX_BODY_BYTES``); a replica uses its settings' value.
+MAX_BODY_BYTES: Final = RuntimeSettings.model_fields["rest_max_body_bytes"].default
+#: Bodies above this are parsed in a worker thread rather than on the event loop.
+THREAD_PARSE_BYTES: Final = 256 * 1024
+XML_BODY = ("a camt.052/053/054 message, its Document alone or in a business application header envelope "
+            "(AppHdr + Document); Finastra JSON is accepted too")
 
 
 def _amount(description: str, *, signed: bool) -> dict[str, Any]:
@@ -71,18 +82,28 @@ def router(backend: Backend, bodies: RequestBodies) -> APIRouter:
               openapi_extra=bodies(BalanceEvent, xml=XML_BODY, properties=REST_ONLY),
               responses=responses(401, 403, 409, 413, 422, 503))
     async def post_balances(request: Request, idempotency_key: IdempotencyKey = None) -> Response:
-        """A native ``BalanceEvent`` (JSON), a camt.052/053 report (XML) or Finastra balances (JSON).
+        """A native ``BalanceEvent`` (JSON), a camt.052/053/054 message (XML) or Finastra balances (JSON).
 
         Everything in the body is checked first; only then is every event appended to
-        ``balance_events``, where the shards apply it in order. Accounts must be registered.
+        ``balance_events``, where the shards apply it in order. Accounts must be registered. A valid
+        message without balances (a camt.054 notifies entries) is answered 202 with ``count`` 0 and a
+        ``note``; a body over ``REST_MAX_BODY_BYTES`` is answered 413.
         """
+        too_large = await read_limited(request, backend.settings.rest_max_body_bytes)
+        if too_large is not None:
+            return too_large
         return await idempotent(backend.pool, request, idempotency_key, lambda: append(request))
 
     async def append(request: Request) -> JSONResponse:
-        body = await request.body()
-        if len(body) > MAX_BODY_BYTES:
-            return error(413, "$", f"body is {len(body)} bytes; the limit is {MAX_BODY_BYTES}")
-        events = sniff_and_parse(body, request.headers.get("content-type"))
+        body = await request.body()  # already read, within the limit, by read_limited
+        content_type = request.headers.get("content-type")
+        if len(body) > THREAD_PARSE_BYTES:
+            parsed = await asyncio.to_thread(read_bank_file, body, content_type)
+        else:
+            parsed = read_bank_file(body, content_type)
+        events = parsed.events
+        if not events:  # a valid message without balances (camt.054, entries-only camt.052): nothing to send
+            return accepted(request, parsed, [])
         known = await accounts.get_many(await backend.pool(), sorted({e.account_id for e in events}))
         check_ingestible(events, known)
         # Dated too far ahead (MAX_CLOCK_SKEW_S): 422 on as_of_ts here; the shards refuse it too.
@@ -97,7 +118,34 @@ def router(backend: Backend, bodies: RequestBodies) -> APIRouter:
             {"event_id": e.event_id, "account_id": e.account_id, "partition": m.partition(), "offset": m.offset()}
             for e, m in zip(events, delivered, strict=True)
         ]
-        return JSONResponse({"accepted": True, "count": len(events), "topic": BALANCE_EVENTS.name,
-                             "trace_id": trace_id, "events": where}, status_code=202)
+        return accepted(request, parsed, where)
 
     return api
+
+
+def accepted(request: Request, parsed: BankFile, where: list[dict[str, Any]]) -> JSONResponse:
+    """The 202 answer: what was appended where; a message that carried no balance says why nothing was."""
+    body: dict[str, Any] = {"accepted": True, "count": len(where), "topic": BALANCE_EVENTS.name,
+                            "trace_id": request.state.trace_id, "events": where}
+    if parsed.note is not None:
+        body["note"] = parsed.note
+    return JSONResponse(body, status_code=202)
+
+
+async def read_limited(request: Request, limit: int) -> Response | None:
+    """Read the body in chunks, at most ``limit`` bytes; a 413 as soon as it is longer, else ``None``.
+
+    A declared ``Content-Length`` above the limit is refused before a byte is read. The body read is
+    kept on the request (Starlette's own cache, ``Request._body``), so ``request.body()`` after this
+    returns it without reading again (the idempotency check hashes it, the handler parses it).
+    """
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return error(413, "$", f"body is {int(declared)} bytes; the limit is {limit} (REST_MAX_BODY_BYTES)")
+    received = bytearray()
+    async for chunk in request.stream():
+        if len(received) + len(chunk) > limit:
+            return error(413, "$", f"body is over {limit} bytes; the limit is {limit} (REST_MAX_BODY_BYTES)")
+        received += chunk
+    request._body = bytes(received)  # Starlette's cache of the body, read by request.body()
+    return None
