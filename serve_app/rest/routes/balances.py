@@ -14,6 +14,7 @@ not stall the replica's other requests.
 from __future__ import annotations
 
 import asyncio
+import io
 from typing import Any, Final
 
 from fastapi import APIRouter, Request
@@ -142,10 +143,12 @@ async def read_limited(request: Request, limit: int) -> Response | None:
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         return error(413, "$", f"body is {int(declared)} bytes; the limit is {limit} (REST_MAX_BODY_BYTES)")
-    received = bytearray()
+    received = io.BytesIO()  # getvalue() hands over its buffer: the body is held once, not copied
+    size = 0
     async for chunk in request.stream():
-        if len(received) + len(chunk) > limit:
+        size += len(chunk)
+        if size > limit:
             return error(413, "$", f"body is over {limit} bytes; the limit is {limit} (REST_MAX_BODY_BYTES)")
-        received += chunk
-    request._body = bytes(received)  # Starlette's cache of the body, read by request.body()
+        received.write(chunk)
+    request._body = received.getvalue()  # Starlette's cache of the body, read by request.body()
     return None
