@@ -95,6 +95,9 @@ def test_amount_forms(raw: str, expected: str) -> None:
         ("2024-03-01T09:00:00", datetime(2024, 3, 1, 9, tzinfo=UTC)),  # no offset: UTC
         ("2024-03-01T09:00:00+05:30", datetime(2024, 3, 1, 3, 30, tzinfo=UTC)),
         ("2024-03-01T09:00:00.250-04:00", datetime(2024, 3, 1, 13, 0, 0, 250000, tzinfo=UTC)),
+        # a date with an offset (issue 19, the camt rule): the end of that day in that zone
+        ("2024-03-01+02:00", datetime(2024, 3, 1, 21, 59, 59, 999999, tzinfo=UTC)),
+        ("2024-03-01Z", datetime(2024, 3, 1, 23, 59, 59, 999999, tzinfo=UTC)),
     ],
 )
 def test_balance_as_on(as_on: str, expected: datetime) -> None:
