@@ -21,9 +21,10 @@ Rules:
   must group by three (``1,234,567.89``); ``.`` is the decimal point. Anything else - ``1.234,56``,
   ``1,23``, ``(5.00)``, spaces - is refused rather than guessed. A leading ``-`` is an overdraft.
   A Python ``float`` (only possible when a dict is passed in) is refused: it is already inexact.
-* ``balanceAsOn``: a date alone is the END of that day in UTC (23:59:59.999999Z), a date-time
-  without offset is UTC, with an offset it is converted: the same rules as camt
-  (:mod:`schemas.camt`), so both feeds agree on what a date means.
+* ``balanceAsOn``: a date alone is the END of that day in UTC (23:59:59.999999Z), or in the zone
+  of its offset (``2024-03-01+02:00``) converted to UTC; a date-time without offset is UTC, with an
+  offset it is converted: the same rules as camt (:mod:`schemas.camt`), so both feeds agree on what
+  a date means.
 * ``kind`` is ``INTRADAY`` (the API reports the balance now, not a closed statement) and
   ``balance_code`` is ``None`` (Finastra sends no ISO code).
 * ``type`` (the account type) must be a string when present; it is not carried over.
