@@ -218,6 +218,18 @@ def test_openssl_s_client(front: RunningFront, certs: Certs) -> None:
 # ------------------------------------------------------------------------------------------ lifecycle
 
 
+def logged_line(path: Path, needle: str, timeout_s: float = 10.0) -> str:
+    """The log's text once it holds ``needle``, or as it is at the deadline."""
+    deadline = time.monotonic() + timeout_s
+    text = ""
+    while time.monotonic() < deadline:
+        text = path.read_text() if path.exists() else ""
+        if needle in text:
+            break
+        time.sleep(0.05)  # polling a file nginx appends to; the deadline bounds it
+    return text
+
+
 def test_restart_keeps_the_port_and_leaves_one_front(upstream: Upstream, certs: Certs, tmp_path: Path) -> None:
     first = tls_front.start(tmp_path, certs.files, upstream_port=upstream.port)
     try:
@@ -233,7 +245,8 @@ def test_restart_keeps_the_port_and_leaves_one_front(upstream: Upstream, certs: 
             "running": True, "address": f"https://127.0.0.1:{second.port}", "pid": second.pid,
             "upstream": f"127.0.0.1:{upstream.port}", "log": str(tmp_path / "tls-front" / "error.log"),
             "access_log": str(tmp_path / "tls-front" / "access.log")}
-        access = (tmp_path / "tls-front" / "access.log").read_text()
+        # nginx writes the access line in its log phase, after the response left: poll for it.
+        access = logged_line(tmp_path / "tls-front" / "access.log", '"GET /healthz HTTP/1.1" 200')
         assert '"GET /healthz HTTP/1.1" 200' in access and f'subject="{SUBJECT}"' in access
     finally:
         tls_front.stop(tmp_path)
