@@ -56,8 +56,9 @@ STATE_FILE = "front.json"
 READY_TIMEOUT_S = 15.0
 STOP_GRACE_S = 10.0
 LOCK_TIMEOUT_S = 30.0
-# Serve refuses bodies over 1 MB with its own JSON 413; nginx must let them through to say so.
-MAX_BODY = "2m"
+# The API refuses bodies over REST_MAX_BODY_BYTES with its own JSON 413 naming the setting; nginx lets
+# a little more through so that the API is the one to say so. nginx spools large bodies to disk.
+BODY_MARGIN_BYTES = 1 << 20
 NGINX_CANDIDATES = (Path("/usr/sbin/nginx"), Path("/usr/local/sbin/nginx"))
 
 
@@ -177,7 +178,8 @@ def _quoted(path: Path) -> str:
 
 
 def render_conf(
-    front_paths: FrontPaths, files: TlsFiles, *, host: str, port: int, upstream_host: str, upstream_port: int
+    front_paths: FrontPaths, files: TlsFiles, *, host: str, port: int, upstream_host: str, upstream_port: int,
+    max_body_bytes: int = RuntimeSettings.model_fields["rest_max_body_bytes"].default,
 ) -> str:
     """The whole nginx.conf, rewritten on every start (the ports may move)."""
     p, t = front_paths, front_paths.temp
@@ -209,7 +211,7 @@ http {{
   fastcgi_temp_path {_quoted(t / "fastcgi")};
   uwsgi_temp_path {_quoted(t / "uwsgi")};
   scgi_temp_path {_quoted(t / "scgi")};
-  client_max_body_size {MAX_BODY};
+  client_max_body_size {max_body_bytes + BODY_MARGIN_BYTES};
   {trace_map}
   upstream serve {{
     server {upstream_host}:{upstream_port};
@@ -296,6 +298,7 @@ def start(
     upstream_host: str = LOOPBACK,
     host: str = LOOPBACK,
     port: int = 0,
+    max_body_bytes: int = RuntimeSettings.model_fields["rest_max_body_bytes"].default,
 ) -> Front:
     """(Re)start the front of this stack home; port 0 keeps the previous port when free, else a free one.
 
@@ -318,7 +321,7 @@ def start(
         front_paths.temp.mkdir(exist_ok=True)
         front_paths.conf.write_text(
             render_conf(front_paths, files, host=host, port=chosen, upstream_host=upstream_host,
-                        upstream_port=upstream_port)
+                        upstream_port=upstream_port, max_body_bytes=max_body_bytes)
         )
         try:
             run_checked(_argv(nginx, front_paths, "-t", "-q"), what="nginx -t (tls front config)", timeout_s=30)
@@ -350,7 +353,7 @@ def start_for(settings: RuntimeSettings, home: Path) -> Front | None:
     if files is None:
         return None
     return start(home, files, upstream_port=settings.serve_port, upstream_host=_upstream_host(settings.serve_host),
-                 host=settings.tls_host, port=settings.tls_port)
+                 host=settings.tls_host, port=settings.tls_port, max_body_bytes=settings.rest_max_body_bytes)
 
 
 def _upstream_host(serve_host: str) -> str:

@@ -80,6 +80,19 @@ def test_rendered_config_pins_tls13_and_requires_client_certificates(tmp_path: P
     assert all(str(tmp_path) in line for line in lines if "_temp_path" in line or line.startswith("access_log"))
 
 
+def test_the_front_lets_through_what_the_api_accepts_so_the_api_says_413(tmp_path: Path) -> None:
+    """A statement under REST_MAX_BODY_BYTES passes nginx; one over it meets the API's own JSON 413."""
+    files = tls_front.TlsFiles(Path("/c/server.pem"), Path("/c/server.key"), Path("/c/ca.pem"))
+    conf = tls_front.render_conf(tls_front.paths(tmp_path), files, host="127.0.0.1", port=8443,
+                                 upstream_host="127.0.0.1", upstream_port=8000, max_body_bytes=80_000_000)
+    lines = {line.strip() for line in conf.splitlines()}
+    assert f"client_max_body_size {80_000_000 + tls_front.BODY_MARGIN_BYTES};" in lines
+    default = tls_front.render_conf(tls_front.paths(tmp_path), files, host="127.0.0.1", port=8443,
+                                    upstream_host="127.0.0.1", upstream_port=8000)
+    limit = RuntimeSettings().rest_max_body_bytes
+    assert f"client_max_body_size {limit + tls_front.BODY_MARGIN_BYTES};" in default
+
+
 def test_paths_nginx_cannot_quote_are_refused(tmp_path: Path) -> None:
     files = tls_front.TlsFiles(Path('/c/"x.pem'), Path("/c/server.key"), Path("/c/ca.pem"))
     with pytest.raises(InfraError, match="contains a quote"):
