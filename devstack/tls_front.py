@@ -245,6 +245,11 @@ http {{
       error_page 502 504 = @upstream_down;
       proxy_pass http://serve;
       proxy_http_version 1.1;
+      # Bodies stream both ways instead of spooling to temp files: nginx's workers (nobody, when
+      # started as root) cannot write in the stack home, which turned any statement over 16 KB into
+      # a 500; and a statement then reaches the API as it arrives.
+      proxy_request_buffering off;
+      proxy_buffering off;
       proxy_set_header Connection "";
       proxy_set_header Host $host;
       proxy_set_header X-Client-Subject $ssl_client_s_dn;

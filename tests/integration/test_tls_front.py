@@ -254,6 +254,21 @@ def test_restart_keeps_the_port_and_leaves_one_front(upstream: Upstream, certs: 
     tls_front.stop(tmp_path)  # a second stop is harmless
 
 
+def test_a_statement_over_two_megabytes_reaches_the_api(front: RunningFront, certs: Certs) -> None:
+    """nginx's own limit sits above REST_MAX_BODY_BYTES: a 3 MB body gets the API's JSON answer, not nginx's 413."""
+    conn = http.client.HTTPSConnection("127.0.0.1", front.front.port, context=client_context(certs), timeout=30)
+    try:
+        conn.request("POST", "/balances", body=b" " * 3_000_000, headers={"Content-Type": "application/json"})
+        response = conn.getresponse()
+        body = response.read()
+    finally:
+        conn.close()
+    assert response.status != 413 and response.getheader("content-type") == "application/json"
+    assert "error" in json.loads(body)
+    response, body, _ = get(front, client_context(certs), "/openapi.json")  # larger than one proxy buffer
+    assert response.status == 200 and len(body) > 16 * 1024 and json.loads(body)["paths"]
+
+
 def test_upstream_down_is_the_projects_503(certs: Certs, tmp_path: Path) -> None:
     down = tls_front.start(tmp_path, certs.files, upstream_port=free_port())  # nothing listens there
     try:
