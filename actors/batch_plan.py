@@ -336,22 +336,9 @@ def plan_batch(
         decision: Decision | None = None
         new_order: NewOrder | None = None
         if outcome is Outcome.APPLIED and item.event.available_usd is not None:
-            pending = open_orders[item.event.account_id]
-            try:
-                decision, decided_at, new_order = _decide(item, state, pending, config, clock(), wall, new_id, policy)
-            except Exception as exc:  # quarantine one event rather than stall its partition forever
-                log.exception("could not decide on %s; dead-lettered", item.event.event_id,
-                              extra={"trace_id": item.trace_id, "account_id": item.event.account_id})
-                decision, new_order = None, None
-                dead.append(Rejected(item.msg, MessageRejected("$", f"internal error while deciding: {exc!r}")))
-            else:
-                stats.decision_latency_s.append(max(0.0, decided_at - produced_at(item.msg, wall)))
-                stats.consume_latency_s.append(decided_at - received)
-                if new_order is not None:
-                    # Counts as pending for every later event of this batch: the same dollars go once.
-                    pending.append(OpenOrder(item.event.account_id, new_order.amount_usd, OrderStatus.NEW, None))
-                    stats.orders += 1
-                    stats.swept_usd[new_order.product] += new_order.amount_usd
+            decision, new_order = _decide_and_count(item, state, open_orders[item.event.account_id], config, stats,
+                                                    dead, clock=clock, received=received, wall=wall, new_id=new_id,
+                                                    policy=policy)
         work.append(Planned(item, outcome, held[0] if held is not None else None, decision, new_order))
     stats.outcomes[Outcome.INVALID] += sum(1 for d in dead if d.outcome is Outcome.INVALID)
     deferred = decided_after_orders(work)
@@ -373,6 +360,40 @@ def plan_batch(
                        if p.outcome is Outcome.APPLIED and p.event.balance_code is BalanceCode.CLBD}),
         stats=stats,
     )
+
+
+def _decide_and_count(
+    item: Incoming,
+    state: AccountState,
+    pending: list[OpenOrder],
+    config: PolicyConfig,
+    stats: BatchStats,
+    dead: list[Rejected],
+    *,
+    clock: Callable[[], datetime],
+    received: float,
+    wall: Callable[[], float],
+    new_id: Callable[[], str],
+    policy: Policy,
+) -> tuple[Decision | None, NewOrder | None]:
+    """Decide one applied event; its order joins ``pending`` so that the same dollars go once in the batch.
+
+    An event that cannot be decided (a defect, not bad input) joins ``dead`` rather than stall its
+    partition forever."""
+    try:
+        decision, decided_at, new_order = _decide(item, state, pending, config, clock(), wall, new_id, policy)
+    except Exception as exc:  # quarantine one event rather than stall its partition forever
+        log.exception("could not decide on %s; dead-lettered", item.event.event_id,
+                      extra={"trace_id": item.trace_id, "account_id": item.event.account_id})
+        dead.append(Rejected(item.msg, MessageRejected("$", f"internal error while deciding: {exc!r}")))
+        return None, None
+    stats.decision_latency_s.append(max(0.0, decided_at - produced_at(item.msg, wall)))
+    stats.consume_latency_s.append(decided_at - received)
+    if new_order is not None:
+        pending.append(OpenOrder(item.event.account_id, new_order.amount_usd, OrderStatus.NEW, None))
+        stats.orders += 1
+        stats.swept_usd[new_order.product] += new_order.amount_usd
+    return decision, new_order
 
 
 def content_of(event: BalanceEvent) -> BalanceContent:

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeAlias
 
 from treasury.settings import ConfigError
 
@@ -60,10 +60,25 @@ def _aml_tag(text: str) -> tuple[str, str]:
         raise argparse.ArgumentTypeError(f"aml tag {text!r}: {str(exc).splitlines()[-1].strip()}") from None
 
 
+if TYPE_CHECKING:
+    Subparsers: TypeAlias = argparse._SubParsersAction[argparse.ArgumentParser]
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """One family of commands per function below: the system here, accounts and data, VaR, deployment and contracts."""
     parser = argparse.ArgumentParser(prog="treasury-orch", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+    _add_local_commands(sub)
+    _add_data_commands(sub)
+    _add_var_commands(sub)
+    _add_deploy_commands(sub)
+    from serve_app.cli import security as security_cli
 
+    security_cli.add_parsers(sub)
+    return parser
+
+
+def _add_local_commands(sub: Subparsers) -> None:
     run = sub.add_parser("run", help="run the whole system here (stack, Ray, actors, Serve, simulator)")
     run.add_argument("--accounts", type=int, default=20, help="simulated accounts (default 20)")
     run.add_argument("--rate", type=float, default=20.0, help="simulated events per second (default 20)")
@@ -90,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     decide.add_argument("--now", type=_instant, default=None, metavar="ISO-8601")
     decide.set_defaults(handler=_decide)
 
+
+def _add_data_commands(sub: Subparsers) -> None:
     acct = sub.add_parser("accounts", help="register or list the accounts the orchestrator may sweep")
     acct_sub = acct.add_subparsers(dest="action", required=True)
     add = acct_sub.add_parser("add")
@@ -112,6 +129,8 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--count", type=int, default=1000)
     sim.set_defaults(handler=_simulate)
 
+
+def _add_var_commands(sub: Subparsers) -> None:
     var = sub.add_parser("var", help="historical VaR for quants")
     var_sub = var.add_subparsers(dest="action", required=True)
     compute = var_sub.add_parser("compute", help="VaR and ES per account from a long-form CSV/Parquet file")
@@ -133,6 +152,8 @@ def build_parser() -> argparse.ArgumentParser:
     backtest.add_argument("--png", default=None, help="write a plot of flows against VaR here")
     var.set_defaults(handler=_var)
 
+
+def _add_deploy_commands(sub: Subparsers) -> None:
     dep = sub.add_parser("deploy", help="deployment files, and the system on an existing Ray cluster (RAY_ADDRESS)")
     dep_sub = dep.add_subparsers(dest="action", required=True)
     cfg = dep_sub.add_parser("serve-config", help="the `serve deploy` config generated from the code (stdout)")
@@ -149,15 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     dep_sub.choices["up"].add_argument("--actors-only", action="store_true",
                                        help="leave the Serve app to `serve deploy` / KubeRay's serveConfigV2")
     dep.set_defaults(handler=_deploy)
-
     schemas = sub.add_parser("schemas", help="regenerate or check the checked-in JSON Schema files")
     schemas.add_argument("action", choices=["generate", "check"])
     schemas.set_defaults(handler=_schemas)
-
-    from serve_app.cli import security as security_cli
-
-    security_cli.add_parsers(sub)
-    return parser
 
 
 def _without_devstack(command: str, exc: ModuleNotFoundError) -> int:

@@ -138,3 +138,14 @@ def test_actor_names_live_in_a_module_that_imports_nothing() -> None:
     tree = ast.parse((REPO / "treasury" / "actor_names.py").read_text(encoding="utf-8"))
     imports = [n for n in ast.walk(tree) if isinstance(n, ast.Import | ast.ImportFrom)]
     assert [ast.unparse(n) for n in imports] == ["from __future__ import annotations"]
+
+
+def test_no_function_of_the_product_is_longer_than_a_screen_and_a_half() -> None:
+    """Long functions hid the shard's phases and the REST routes; 90 lines leaves room for a docstring."""
+    long = [
+        f"{name}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)"  # type: ignore[operator]
+        for name, path in project_modules().items()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno - node.lineno + 1 > 90  # type: ignore[operator]
+    ]
+    assert long == []
