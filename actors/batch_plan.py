@@ -351,7 +351,7 @@ def plan_batch(
             for p in work if p.row_id is None
         ],
         orders=[p.order for p in work if p.order is not None],
-        positions=positions(work, after, clock),
+        positions=positions(work, after, clock, open_orders),
         dead_letters=dead,
         deferred=deferred,
         redecided_row_ids=[p.row_id for p in work if p.row_id is not None],
@@ -545,11 +545,12 @@ def decided_after_orders(work: Sequence[Planned]) -> set[EventKey]:
     return {(p.event.account_id, p.event.event_id) for p in work if p.event.account_id in with_orders}
 
 
-def positions(work: Sequence[Planned], states: Mapping[str, AccountState],
-              clock: Callable[[], datetime]) -> list[CashPosition]:
-    """The position of each account an applied event moved, after the batch. Pending sweeps are
-    those its newest decision saw plus that decision's own order. A position is derived from its
-    event, so a replay re-publishes the same one."""
+def positions(work: Sequence[Planned], states: Mapping[str, AccountState], clock: Callable[[], datetime],
+              open_orders: Mapping[str, Sequence[OpenOrder]]) -> list[CashPosition]:
+    """The position of each account an applied event moved, after the batch. Pending sweeps come from
+    the rule a decision uses (``pending_sweeps``) over the account's open orders, this batch's
+    included, so a position says what the next decision will count. A position is derived from
+    its event and the ledger, so a replay re-publishes the same one."""
     latest: dict[str, Planned] = {}
     for p in work:
         if p.outcome is Outcome.APPLIED:
@@ -559,9 +560,8 @@ def positions(work: Sequence[Planned], states: Mapping[str, AccountState],
         state = states[account_id]
         if state.available_usd is None:
             continue
-        pending = p.decision.inputs.pending_sweeps_usd if p.decision else ZERO
-        if p.order is not None:
-            pending += p.order.amount_usd
+        assert state.as_of_ts is not None  # set with available_usd
+        pending = pending_sweeps(open_orders.get(account_id, ()), state.as_of_ts)
         out.append(cash_position(state, pending, p.incoming.trace_id, clock()))
     return out
 

@@ -180,7 +180,7 @@ class AccountShardActor:
     async def position(self, account_id: str) -> dict[str, Any] | None:
         await self._started.wait()
         assert self._worker is not None
-        pos = self._worker.position(account_id)
+        pos = await self._worker.position(account_id)
         return None if pos is None else pos.model_dump(mode="json", exclude_none=True)
 
     async def set_var(self, account_id: str, var_usd: float | None, days: int | None) -> bool:

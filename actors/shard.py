@@ -25,7 +25,7 @@ import asyncpg
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
 from actors import kafka_clients
-from actors.account_state import AccountState, Outcome
+from actors.account_state import AccountState, Outcome, pending_sweeps
 from actors.batch_plan import (
     MAX_EVENT_BYTES,
     BatchPlan,
@@ -55,7 +55,6 @@ from treasury.clock import utc_now
 from treasury.envelope import EnvelopeCipher
 from treasury.faults import crash_point
 from treasury.metrics import LatencyHistogram, ShardMetrics
-from treasury.money import ZERO
 from treasury.settings import DEFAULT_MAX_CLOCK_SKEW_S, PolicyConfig
 from treasury.topics import BALANCE_EVENTS
 
@@ -274,11 +273,15 @@ class ShardWorker:
             self._states[account_id] = state_from_ledger(
                 account, positions.get(account_id), projections.get(account_id), risks.get(account_id))
 
-    def position(self, account_id: str) -> CashPosition | None:
+    async def position(self, account_id: str) -> CashPosition | None:
+        """The position as the next decision on this account sees it: pending sweeps by the decision's
+        own rule over the ledger's open orders, so the treasurer's view and the decision agree."""
         state = self._states.get(account_id)
         if state is None or state.available_usd is None or state.as_of_ts is None:
             return None
-        return cash_position(state, ZERO, None, self._clock())
+        as_of = state.as_of_ts
+        open_orders = await self._with_conn(orders.open_orders, [account_id], as_of)
+        return cash_position(state, pending_sweeps(open_orders, as_of), None, self._clock())
 
     def set_var(self, account_id: str, var_usd: float | None, days: int | None) -> bool:
         state = self._states.get(account_id)

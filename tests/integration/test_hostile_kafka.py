@@ -84,7 +84,7 @@ async def test_hostile_messages_are_dead_lettered_with_their_reason_and_the_stre
     [order] = await pipeline.orders_for([acct])
     assert order["decision_key"] == f"{acct}:good" and order["amount_usd"] == Decimal("9400000.0000")
     assert await pipeline.orders_for([overdrawn.account_id]) == []
-    position = pipeline.worker.position(overdrawn.account_id)
+    position = await pipeline.worker.position(overdrawn.account_id)
     assert position is not None and position.available_usd == Decimal("-250000.50")
 
     dead = read_from(pipeline.bootstrap, "balance_events.dlq", pipeline.dlq_start, expect=len(cases) + 1)

@@ -108,7 +108,7 @@ async def test_duplicate_event_gives_one_order_and_stale_events_move_nothing(pip
     assert len(await pipeline.orders_for([a.account_id])) == 1
     rows = await pipeline.balances_for([a.account_id])
     assert [(r["event_id"], r["applied"]) for r in rows] == [("ev-1", True), ("ev-0", False)]
-    position = pipeline.worker.position(a.account_id)
+    position = await pipeline.worker.position(a.account_id)
     assert position is not None and position.available_usd == Decimal("10000000")
     assert pipeline.worker.totals["duplicate"] >= 2 and pipeline.worker.totals["stale"] >= 1
 
@@ -180,3 +180,24 @@ async def test_an_event_that_cannot_be_decided_is_quarantined_not_stalling_other
     dead = read_from(pipeline.bootstrap, "balance_events.dlq", pipeline.dlq_start, expect=1)
     reasons = [dict(m.headers() or [])["error_reason"] for m in dead if m.key() == bad.account_id.encode()]
     assert reasons and b"simulated defect" in reasons[0]
+
+
+async def test_the_position_counts_the_pending_sweeps_the_next_decision_counts(pipeline: Pipeline) -> None:
+    """The treasurer's position (REST, cash_positions) and the decision use one computation of pending
+    sweeps: after an order, the position shows it pending, and the next decision sees the same figure."""
+    [a] = new_accounts(min_balance_usd=Decimal("1000000"))
+    await register(pipeline.pool, [a], var_usd=Decimal("8000"))
+    produce_events(pipeline.bootstrap, [ev(a.account_id, 1, "10000000")])
+    await pipeline.drain([a.account_id], events=1)
+    [order] = await pipeline.orders_for([a.account_id])
+    position = await pipeline.worker.position(a.account_id)
+    assert position is not None and position.pending_sweeps_usd == order["amount_usd"] == Decimal("8400000.0000")
+    assert position.excess_usd == Decimal("10000000") - order["amount_usd"] - Decimal("1000000")
+
+    produce_events(pipeline.bootstrap, [ev(a.account_id, 2, "10000000", at=T0 + timedelta(seconds=1))])
+    await pipeline.drain([a.account_id], events=2)
+    # the next decision counted the same 8,400,000: 600,000 left less the 600,000 buffer, no order
+    assert await pipeline.orders_for([a.account_id]) == [order]
+    published = payloads(read_from(pipeline.bootstrap, "cash_positions", pipeline.positions_start, expect=2))
+    mine = [p for p in published if p["account_id"] == a.account_id]
+    assert [Decimal(p["pending_sweeps_usd"]) for p in mine] == [order["amount_usd"]] * 2

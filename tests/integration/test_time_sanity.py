@@ -59,7 +59,7 @@ async def test_a_balance_dated_2099_is_dead_lettered_and_the_account_keeps_movin
 
     rows = await pipeline.balances_for([a.account_id])
     assert [(r["event_id"], r["applied"]) for r in rows] == [("ev-1", True), ("ev-3", True), ("ev-4", True)]
-    position = pipeline.worker.position(a.account_id)
+    position = await pipeline.worker.position(a.account_id)
     assert position is not None and position.available_usd == Decimal("1700000")
     assert position.as_of_ts == now - timedelta(minutes=30) and position.source_event_id == "ev-4"
     assert pipeline.worker.totals["stale"] == 0 and pipeline.worker.metrics().outcomes["future"] == 1
@@ -103,7 +103,7 @@ async def test_an_event_id_resent_with_another_figure_is_a_conflict_an_exact_rep
            "this one says available_usd 90000000.0000" in reasons[0]
     assert "event_id 'ev-2' already received with available_usd 60000.0000" in reasons[1]
     assert "this one says available_usd 70000000.0000" in reasons[1]
-    position = pipeline.worker.position(a.account_id)
+    position = await pipeline.worker.position(a.account_id)
     assert position is not None and position.available_usd == Decimal("60000")
 
 

@@ -209,6 +209,25 @@ def test_open_orders_in_the_ledger_are_pending_sweeps() -> None:
     assert p.orders[0].amount_usd == Decimal("400000.0000")
 
 
+def test_a_position_counts_what_the_next_decision_counts_even_without_a_decision() -> None:
+    """A booked-only close after an order: the position still shows the open order as pending, as the
+    next decision will (before, a position moved by an undecided event said pending 0)."""
+    close = event("c1", available=None, booked_usd=Decimal("9000000"), balance_code=BalanceCode.CLBD,
+                  at=T0 + timedelta(minutes=5))
+    events, msgs = incoming(close)
+    open_orders = [OpenOrder("A1", Decimal("8000000"), OrderStatus.SENT, None)]
+    held = state(available_usd=Decimal("10000000"), as_of_ts=T0, last_event_id="e0")
+    [position] = plan(events, msgs, {"A1": held}, LedgerView({}, open_orders)).positions
+    assert position.pending_sweeps_usd == Decimal("8000000")
+    assert position.excess_usd == Decimal("10000000") - Decimal("8000000") - ACCOUNT.min_balance_usd
+    # the decision on the next available balance counts the same pending sweeps
+    later = event("e1", available="10000000", at=T0 + timedelta(minutes=6))
+    events, msgs = incoming(later)
+    p = plan(events, msgs, {"A1": held}, LedgerView({}, open_orders))
+    assert p.work[0].decision is not None
+    assert p.work[0].decision.inputs.pending_sweeps_usd == position.pending_sweeps_usd
+
+
 def test_a_var_breach_and_an_unknown_var_go_overnight() -> None:
     events, msgs = incoming(event("e1"), event("b1", account="B1"))
     p = plan(events, msgs, {"A1": state(var_usd=20000.0), "B1": state(account=Account("B1"), var_usd=None)})
