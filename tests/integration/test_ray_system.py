@@ -174,6 +174,7 @@ async def test_rest_round_trip(system: System, client: httpx.AsyncClient, pool: 
     assert order["trace_id"] == "trace-rest-1"
     pos = await wait_for(lambda: _json_if_ok(client, f"/accounts/{a.account_id}/position"), what="position")
     assert pos["available_usd"] == "10000000" and pos["source_event_id"] == "r1"
+    assert pos["pending_sweeps_usd"] == order["amount_usd"]  # the shard actor counts it as the decision does
 
     oid = order["order_id"]
     first = await client.post(f"/sweep-intent/{oid}/ack")
