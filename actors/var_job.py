@@ -71,7 +71,7 @@ async def recompute(
     not by the pool. The scheduler's jobs are mostly the few accounts whose statements just
     closed, a millisecond of numpy each; starting the pool's two worker processes for every such
     job cost about a core while a bank's statements streamed in (bench/pipeline: 1,950 events/s
-    with the pool per job, see README). The numbers are the same either way (``VarPool.compute``).
+    with the pool per job, see docs/decisions.md). The numbers are the same either way (``VarPool.compute``).
     """
     history = await load(db, source, window, accounts)
     # Both block (the pool on Ray futures): keep the caller's event loop (an actor's, a CLI's) free.

@@ -113,7 +113,7 @@ def binary_complete(cache: Path) -> bool:
 
 
 def build_or_cached(cache: Path | None = None) -> Path:
-    """The consul binary, compiled from source the first time (a few minutes cold, see README).
+    """The consul binary, compiled from source the first time (a few minutes cold, see docs/configuration.md).
 
     The build writes into a scratch name renamed into place and the marker comes last, so an
     interrupted build is never mistaken for a finished one; a lock keeps two builds from racing.

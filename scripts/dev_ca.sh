@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A development certificate authority for the TLS front (README "Security"), made with openssl:
+# A development certificate authority for the TLS front (docs/security.md), made with openssl:
 #
 #   ca.pem / ca.key              the CA that signs the server and the clients (TLS_CLIENT_CA_FILE)
 #   server.pem / server.key      the front's certificate for localhost and 127.0.0.1 (TLS_CERT_FILE, TLS_KEY_FILE)

@@ -22,7 +22,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 HEAD_RESOURCE = "node:__internal_head__"
 # A shard holds its accounts' state, a Kafka consumer and producer and a connection pool: 140-260
-# MiB seen under load (README, Performance). Declared so that its placement is honoured (above).
+# MiB seen under load (docs/performance.md). Declared so that its placement is honoured (above).
 SHARD_MEMORY_BYTES = 256 * 2**20
 
 

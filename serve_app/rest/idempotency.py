@@ -1,6 +1,6 @@
 """The ``Idempotency-Key`` header on every POST: a retry gets the first answer, never a second action.
 
-Semantics (README, REST API):
+Semantics (docs/rest-api.md):
 
 - no header: the request runs as before;
 - a new key: the request runs; its answer (status and body) is kept 24 h unless it was a 5xx

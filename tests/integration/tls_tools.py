@@ -25,7 +25,7 @@ class Certs:
 
 
 def make_certs(out: Path) -> Certs:
-    """What a developer runs (README "Security"); its stdout is the exports for the settings."""
+    """What a developer runs (docs/security.md); its stdout is the exports for the settings."""
     done = subprocess.run(["bash", str(REPO_ROOT / "scripts" / "dev_ca.sh"), "--out", str(out)],
                           capture_output=True, text=True, timeout=60, check=True)
     assert f"TLS_CLIENT_CA_FILE={out.resolve() / 'ca.pem'}" in done.stdout
