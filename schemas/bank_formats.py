@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from schemas.balance_event import BalanceEvent
-from schemas.camt import Readable, read_camt
+from schemas.camt import PrefixedStream, Readable, read_camt
 from schemas.errors import MessageRejected, decode
 from schemas.finastra import parse_finastra
 
@@ -89,23 +89,6 @@ def read_bank_file(data: bytes | Readable, content_type: str | None) -> BankFile
     return _parse_json(body.removeprefix(_BOM))
 
 
-class _Replay:
-    """``head`` again, then the rest of ``rest``: the sniffed bytes are not lost to the parser."""
-
-    def __init__(self, head: bytes, rest: Readable) -> None:
-        self._head = head
-        self._rest = rest
-
-    def read(self, size: int = -1, /) -> bytes:
-        if not self._head:
-            return self._rest.read(size)
-        if size < 0:
-            data, self._head = self._head + self._rest.read(), b""
-            return data
-        data, self._head = self._head[:size], self._head[size:]
-        return data
-
-
 def _head(data: bytes | Readable) -> tuple[bytes, Readable]:
     """The body's first bytes after a BOM and blanks (to sniff the syntax), and the whole body to parse."""
     if isinstance(data, bytes | bytearray | memoryview):
@@ -121,7 +104,7 @@ def _head(data: bytes | Readable) -> tuple[bytes, Readable]:
             raise MessageRejected("$", f"unsupported format: more than {_MAX_LEADING_BLANKS} blank bytes "
                                        "before any content")
     body = read.removeprefix(_BOM)
-    return body.lstrip()[:1], _Replay(body, data)
+    return body.lstrip()[:1], PrefixedStream(body, data)
 
 
 def _syntax(head: bytes) -> Syntax:

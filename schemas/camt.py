@@ -366,7 +366,7 @@ def _events(stream: Readable) -> Iterator[tuple[str, Element]]:
         if checked:
             yield from _pull(head, stream)
         else:
-            yield from SafeET.iterparse(_Prefixed(head, stream), events=("start", "end"), forbid_dtd=True)
+            yield from SafeET.iterparse(PrefixedStream(head, stream), events=("start", "end"), forbid_dtd=True)
     except DefusedXmlException as exc:
         raise MessageRejected(
             "$", f"XML with a DTD or entity declaration is refused ({type(exc).__name__})"
@@ -422,8 +422,9 @@ def _prolog(stream: Readable) -> tuple[bytes, bool]:
     return data, False
 
 
-class _Prefixed:
-    """``head`` then the rest of ``rest``, as one binary stream."""
+class PrefixedStream:
+    """``head`` then the rest of ``rest``, as one binary stream: bytes read to sniff a body are not
+    lost to the parser that reads it next."""
 
     def __init__(self, head: bytes, rest: Readable) -> None:
         self._head = head

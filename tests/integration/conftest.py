@@ -12,13 +12,16 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 
 from actors import kafka_clients
 from actors.coordinator import Coordinator
 from actors.shard import ShardWorker
+from serve_app.rest.api import Backend, build_app
 from storage import accounts, var_results
 from storage.accounts import Account
 from storage.db import create_pool
@@ -26,6 +29,7 @@ from storage.var_results import VarResult
 from tests.integration.kafka_tools import close_producer, high_watermarks, poll_until, skip_to_end
 from treasury.envelope import EnvelopeCipher
 from treasury.keyring import Keyring
+from treasury.metrics import ShardMetrics
 from treasury.settings import PolicyConfig
 
 
@@ -116,3 +120,33 @@ async def pipeline(stack, pool: asyncpg.Pool, keyring: Keyring) -> AsyncIterator
     # kept by FastAPI's route caches), and live clients would reconnect to the stopped broker.
     await worker.close()
     close_producer(producer)
+
+
+class LocalShards:
+    """ShardLookup over an in-process worker (the deployment asks Ray actors the same questions)."""
+
+    def __init__(self, worker: ShardWorker | None) -> None:
+        self.worker = worker
+
+    async def position(self, account_id: str) -> dict[str, Any] | None:
+        pos = await self.worker.position(account_id) if self.worker else None
+        return None if pos is None else pos.model_dump(mode="json", exclude_none=True)
+
+    async def metrics(self) -> list[ShardMetrics]:
+        return [self.worker.metrics()] if self.worker else []
+
+    async def ready(self) -> bool:
+        if self.worker is None:
+            raise RuntimeError("no shard running")
+        return True
+
+
+@pytest.fixture
+async def api(stack, pipeline: Pipeline,  # type: ignore[no-untyped-def]
+              auth_headers: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]:
+    """The REST app in-process over the pipeline's shard, signed in with a token of every scope."""
+    backend = Backend(stack.settings(), LocalShards(pipeline.worker))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=build_app(backend)), base_url="http://api",
+                                 headers=auth_headers) as c:
+        yield c
+    await backend.close()

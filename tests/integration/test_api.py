@@ -6,50 +6,17 @@ Positions come from a real in-process ShardWorker; the same app runs under Ray S
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
 
 import httpx
 import pytest
 
-from actors.shard import ShardWorker
 from serve_app.rest.api import MAX_BODY_BYTES, Backend, build_app, decode_cursor, encode_cursor
 from tests.integration.camt_samples import camt053, finastra
-from tests.integration.conftest import Pipeline, new_accounts, register
-from treasury.metrics import ShardMetrics
+from tests.integration.conftest import LocalShards, Pipeline, new_accounts, register
 
 pytestmark = pytest.mark.integration
-
-
-class LocalShards:
-    """ShardLookup over an in-process worker (the deployment asks Ray actors the same questions)."""
-
-    def __init__(self, worker: ShardWorker | None) -> None:
-        self.worker = worker
-
-    async def position(self, account_id: str) -> dict[str, Any] | None:
-        pos = await self.worker.position(account_id) if self.worker else None
-        return None if pos is None else pos.model_dump(mode="json", exclude_none=True)
-
-    async def metrics(self) -> list[ShardMetrics]:
-        return [self.worker.metrics()] if self.worker else []
-
-    async def ready(self) -> bool:
-        if self.worker is None:
-            raise RuntimeError("no shard running")
-        return True
-
-
-@pytest.fixture
-async def api(stack, pipeline: Pipeline,  # type: ignore[no-untyped-def]
-              auth_headers: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]:
-    backend = Backend(stack.settings(), LocalShards(pipeline.worker))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=build_app(backend)), base_url="http://api",
-                                 headers=auth_headers) as c:
-        yield c
-    await backend.close()
 
 
 def balance(account: str, event_id: str = "a1", **changes: object) -> dict[str, object]:

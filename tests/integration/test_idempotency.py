@@ -15,9 +15,9 @@ import pytest
 
 from serve_app.rest.api import Backend, build_app, encode_cursor
 from storage import idempotency
-from tests.integration.conftest import new_accounts, register
+from tests.integration.conftest import LocalShards, new_accounts, register
 from tests.integration.kafka_tools import high_watermarks, read_from
-from tests.integration.test_api import LocalShards, balance
+from tests.integration.test_api import balance
 
 pytestmark = pytest.mark.integration
 

@@ -18,9 +18,9 @@ import pytest
 
 from actors import kafka_clients
 from serve_app.rest.api import Backend, build_app
-from tests.integration.conftest import Pipeline, new_accounts, register
+from tests.integration.conftest import LocalShards, Pipeline, new_accounts, register
 from tests.integration.kafka_tools import read_from
-from tests.integration.test_api import LocalShards, balance
+from tests.integration.test_api import balance
 from treasury.auth import Scope, mint_token
 from treasury.envelope import is_envelope
 from treasury.keyring import Keyring, VaultKeyring

@@ -8,7 +8,6 @@ dead-lettered with the reason, counted, and the account keeps moving; a true rep
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
@@ -17,10 +16,9 @@ import pytest
 from confluent_kafka import Message
 
 from schemas.balance_event import BalanceEvent, BalanceKind
-from serve_app.rest.api import Backend, build_app
 from tests.integration.conftest import Pipeline, new_accounts, register
 from tests.integration.kafka_tools import poll_until, produce_events, read_from
-from tests.integration.test_api import LocalShards, balance
+from tests.integration.test_api import balance
 
 pytestmark = pytest.mark.integration
 Y2099 = datetime(2099, 1, 1, tzinfo=UTC)
@@ -113,16 +111,6 @@ async def test_an_event_id_resent_with_another_figure_is_a_conflict_an_exact_rep
     assert "this one says available_usd 70000000.0000" in reasons[1]
     position = await pipeline.worker.position(a.account_id)
     assert position is not None and position.available_usd == Decimal("60000")
-
-
-@pytest.fixture
-async def api(stack, pipeline: Pipeline,  # type: ignore[no-untyped-def]
-              auth_headers: dict[str, str]) -> AsyncIterator[httpx.AsyncClient]:
-    backend = Backend(stack.settings(), LocalShards(pipeline.worker))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=build_app(backend)), base_url="http://api",
-                                 headers=auth_headers) as c:
-        yield c
-    await backend.close()
 
 
 async def test_post_balances_refuses_a_future_as_of_ts_with_422(api: httpx.AsyncClient, pipeline: Pipeline) -> None:
