@@ -1,4 +1,4 @@
-"""One entry point for every bank balance format: look at the body, pick the parser.
+"""One entry point for every bank format: look at the body, pick the parser; balances and entries out.
 
 Why: banks and gateways label content unreliably (``application/octet-stream``, ``text/plain``),
 so the body decides. The declared content type is only used to catch a contradiction: a body
@@ -11,34 +11,40 @@ Dispatch:
   one inside a business application header envelope) and refuses any other XML as
   ``unsupported format``. XML is read incrementally: a body may be given as a binary file object
   and is never held whole by the parser.
-* A JSON object with ``items``, ``availableBalance``, ``ledgerBalance`` or ``balanceAsOn`` ->
-  :func:`schemas.finastra.parse_finastra`.
-* A JSON object with ``event_id`` -> the native ``BalanceEvent`` via :func:`schemas.errors.decode`.
+* A JSON object with ``items``, ``availableBalance``, ``ledgerBalance``, ``balanceAsOn`` or
+  ``transactionType`` -> :func:`schemas.finastra.read_finastra`: an account statement when its items
+  carry ``transactionType`` (entries), else balances.
+* A JSON object with ``entry_id`` and ``direction`` -> a native ``StatementEntry``; one with
+  ``event_id`` -> the native ``BalanceEvent`` (both via :func:`schemas.errors.decode`).
 * Anything else -> ``MessageRejected("$", "unsupported format: ...")``.
 
-A valid message may carry no balance (a camt.054 notifies entries only; a camt.052 may report
-entries only; a Finastra page may be empty): :func:`read_bank_file` then returns no event and
-says so in :attr:`BankFile.note`. That is not an error; the callers send nothing for it.
+Every file gives balance events (:attr:`BankFile.events`) and statement entries
+(:attr:`BankFile.statement_entries`, camt ``Ntry`` and Finastra statement items); the callers send
+the entries first (docs/bank-formats.md, Statement entries). A valid message may carry neither (an
+empty camt.054, a camt.052 without ``Bal`` or ``Ntry``, an empty Finastra page): :func:`read_bank_file`
+then says so in :attr:`BankFile.note`. That is not an error; the callers send nothing for it.
 """
 
 from __future__ import annotations
 
 import io
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from schemas.balance_event import BalanceEvent
 from schemas.camt import PrefixedStream, Readable, read_camt
 from schemas.errors import MessageRejected, decode
-from schemas.finastra import parse_finastra
+from schemas.finastra import read_finastra
+from schemas.statement_entry import StatementEntry
 
 __all__ = ["BankFile", "read_bank_file", "sniff_and_parse"]
 
 Syntax = Literal["xml", "json"]
 
 _BOM: Final = b"\xef\xbb\xbf"
-_FINASTRA_KEYS: Final = frozenset({"items", "availableBalance", "ledgerBalance", "balanceAsOn"})
+_FINASTRA_KEYS: Final = frozenset({"items", "availableBalance", "ledgerBalance", "balanceAsOn", "transactionType"})
 _NEUTRAL_TYPES: Final = frozenset({"", "text/plain", "application/octet-stream"})
 _SNIFF_CHUNK: Final = 64 * 1024
 _MAX_LEADING_BLANKS: Final = 1 << 20  # a stream of blanks is not read to its end to find nothing
@@ -47,26 +53,34 @@ _XML_SPACE: Final = b" \t\r\n"
 
 @dataclass(frozen=True)
 class BankFile:
-    """What a bank file held: its format, its balance events, and what was not taken from it."""
+    """What a bank file held: its format, its balance events and statement entries, what identifies it.
 
-    format: str  # "camt.053.001.08", "finastra", "balance_event"
+    ``statement_entries`` is a sequence, not necessarily a list: a camt message's are built one at a
+    time as they are taken (``schemas.camt.StatementEntries``), so a large statement stays small.
+    ``entries`` counts the camt ``Ntry`` elements (an entry stated twice counts twice, an entry of
+    amount zero is counted but not taken), or the Finastra statement items.
+    """
+
+    format: str  # "camt.053.001.08", "finastra", "finastra-statement", "balance_event", "statement_entry"
     events: list[BalanceEvent]
-    entries: int = 0  # camt Ntry elements seen; not ingested (statement entries are not balances)
+    entries: int = 0
     message_id: str | None = None  # camt GrpHdr/MsgId
     business_message_id: str | None = None  # camt AppHdr/BizMsgIdr
     extra: dict[str, str] = field(default_factory=dict)
+    statement_entries: Sequence[StatementEntry] = ()
 
     @property
     def note(self) -> str | None:
-        """Why a valid file sends nothing, in one sentence; ``None`` when it carries balances."""
-        if self.events:
+        """Why a valid file sends nothing, in one sentence; ``None`` when it carries balances or entries."""
+        if self.events or self.statement_entries:
             return None
         if self.format.startswith("camt.054"):
-            return (f"{self.format} notifies entries ({self.entries}), not balances: a valid message, "
-                    "nothing to send")
+            taken = f"{self.entries} entries, none of them moving money" if self.entries else "no entry"
+            return f"{self.format} notifies {taken} and carries no balance: a valid message, nothing to send"
         if self.format.startswith("camt."):
-            return f"{self.format} carries no balance (Bal), only {self.entries} entries: nothing to send"
-        return f"{self.format} document without any balance: nothing to send"
+            taken = f"only {self.entries} entries of amount zero" if self.entries else "no entry (Ntry)"
+            return f"{self.format} carries no balance (Bal) and {taken}: nothing to send"
+        return f"{self.format} document without any balance or entry: nothing to send"
 
 
 def sniff_and_parse(data: bytes | Readable, content_type: str | None) -> list[BalanceEvent]:
@@ -84,7 +98,7 @@ def read_bank_file(data: bytes | Readable, content_type: str | None) -> BankFile
     if syntax == "xml":
         message = read_camt(stream)
         return BankFile(message.name, message.events, message.entries, message.message_id,
-                        message.business_message_id)
+                        message.business_message_id, statement_entries=message.statement_entries)
     body = stream.read()  # JSON balance documents are small: one account's balances or one page
     return _parse_json(body.removeprefix(_BOM))
 
@@ -138,7 +152,12 @@ def _parse_json(body: bytes) -> BankFile:
         # Let the native decoder produce its precise message (bad UTF-8, line and column, nesting).
         return BankFile("balance_event", [decode(BalanceEvent, body)])
     if keys & _FINASTRA_KEYS:
-        return BankFile("finastra", parse_finastra(body))
+        document = read_finastra(body)
+        if document.kind == "statement":
+            return BankFile("finastra-statement", [], len(document.entries), statement_entries=document.entries)
+        return BankFile("finastra", document.events)
+    if {"entry_id", "direction"} <= keys:
+        return BankFile("statement_entry", [], 1, statement_entries=[decode(StatementEntry, body)])
     if "event_id" in keys:
         return BankFile("balance_event", [decode(BalanceEvent, body)])
     shown = ", ".join(sorted(keys)[:8]) or "none"

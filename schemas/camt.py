@@ -86,12 +86,12 @@ import hashlib
 import io
 import json
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from types import MappingProxyType
-from typing import Final, Literal, Protocol
+from typing import Final, Literal, NamedTuple, Protocol, overload
 from xml.etree.ElementTree import Element, ParseError, XMLPullParser
 
 import defusedxml.ElementTree as SafeET
@@ -100,6 +100,7 @@ from pydantic import ValidationError
 
 from schemas.balance_event import BalanceCode, BalanceEvent, BalanceKind
 from schemas.errors import MessageRejected
+from schemas.statement_entry import EntryDirection, EntryStatus, StatementEntry
 from schemas.statements import prior_day_close
 
 __all__ = [
@@ -110,6 +111,7 @@ __all__ = [
     "SUPPORTED_VERSIONS",
     "CamtMessage",
     "Readable",
+    "StatementEntries",
     "end_of_day_utc",
     "instant_utc",
     "parse_camt",
@@ -179,9 +181,14 @@ _LAYOUTS: Final = {
 #: The message types, as ``camt.05X``, in the order of the table in docs/bank-formats.md.
 MESSAGES: Final = tuple(layout.message for layout in _LAYOUTS.values())
 
-#: The children of a statement/report/notification the rules read; every other one (``Ntry``
-#: above all) is dropped as soon as it is complete.
+#: The children of a statement/report/notification the rules read; every other one is dropped as
+#: soon as it is complete (an ``Ntry`` right after it is read).
 _BLOCK_KEEPS: Final = frozenset({"Id", "Acct", "Bal"})
+#: The children of an ``Ntry`` read for its ``StatementEntry``; ``NtryDtls`` is read transaction by
+#: transaction (only ``TxDtls/Refs``), everything else is dropped as it completes.
+_ENTRY_KEEPS: Final = frozenset({"Amt", "CdtDbtInd", "Sts", "BookgDt", "ValDt", "AcctSvcrRef", "NtryRef"})
+#: ``EndToEndId`` of a payment its initiator gave none (ISO's own placeholder): no reference.
+NOT_PROVIDED: Final = "NOTPROVIDED"
 
 
 class Readable(Protocol):
@@ -190,12 +197,73 @@ class Readable(Protocol):
     def read(self, size: int = -1, /) -> bytes: ...
 
 
+class _EntryRow(NamedTuple):
+    """A checked entry, held as a tuple: a 50 MB statement's 51,045 entries cost about 30 MB this
+    way, and over 100 MB as models (a model carries a dict and a set of its own). The dates,
+    currencies and account strings are shared between rows; the fields are ``StatementEntry``'s."""
+
+    entry_id: str
+    account_id: str
+    direction: EntryDirection
+    status: EntryStatus
+    amount_usd: Decimal
+    currency: str
+    booking_date: date | None
+    booked_ts: datetime | None
+    value_date: date | None
+    end_to_end_id: str | None
+    instr_id: str | None
+    bank_reference: str | None
+    source: str
+
+
+class StatementEntries(Sequence[StatementEntry]):
+    """The entries of a message, in document order: a read-only sequence of ``StatementEntry``.
+
+    Why not a list of models: memory. Every entry was validated as a ``StatementEntry`` when it
+    was read, and only its values are kept (:class:`_EntryRow`); a model is built again, without
+    a second validation, each time one is taken out. Iterating holds one model at a time.
+    """
+
+    __slots__ = ("_rows",)
+
+    def __init__(self, rows: list[_EntryRow] | None = None) -> None:
+        self._rows: list[_EntryRow] = rows if rows is not None else []
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    @overload
+    def __getitem__(self, index: int) -> StatementEntry: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[StatementEntry]: ...
+
+    def __getitem__(self, index: int | slice) -> StatementEntry | list[StatementEntry]:
+        if isinstance(index, slice):
+            return [_entry_model(row) for row in self._rows[index]]
+        return _entry_model(self._rows[index])
+
+    def __iter__(self) -> Iterator[StatementEntry]:
+        return (_entry_model(row) for row in self._rows)
+
+    def __repr__(self) -> str:
+        return f"StatementEntries({len(self._rows)} entries)"
+
+
+def _entry_model(row: _EntryRow) -> StatementEntry:
+    # the values were validated as this very model when the entry was read (_Reader._read_entry)
+    # customer_references given: its default_factory would cost a signature inspection per model
+    return StatementEntry.model_construct(**row._asdict(), customer_references=[])
+
+
 @dataclass(frozen=True)
 class CamtMessage:
-    """One camt message as read: its balances and what identifies it.
+    """One camt message as read: its balances, its entries and what identifies it.
 
-    ``entries`` counts the ``Ntry`` elements of every block: read to say what a file carried,
-    never turned into events here (a camt.054 is all entries, so it yields no balance event).
+    ``entries`` counts the ``Ntry`` elements of every block (what the file carried);
+    ``statement_entries`` holds them as ``StatementEntry``s, an entry stated twice under one
+    ``AcctSvcrRef`` once (so the two may differ by such repeats).
     """
 
     message: str  # "camt.053"
@@ -204,6 +272,7 @@ class CamtMessage:
     business_message_id: str | None  # AppHdr/BizMsgIdr, when the message came with one
     events: list[BalanceEvent] = field(default_factory=list)
     entries: int = 0
+    statement_entries: StatementEntries = field(default_factory=StatementEntries)
 
     @property
     def name(self) -> str:
@@ -469,7 +538,51 @@ def _unsupported(ns: str, what: str = "XML") -> MessageRejected:
 # ---------------------------------------------------------------------------------------------
 
 # What an open element is to the reader; decides what happens at its end.
-_Role = Literal["envelope", "document", "message", "header", "app_header", "block", "keep", "drop"]
+_Role = Literal["envelope", "document", "message", "header", "app_header", "block", "entry", "entry_details",
+                "tx", "keep", "drop"]
+
+
+class _Refs:
+    """The references of one entry's transactions (``NtryDtls/TxDtls/Refs``), folded as they are read.
+
+    A reference is the entry's when every ``TxDtls`` carries the same one (one transaction, or a
+    batch booking whose transactions share it); when they differ, or some have none, it is nobody's
+    and stays empty. ``NOTPROVIDED`` as ``EndToEndId`` is no reference.
+    """
+
+    __slots__ = ("end_to_end", "instr", "paths", "transactions")
+
+    def __init__(self) -> None:
+        self.transactions = 0
+        self.end_to_end: str | None = None
+        self.instr: str | None = None
+        self.paths: dict[str, str] = {}
+
+    def add(self, tx: _Node) -> None:
+        refs = tx.find("Refs")
+        end_to_end = _optional_text(refs, "EndToEndId") if refs is not None else None
+        instr = _optional_text(refs, "InstrId") if refs is not None else None
+        if end_to_end is not None and end_to_end[0] == NOT_PROVIDED:
+            end_to_end = None
+        self.transactions += 1
+        if self.transactions == 1:
+            self.end_to_end = end_to_end[0] if end_to_end else None
+            self.instr = instr[0] if instr else None
+            self.paths = {"end_to_end_id": end_to_end[1] if end_to_end else "",
+                          "instr_id": instr[1] if instr else ""}
+            return
+        if self.end_to_end != (end_to_end[0] if end_to_end else None):
+            self.end_to_end = None
+        if self.instr != (instr[0] if instr else None):
+            self.instr = None
+
+
+def _optional_text(node: _Node, tag: str) -> tuple[str, str] | None:
+    """The text and path of the optional child ``tag``; an empty one counts as absent."""
+    child = node.find(tag)
+    if child is None or not (child.element.text or "").strip():
+        return None
+    return child.text(), child.path
 
 
 class _Reader:
@@ -485,6 +598,7 @@ class _Reader:
         self.stack: list[tuple[Element, _Role, str]] = []
         self.layout: _Layout | None = None
         self.version = 0
+        self.name = ""  # camt.053.001.08: every entry's source
         self.ns = ""
         self.document_path = ""
         self.message_path = ""
@@ -499,6 +613,18 @@ class _Reader:
         self.blocks = 0
         self.entries = 0
         self.balances: list[_Balance] = []
+        self.created: tuple[str, str] | None = None  # GrpHdr/CreDtTm (text, path), read when an entry needs it
+        self.created_utc: datetime | None = None
+        self.rows: list[_EntryRow] = []
+        self.by_reference: dict[str, _EntryRow | list[_EntryRow]] = {}  # AcctSvcrRef id -> the entries under it
+        self.dates: dict[str, tuple[date, datetime | None, str]] = {}  # shared across rows (module doc)
+        self.currencies: dict[str, str] = {}
+        # the block being read: its Ntry count, its account (read at its first Ntry), and how many
+        # identical entries without AcctSvcrRef it carried so far (their ordinal feeds their id)
+        self.block_entries = 0
+        self.block_account: tuple[str, str] | None = None
+        self.ordinals: dict[tuple[str, ...], int] = {}
+        self.refs = _Refs()
         self.seen: dict[tuple[str, ...], tuple[Decimal, str]] = {}
         # A wrong format is only reported once the XML proved well-formed (a malformed file is
         # "malformed XML", whatever its first element says); until then nothing more is read.
@@ -519,6 +645,10 @@ class _Reader:
             self._read_group_header(element)
         elif role == "block":
             self._read_block(element)
+        elif role == "tx":
+            self.refs.add(_Node(element, self._entry_path() + "/NtryDtls/TxDtls", self.ns))
+        elif role == "entry":
+            self._read_entry(element)
         elif role == "message":
             self._end_message()
         elif role == "document":
@@ -546,7 +676,7 @@ class _Reader:
             for b in self.balances
         ]
         return CamtMessage(self.layout.message, self.version, self.message_id, self.business_message_id,
-                           events, self.entries)
+                           events, self.entries, StatementEntries(self.rows))
 
     # -- roles ----------------------------------------------------------------------------------
 
@@ -561,11 +691,25 @@ class _Reader:
         if parent_role == "message":
             if local == "GrpHdr":
                 return "header"
-            return "block" if self.layout is not None and local == self.layout.block else "drop"
+            if self.layout is not None and local == self.layout.block:
+                self.block_entries, self.block_account, self.ordinals = 0, None, {}
+                return "block"
+            return "drop"
         if parent_role == "block":
             if local == "Ntry":
                 self.entries += 1
+                self.block_entries += 1
+                self.refs = _Refs()
+                return "entry"
             return "keep" if local in _BLOCK_KEEPS else "drop"
+        if parent_role == "entry":
+            if local == "NtryDtls":
+                return "entry_details"
+            return "keep" if local in _ENTRY_KEEPS else "drop"
+        if parent_role == "entry_details":
+            return "tx" if local == "TxDtls" else "drop"
+        if parent_role == "tx":
+            return "keep" if local == "Refs" else "drop"
         if parent_role in ("header", "app_header", "keep"):
             return "keep"
         if parent_role == "envelope":
@@ -614,6 +758,7 @@ class _Reader:
                 f"001.{SUPPORTED_VERSIONS[-1]:02d}",
             ))
         self.layout, self.version, self.ns = _LAYOUTS[message], version, ns
+        self.name = f"camt.{message}.001.{version:02d}"
         self.document_path = path
         self.documents += 1
         return "document"
@@ -644,7 +789,11 @@ class _Reader:
         path = f"{self.message_path}/GrpHdr"
         if self.headers > 1:
             raise MessageRejected(path, f"element appears {self.headers} times, expected once")
-        self.message_id = _Node(element, path, self.ns).need("MsgId").text()
+        header = _Node(element, path, self.ns)
+        self.message_id = header.need("MsgId").text()
+        created = header.find("CreDtTm")
+        if created is not None:
+            self.created = (created.text(), created.path)
 
     def _read_block(self, element: Element) -> None:
         assert self.layout is not None
@@ -662,6 +811,82 @@ class _Reader:
             raise MessageRejected(f"{node.path}/Bal", f"a {layout.message} {layout.block} needs at least one Bal")
         for bal in balances:
             self._add(_balance(bal, block), bal.path)
+
+    def _entry_path(self) -> str:
+        assert self.layout is not None
+        return f"{self.message_path}/{self.layout.block}[{self.blocks + 1}]/Ntry[{self.block_entries}]"
+
+    def _read_entry(self, element: Element) -> None:
+        """One ``Ntry`` -> one checked entry row (module doc: Entries); its element is dropped after."""
+        assert self.layout is not None
+        if self.message_id is None:  # GrpHdr comes first in every version
+            self._missing_header()
+        block_path = f"{self.message_path}/{self.layout.block}[{self.blocks + 1}]"
+        if self.block_account is None:  # Acct comes before any Ntry in every version
+            self.block_account = _account_id(_Node(self.stack[-1][0], block_path, self.ns).need("Acct"))
+        node = _Node(element, self._entry_path(), self.ns)
+        read = _read_entry_fields(node, self)
+        row = self._identified(read) if read is not None else None
+        if row is not None:
+            self.rows.append(row)
+
+    def creation_time(self) -> datetime | None:
+        """``GrpHdr/CreDtTm`` in UTC, parsed the first time an entry needs it (a balance never does)."""
+        if self.created is not None and self.created_utc is None:
+            self.created_utc = instant_utc(*self.created)
+        return self.created_utc
+
+    def shared_date(self, dt: _Node, booking: bool) -> tuple[date, datetime | None, str]:
+        """``Dt``/``DtTm`` of a ``BookgDt`` or ``ValDt`` -> (the date as written, the booking instant,
+        the element's path); one object per distinct text, shared by every row that carries it."""
+        day, stamp = dt.find("Dt"), dt.find("DtTm")
+        if day is not None and stamp is not None:
+            raise MessageRejected(dt.path, "carries both Dt and DtTm, expected one")
+        chosen = stamp if stamp is not None else day
+        if chosen is None:
+            raise MessageRejected(dt.path, "needs Dt or DtTm")
+        text = chosen.text()
+        key = f"{'B' if booking else 'V'}{'T' if stamp is not None else 'D'}{text}"
+        known = self.dates.get(key)
+        if known is not None:
+            return known[0], known[1], chosen.path
+        # both parsers refuse a text that does not start with a valid YYYY-MM-DD, so [:10] is that date
+        instant = instant_utc(text, chosen.path) if stamp is not None else end_of_day_utc(text, chosen.path)
+        written = date.fromisoformat(text[:10])
+        if stamp is None:
+            created = self.creation_time() if booking else None
+            if created is not None and created.date() == written:
+                instant = created  # the report was made that day: the entry was booked by then
+        self.dates[key] = (written, instant if booking else None, chosen.path)
+        return written, instant if booking else None, chosen.path
+
+    def currency(self, text: str) -> str:
+        return self.currencies.setdefault(text, text)
+
+    def _identified(self, read: _EntryRead) -> _EntryRow | None:
+        """The entry's id (module doc: Entries), or ``None`` for an entry already read under its AcctSvcrRef."""
+        row = read.row
+        reference = row.bank_reference
+        if reference is None:
+            key = (row.account_id, row.booking_date.isoformat() if row.booking_date else "", row.direction.value,
+                   _canonical(row.amount_usd), row.currency, row.end_to_end_id or "", row.instr_id or "",
+                   read.entry_reference or "")
+            ordinal = self.ordinals.get(key, 0)
+            self.ordinals[key] = ordinal + 1
+            return row._replace(entry_id=stable_event_id("entry", "content", *key, str(ordinal)))
+        base = stable_event_id("entry", "AcctSvcrRef", row.account_id, reference)
+        known = self.by_reference.get(base)
+        if known is None:  # the usual case: one row, no list (memory: one dict slot per entry)
+            self.by_reference[base] = row = row._replace(entry_id=base)
+            return row
+        others = [known] if isinstance(known, _EntryRow) else known
+        if any(other[1:] == row[1:] for other in others):
+            return None  # the same entry stated twice: one fact, kept once
+        # another entry under the same AcctSvcrRef (some banks give a payment's charges its reference)
+        row = row._replace(entry_id=stable_event_id("entry", "AcctSvcrRef", row.account_id, reference,
+                                                    str(len(others))))
+        self.by_reference[base] = [*others, row]
+        return row
 
     def _add(self, balance: _Balance, path: str) -> None:
         """One fact once; two different amounts under one ISO identity refuse the file."""
@@ -834,3 +1059,94 @@ def _as_of(dt: _Node) -> tuple[datetime, str]:
     if day is not None:
         return end_of_day_utc(day.text(), day.path), day.path
     raise MessageRejected(dt.path, "needs Dt or DtTm")
+
+
+# ---------------------------------------------------------------------------------------------
+# One Ntry -> one StatementEntry (validated, kept as a row)
+# ---------------------------------------------------------------------------------------------
+
+
+class _EntryRead(NamedTuple):
+    row: _EntryRow  # entry_id still empty: it needs the entries read before (_Reader._identified)
+    entry_reference: str | None  # NtryRef: only feeds the id of an entry without AcctSvcrRef
+
+
+_STATUS_CODES: Final = frozenset(s.value for s in EntryStatus)
+
+
+def _read_entry_fields(node: _Node, reader: _Reader) -> _EntryRead | None:
+    assert reader.block_account is not None
+    account_id, account_path = reader.block_account
+    amount_node = node.need("Amt")
+    amount = _amount(amount_node)
+    if not amount:
+        return None  # ISO allows it (a zero fee, a note); it moves nothing and the contract has no zero entry
+    currency = reader.currency(_currency(amount_node))
+    indicator = node.need("CdtDbtInd")
+    direction_text = indicator.text()
+    if direction_text not in ("CRDT", "DBIT"):
+        raise MessageRejected(indicator.path, f"expected CRDT or DBIT, got {direction_text!r}")
+    status, status_path = _status(node.need("Sts"))
+    booking, value = node.find("BookgDt"), node.find("ValDt")
+    booking_date: date | None
+    booked_ts: datetime | None
+    if booking is not None:
+        booking_date, booked_ts, booking_path = reader.shared_date(booking, booking=True)
+    else:
+        booking_date, booked_ts, booking_path = _booked_without_date(node, status, reader)
+    value_date = reader.shared_date(value, booking=False)[0] if value is not None else None
+    bank_reference = _optional_text(node, "AcctSvcrRef")
+    entry_reference = _optional_text(node, "NtryRef")
+    refs = reader.refs
+    row = _EntryRow(
+        "", account_id, EntryDirection(direction_text), status, amount, currency, booking_date, booked_ts,
+        value_date, refs.end_to_end, refs.instr, bank_reference[0] if bank_reference else None, reader.name,
+    )
+    paths = {
+        "account_id": account_path, "amount_usd": amount_node.path, "currency": f"{amount_node.path}/@Ccy",
+        "status": status_path, "booking_date": booking_path, "booked_ts": booking_path,
+        "value_date": f"{node.path}/ValDt", "bank_reference": f"{node.path}/AcctSvcrRef",
+        **{name: path for name, path in refs.paths.items() if path},
+    }
+    _validate(row, paths, node.path)
+    return _EntryRead(row, entry_reference[0] if entry_reference else None)
+
+
+def _booked_without_date(node: _Node, status: EntryStatus, reader: _Reader) -> tuple[None, None, str] | tuple[
+        date, datetime, str]:
+    """No ``BookgDt`` (optional in every version): fine for a pending entry; a booked one (seen in real
+    camt.052 reports) is taken as booked by the report's creation, ``GrpHdr/CreDtTm``, else refused."""
+    path = f"{node.path}/BookgDt"
+    if status is not EntryStatus.BOOK:
+        return None, None, path
+    created = reader.creation_time()
+    if created is None:
+        raise MessageRejected(path, "a booked entry (Sts BOOK) needs BookgDt, or the message's GrpHdr/CreDtTm")
+    return created.date(), created, path
+
+
+def _status(sts: _Node) -> tuple[EntryStatus, str]:
+    """``Sts``: a code as text up to ``.06`` (``<Sts>BOOK</Sts>``), ``Sts/Cd`` or ``Sts/Prtry`` from ``.07``.
+
+    Either form is read in every version (converters mix them). A proprietary status says nothing
+    ISO defines, so it is ``INFO``: kept, never taken as money that moved.
+    """
+    code, proprietary = sts.find("Cd"), sts.find("Prtry")
+    if proprietary is not None and code is None:
+        return EntryStatus.INFO, proprietary.path
+    chosen = code if code is not None else sts
+    text = chosen.text()
+    if text not in _STATUS_CODES:
+        known = ", ".join(s.value for s in EntryStatus)
+        raise MessageRejected(chosen.path, f"unknown entry status {text!r} (known: {known})")
+    return EntryStatus(text), chosen.path
+
+
+def _validate(row: _EntryRow, paths: Mapping[str, str], entry_path: str) -> None:
+    """Check the row as the contract's model would: a bad field refuses the file, naming its element."""
+    try:
+        StatementEntry.model_validate({**row._asdict(), "entry_id": "pending"})
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        name = str(first["loc"][0]) if first["loc"] else ""
+        raise MessageRejected(paths.get(name, entry_path), str(first["msg"])) from exc

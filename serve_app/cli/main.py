@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, TypeAlias
 from treasury.settings import ConfigError
 
 if TYPE_CHECKING:
-    from schemas.balance_event import BalanceEvent
+    from schemas.bank_formats import BankFile
 
 
 def _decimal(text: str) -> Decimal:
@@ -258,14 +258,17 @@ def _accounts(args: argparse.Namespace) -> int:
 def _ingest(args: argparse.Namespace) -> int:
     """All files are parsed and checked before anything is sent: one bad file sends nothing.
 
-    Files are read incrementally (memory stays flat however many entries a statement carries); a
-    valid file without balances (a camt.054) is named on stderr with what it held, and sends nothing.
+    Files are read incrementally (memory stays flat however many entries a statement carries: a
+    camt file's entries are built one at a time as they are printed or sent). Each file's statement
+    entries go before its balances (``serve_app.ingest.in_send_order``), and ``--dry-run`` prints
+    them in that order: one line per entry (``"record": "entry"``), then one per balance. A valid
+    file with neither balance nor entry (an empty camt.054) is named on stderr and sends nothing.
     """
     from schemas.bank_formats import read_bank_file
     from schemas.errors import MessageRejected
-    from serve_app.ingest import dry_run_line
+    from serve_app.ingest import dry_run_line, entry_dry_run_line
 
-    events = []
+    files: list[BankFile] = []
     for name in args.files:
         try:
             with open(name, "rb") as source:
@@ -278,40 +281,59 @@ def _ingest(args: argparse.Namespace) -> int:
             return 2
         if parsed.note is not None:
             print(f"treasury-orch ingest: {name}: {parsed.note}", file=sys.stderr)
-        events.extend(parsed.events)
-    if not events and not args.dry_run:
-        print(json.dumps({"sent": 0, "undelivered": 0}))
-        return 0
+        files.append(parsed)
     if args.dry_run:
-        for event in events:
-            print(json.dumps(dry_run_line(event)))
+        for parsed in files:
+            for entry in parsed.statement_entries:
+                print(json.dumps(entry_dry_run_line(entry)))
+            for event in parsed.events:
+                print(json.dumps(dry_run_line(event)))
         return 0
-    return asyncio.run(_send(events))
+    if not any(f.events or f.statement_entries for f in files):
+        print(json.dumps({"sent": 0, "undelivered": 0, "entries": 0, "balances": 0}))
+        return 0
+    return asyncio.run(_send(files))
 
 
-async def _send(events: list[BalanceEvent]) -> int:
+async def _send(files: list[BankFile]) -> int:
     from actors import kafka_clients
     from schemas.errors import MessageRejected
     from serve_app.cli.stack_fallback import open_pool, require_kafka, resolve
-    from serve_app.ingest import check_ingestible
-    from serve_app.job.simulator import produce_all
+    from serve_app.ingest import booked_in_time, check_ingestible, in_send_order
     from storage import accounts
+    from treasury.clock import utc_now
+    from treasury.topics import BALANCE_EVENTS
 
     where = resolve()
     settings = where.settings
+    wanted = {e.account_id for f in files for e in f.events}
+    wanted |= {e.account_id for f in files for e in f.statement_entries}
     pool = await open_pool(where, max_size=1)
     try:
-        known = await accounts.get_many(pool, sorted({e.account_id for e in events}))
+        known = await accounts.get_many(pool, sorted(wanted))
     finally:
         await pool.close()
     try:
-        check_ingestible(events, known)
+        for parsed in files:
+            check_ingestible(parsed.statement_entries, known)
+            check_ingestible(parsed.events, known)
+            booked_in_time(parsed.statement_entries, utc_now(), settings.max_clock_skew_s)
     except MessageRejected as exc:
         print(f"treasury-orch ingest: refused, nothing sent: {exc.field}: {exc.reason}", file=sys.stderr)
         return 2
     require_kafka(where)
-    undelivered = produce_all(kafka_clients.producer(settings.kafka_bootstrap), events)
-    print(json.dumps({"sent": len(events) - undelivered, "undelivered": undelivered}))
+    producer = kafka_clients.producer(settings.kafka_bootstrap)
+    # Records as POST /balances encodes them (schemas.balance_record): each file's entries, then its balances.
+    for parsed in files:
+        for record in in_send_order(parsed.events, parsed.statement_entries):
+            kafka_clients.produce_waiting(producer, BALANCE_EVENTS.name, record.key, record.value,
+                                          headers=record.headers)
+    undelivered = producer.flush(60)
+    events = sum(len(f.events) for f in files)
+    entries = sum(len(f.statement_entries) for f in files)
+    # "sent" counts the records delivered, entries and balances alike (a file of balances: as before)
+    print(json.dumps({"sent": events + entries - undelivered, "undelivered": undelivered,
+                      "entries": entries, "balances": events}))
     return 1 if undelivered else 0
 
 

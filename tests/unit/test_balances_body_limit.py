@@ -2,8 +2,8 @@
 
 In-process, with a stand-in backend (no Kafka, no Postgres: nothing here reaches them): a declared
 length over the limit is refused before a byte is read; a chunked body is refused as soon as it
-passes the limit, without the rest being read; a valid camt.054 (entries, no balances) is accepted
-with nothing sent and a note saying why.
+passes the limit, without the rest being read; a valid camt.054 without entries (and, as always,
+without balances) is accepted with nothing sent and a note saying why.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ LIMIT = 4096
 CAMT054 = (
     b'<Document xmlns="urn:iso:std:iso:20022:tech:xsd:camt.054.001.08"><BkToCstmrDbtCdtNtfctn>'
     b"<GrpHdr><MsgId>N1</MsgId></GrpHdr><Ntfctn><Id>N1</Id><Acct><Id><IBAN>DE89370400440532013000</IBAN>"
-    b'</Id></Acct><Ntry><Amt Ccy="USD">5.00</Amt><CdtDbtInd>CRDT</CdtDbtInd></Ntry></Ntfctn>'
+    b"</Id></Acct></Ntfctn>"
     b"</BkToCstmrDbtCdtNtfctn></Document>"
 )
 
@@ -92,5 +92,5 @@ async def test_a_camt054_is_accepted_with_nothing_sent(client: httpx.AsyncClient
     r = await client.post("/balances", content=CAMT054, headers={"content-type": "application/xml"})
     assert r.status_code == 202, r.text
     body = r.json()
-    assert body["count"] == 0 and body["events"] == []
-    assert "camt.054.001.08 notifies entries (1), not balances" in body["note"]
+    assert body["count"] == 0 and body["events"] == [] and body["entries"] == 0 and body["entry_records"] == []
+    assert "camt.054.001.08 notifies no entry and carries no balance" in body["note"]

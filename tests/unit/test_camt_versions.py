@@ -223,11 +223,16 @@ def test_envelope_and_identity_refusals_are_accurate(data: str, field: str, reas
 
 
 def test_camt054_is_a_valid_message_that_sends_nothing() -> None:
+    # Its entries are statement entries now (tests/unit/test_statement_entries.py): only a camt.054
+    # without any Ntry, or a camt.052 with neither Bal nor Ntry, has nothing to send.
     parsed = read_bank_file(xml(document("054", "08", [], entries=3)), "application/xml")
     assert parsed.events == [] and parsed.entries == 3 and parsed.format == "camt.054.001.08"
-    assert parsed.note is not None and "notifies entries (3), not balances" in parsed.note
-    only_entries = read_bank_file(xml(document("052", "08", [], entries=2)), None)
-    assert only_entries.note is not None and "no balance" in only_entries.note
+    assert len(parsed.statement_entries) == 3 and parsed.note is None
+    empty = read_bank_file(xml(document("054", "08", [], entries=0)), "application/xml")
+    assert empty.note is not None and "notifies no entry and carries no balance" in empty.note
+    neither = read_bank_file(xml(document("052", "08", [], entries=0)), None)
+    assert neither.note is not None and "no balance" in neither.note
+    assert read_bank_file(xml(document("052", "08", [], entries=2)), None).note is None
     assert read_bank_file(xml(document("052", "08", [Bal()])), None).note is None
 
 
