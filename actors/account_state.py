@@ -16,10 +16,12 @@ from typing import Final, Literal
 from actors.policy import DecisionInputs, observed_var_bps
 from schemas.balance_event import BalanceCode, BalanceEvent
 from schemas.errors import MessageRejected
+from schemas.statement_entry import StatementEntry
 from storage.accounts import Account
 from storage.orders import OpenOrder
+from treasury.clock import iso_z
 from treasury.money import ZERO
-from treasury.order_status import EXECUTING, OrderStatus
+from treasury.order_status import UNSETTLED, OrderStatus
 
 
 class Outcome(StrEnum):
@@ -38,8 +40,15 @@ class Outcome(StrEnum):
     CONFLICT = "conflict"
 
 
-# How the bank formats stamp a balance dated by a day alone (``schemas.camt.end_of_day_utc``).
-_END_OF_DAY = time(23, 59, 59, 999999)
+# How the bank formats stamp a balance dated by a day alone (``schemas.camt.end_of_day_utc``):
+# 23:59:59.999999. The contracts' JSON carries milliseconds (``treasury.clock.iso_z``), so after
+# Kafka the same stamp reads 23:59:59.999: both are the end of the day.
+_END_OF_DAY_FROM = time(23, 59, 59, 999000)
+
+
+def end_of_day_stamp(at: datetime) -> bool:
+    """Whether ``at`` is the stamp of a date given alone (see ``_END_OF_DAY_FROM``)."""
+    return at.astimezone(UTC).timetz().replace(tzinfo=None) >= _END_OF_DAY_FROM
 
 
 def value_dated(event: BalanceEvent) -> bool:
@@ -55,7 +64,7 @@ def reported_at(event: BalanceEvent) -> datetime:
     date-only stamp (read as the end of its day by the bank formats) counts from the start of that
     day: a camt.052 dated today is not "in the future" at 10:00 although its stamp is 23:59:59."""
     at = event.as_of_ts.astimezone(UTC)
-    if at.timetz().replace(tzinfo=None) == _END_OF_DAY:
+    if end_of_day_stamp(at):
         return at.replace(hour=0, minute=0, second=0, microsecond=0)
     return at
 
@@ -82,11 +91,36 @@ def future_dated(event: BalanceEvent, now: datetime, max_skew_s: int) -> Message
     )
 
 
-def refuse_future(events: Iterable[BalanceEvent], now: datetime, max_skew_s: int) -> None:
-    """Raise ``MessageRejected`` (field ``as_of_ts``) for the first event dated in the future: the
-    REST tier refuses the whole body with it before anything is produced."""
+def entry_future_dated(entry: StatementEntry, now: datetime, max_skew_s: int) -> MessageRejected | None:
+    """Why a statement entry is refused as dated in the future, or None.
+
+    Only its booking counts: a value date ahead (forward-value) is normal. A booking date alone
+    counts from the start of its day, as a balance's date does (``reported_at``)."""
+    if entry.booking_date is None:
+        return None
+    booked = datetime.combine(entry.booking_date, time(0), tzinfo=UTC)
+    if entry.booked_ts is not None and not end_of_day_stamp(entry.booked_ts):
+        booked = max(booked, entry.booked_ts.astimezone(UTC))
+    if booked <= now.astimezone(UTC) + timedelta(seconds=max_skew_s):
+        return None
+    field = "booked_ts" if booked != datetime.combine(entry.booking_date, time(0), tzinfo=UTC) else "booking_date"
+    return MessageRejected(
+        field,
+        f"entry {entry.entry_id!r} is booked {iso_z(booked)}, in the future: more than {max_skew_s} s "
+        f"(MAX_CLOCK_SKEW_S) ahead of this service's clock ({iso_z(now.replace(microsecond=0))}); "
+        "a value date may lie ahead, a booking may not",
+    )
+
+
+def refuse_future(events: Iterable[BalanceEvent | StatementEntry], now: datetime, max_skew_s: int) -> None:
+    """Raise ``MessageRejected`` (field ``as_of_ts``, or ``booking_date``/``booked_ts`` for an entry)
+    for the first event dated in the future: the REST tier refuses the whole body with it before
+    anything is produced."""
     for event in events:
-        refused = future_dated(event, now, max_skew_s)
+        if isinstance(event, StatementEntry):
+            refused = entry_future_dated(event, now, max_skew_s)
+        else:
+            refused = future_dated(event, now, max_skew_s)
         if refused is not None:
             raise refused
 
@@ -141,11 +175,13 @@ class AccountState:
 
 
 def pending_sweeps(orders: Iterable[OpenOrder], balance_as_of: datetime) -> Decimal:
-    """Orders the balance cannot reflect yet: NEW or SENT, or ACKed after the balance was taken."""
+    """Orders the balance cannot reflect yet: every unsettled one (an ACK is not proof the money left;
+    only the bank's booked debit is), and a settled one for a balance taken before its booking.
+    FAILED orders never count. The decision, the REST position and ``cash_positions`` all use this."""
     total = ZERO
     for order in orders:
-        if order.status in EXECUTING or (
-            order.status == OrderStatus.ACK and order.acked_ts is not None and order.acked_ts > balance_as_of
+        if order.status in UNSETTLED or (
+            order.status == OrderStatus.SETTLED and order.booked_ts is not None and order.booked_ts > balance_as_of
         ):
             total += order.amount_usd
     return total

@@ -131,6 +131,7 @@ class LedgerView:
     existing: Mapping[EventKey, tuple[int, bool]]
     open_orders: Sequence[OpenOrder]
     stored: Mapping[EventKey, StoredBalance] = field(default_factory=dict)
+    invested: Mapping[str, Decimal] = field(default_factory=dict)  # OPEN investments' principal per account
 
 
 @dataclass(frozen=True)
@@ -351,7 +352,7 @@ def plan_batch(
             for p in work if p.row_id is None
         ],
         orders=[p.order for p in work if p.order is not None],
-        positions=positions(work, after, clock, open_orders),
+        positions=positions(work, after, clock, open_orders, ledger.invested),
         dead_letters=dead,
         deferred=deferred,
         redecided_row_ids=[p.row_id for p in work if p.row_id is not None],
@@ -546,7 +547,8 @@ def decided_after_orders(work: Sequence[Planned]) -> set[EventKey]:
 
 
 def positions(work: Sequence[Planned], states: Mapping[str, AccountState], clock: Callable[[], datetime],
-              open_orders: Mapping[str, Sequence[OpenOrder]]) -> list[CashPosition]:
+              open_orders: Mapping[str, Sequence[OpenOrder]],
+              invested: Mapping[str, Decimal] | None = None) -> list[CashPosition]:
     """The position of each account an applied event moved, after the batch. Pending sweeps come from
     the rule a decision uses (``pending_sweeps``) over the account's open orders, this batch's
     included, so a position says what the next decision will count. A position is derived from
@@ -562,12 +564,14 @@ def positions(work: Sequence[Planned], states: Mapping[str, AccountState], clock
             continue
         assert state.as_of_ts is not None  # set with available_usd
         pending = pending_sweeps(open_orders.get(account_id, ()), state.as_of_ts)
-        out.append(cash_position(state, pending, p.incoming.trace_id, clock()))
+        out.append(cash_position(state, pending, p.incoming.trace_id, clock(), (invested or {}).get(account_id, ZERO)))
     return out
 
 
-def cash_position(state: AccountState, pending: Decimal, trace_id: str | None, updated: datetime) -> CashPosition:
-    """An account's position for ``cash_positions`` (and the shard's position look-up)."""
+def cash_position(state: AccountState, pending: Decimal, trace_id: str | None, updated: datetime,
+                  invested: Decimal | None = None) -> CashPosition:
+    """An account's position for ``cash_positions`` (and the shard's position look-up); ``invested``
+    is the principal of its OPEN investments (``storage.investments.invested``)."""
     assert state.available_usd is not None and state.as_of_ts is not None and state.last_event_id is not None
     return CashPosition(
         account_id=state.account.account_id,
@@ -579,6 +583,7 @@ def cash_position(state: AccountState, pending: Decimal, trace_id: str | None, u
         excess_usd=state.available_usd - pending - state.account.min_balance_usd,
         var_usd=None if state.var_usd is None else round(state.var_usd, 4),
         var_bps=observed_var_bps(state.var_usd, state.available_usd),
+        invested_usd=invested,
         source_event_id=state.last_event_id,
         updated_ts=updated,
         trace_id=trace_id,

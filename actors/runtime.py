@@ -23,6 +23,7 @@ import ray
 from actors import kafka_clients
 from actors.config_watcher import ConfigFollower, follow_if_live
 from actors.coordinator import Coordinator, SubmitResult
+from actors.settlement import Terms
 from actors.shard import BatchStats, ShardWorker
 from storage.db import create_pool
 from storage.orders import NewOrder
@@ -143,6 +144,7 @@ class AccountShardActor:
             on_closing=self._notify_scheduler,
             cipher=EnvelopeCipher(keyring_from_settings(s), s.data_key),
             max_clock_skew_s=s.max_clock_skew_s,
+            terms=Terms(carbon_note_tenor_days=s.carbon_note_tenor_days),
         )
         self._follower = follow_if_live(s, self._apply_policy, shard_name(self._index))
         await self._worker.start()

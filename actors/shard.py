@@ -24,7 +24,7 @@ from typing import Any, Protocol, TypeVar
 import asyncpg
 from confluent_kafka import Consumer, Message, Producer, TopicPartition
 
-from actors import kafka_clients
+from actors import entry_intake, entry_ledger, kafka_clients
 from actors.account_state import AccountState, Outcome, pending_sweeps
 from actors.batch_plan import (
     MAX_EVENT_BYTES,
@@ -47,14 +47,18 @@ from actors.batch_plan import (
     validate,
 )
 from actors.coordinator import SubmitResult
+from actors.entry_intake import IncomingEntry
 from actors.policy import decide, observed_var_bps
+from actors.settlement import Action, Mature, Settle, Terms
 from schemas.cash_position import CashPosition
-from storage import accounts, balances, orders, var_results
+from storage import accounts, balances, investments, orders, var_results
+from storage.entries import EntryRow
 from storage.orders import NewOrder
 from treasury.clock import utc_now
-from treasury.envelope import EnvelopeCipher
+from treasury.envelope import EnvelopeCipher, row_context
 from treasury.faults import crash_point
 from treasury.metrics import LatencyHistogram, ShardMetrics
+from treasury.money import ZERO
 from treasury.settings import DEFAULT_MAX_CLOCK_SKEW_S, PolicyConfig
 from treasury.topics import BALANCE_EVENTS
 
@@ -105,6 +109,7 @@ class ShardWorker:
         *,
         cipher: EnvelopeCipher,
         max_clock_skew_s: int = DEFAULT_MAX_CLOCK_SKEW_S,
+        terms: Terms | None = None,
     ) -> None:
         """``max_clock_skew_s`` (MAX_CLOCK_SKEW_S): how far ahead of ``clock`` an event's as-of time
         may be before it is dead-lettered as dated in the future (``actors.account_state.future_dated``)."""
@@ -119,6 +124,7 @@ class ShardWorker:
         self._on_closing = on_closing
         self._cipher = cipher
         self.max_clock_skew_s = max_clock_skew_s
+        self.terms = terms or Terms()  # how long each product is held: the investment book's maturities
         self._states: dict[str, AccountState] = {}
         self._start_offsets: dict[int, int] = {}
         self.totals: dict[str, int] = defaultdict(int)
@@ -179,10 +185,16 @@ class ShardWorker:
             return BatchStats()
         received = time.time()
         mark = _Stopwatch(self.phase_s)
-        events, rejected = validate(msgs)
+        balance_msgs, entry_items, entry_rejects = entry_intake.split(msgs)
+        events, rejected = validate(balance_msgs)
         mark("validate")
-        await self._load_states({item.event.account_id for item in events})
+        await self._load_states({item.event.account_id for item in events}
+                                | {item.entry.account_id for item in entry_items})
         events, unknown = known_only(events, self._states)
+        # Entries first: a balance of this batch may already show a debit that settles an order.
+        entry_dead = await self._apply_entries(entry_items, entry_rejects)
+        crash_point("shard_after_entries")
+        mark("entries")
         query = ledger_query(events, self._clock)
         ledger = await self._read_ledger(query)
         mark("read ledger")
@@ -195,7 +207,7 @@ class ShardWorker:
         # Positions and dead letters travel while the ledger is written; both are flushed before
         # the commit.
         self._produce(position_message(p) for p in plan.positions)
-        self._dead_letter(plan.dead_letters)
+        self._dead_letter([*entry_dead, *plan.dead_letters])
         # Balance rows and orders are independent until both are durable: write them concurrently.
         inserted, _ = await asyncio.gather(self._store_balances(plan.rows), self._submit_orders(plan))
         mark("write balances + orders")
@@ -211,15 +223,53 @@ class ShardWorker:
         self._account(plan)
         return plan.stats
 
+    async def _apply_entries(self, items: Sequence[IncomingEntry], refused: Sequence[Rejected]) -> list[Rejected]:
+        """Store the batch's entries and settle what they prove (``actors.entry_ledger``), durable
+        before any balance of the batch is decided; returns the entries' dead letters."""
+        keep, refused_now = entry_intake.admissible(items, self._states, self._clock(), self.max_clock_skew_s)
+        dead = [*refused, *refused_now]
+        if keep:
+            rows = await asyncio.to_thread(lambda: [
+                EntryRow(i.entry, self._cipher.encrypt({**i.source, "trace_id": i.trace_id},
+                                                       row_context(i.entry.account_id, f"entry/{i.entry.entry_id}")))
+                for i in keep])
+            async with self._pool.acquire() as conn:
+                applied = await entry_ledger.apply(conn, rows, self.terms)
+            by_key = {i.key: i for i in keep}
+            dead.extend(entry_intake.conflict(by_key[k], kept) for k, kept in applied.conflicts.items())
+            self.totals["entries_applied"] += len(applied.inserted)
+            self.totals["entries_duplicate"] += len(applied.duplicates)
+            for action in applied.actions:
+                self.totals[f"entries_{type(action).__name__.lower()}"] += 1
+                self._log_action(action, by_key[(action.entry.account_id, action.entry.entry_id)].trace_id)
+        for rejected in dead:
+            self.totals[f"entries_{rejected.outcome.value}"] += 1
+        return dead
+
+    @staticmethod
+    def _log_action(action: Action, trace_id: str) -> None:
+        extra = {"trace_id": trace_id, "account_id": action.entry.account_id}
+        if isinstance(action, Settle):
+            log.info("order %s SETTLED by entry %s (%s)", action.order.order_id, action.entry.entry_id,
+                     action.matched_by.value, extra={**extra, "order_id": action.order.order_id})
+        elif isinstance(action, Mature):
+            log.info("investment %s MATURED by entry %s (%s)", action.investment.order_id, action.entry.entry_id,
+                     action.matched_by.value, extra={**extra, "order_id": action.investment.order_id})
+        else:
+            log.warning("settlement break (%s): %s", action.kind.value, action.detail,
+                        extra={**extra, "order_id": action.order_id})
+
     async def _read_ledger(self, query: LedgerQuery) -> LedgerView:
         """Which of the batch's events the ledger holds (decided or not, and with what content: a
-        repeat of an id with other content is a conflict) and the accounts' open orders."""
-        stored, open_orders = await asyncio.gather(
+        repeat of an id with other content is a conflict), the accounts' open orders and what they
+        have invested."""
+        stored, open_orders, invested = await asyncio.gather(
             self._with_conn(balances.stored, query.keys),
             self._with_conn(orders.open_orders, query.accounts, query.earliest),
+            self._with_conn(investments.invested, query.accounts),
         )
         existing = {key: (row.row_id, row.decided) for key, row in stored.items()}
-        return LedgerView(existing, open_orders, stored)
+        return LedgerView(existing, open_orders, stored, invested)
 
     async def _with_conn(self, query: Callable[..., Awaitable[T]], *args: Any) -> T:
         async with self._pool.acquire() as conn:
@@ -280,8 +330,10 @@ class ShardWorker:
         if state is None or state.available_usd is None or state.as_of_ts is None:
             return None
         as_of = state.as_of_ts
-        open_orders = await self._with_conn(orders.open_orders, [account_id], as_of)
-        return cash_position(state, pending_sweeps(open_orders, as_of), None, self._clock())
+        open_orders, invested = await asyncio.gather(self._with_conn(orders.open_orders, [account_id], as_of),
+                                                     self._with_conn(investments.invested, [account_id]))
+        return cash_position(state, pending_sweeps(open_orders, as_of), None, self._clock(),
+                             invested.get(account_id, ZERO))
 
     def set_var(self, account_id: str, var_usd: float | None, days: int | None) -> bool:
         state = self._states.get(account_id)

@@ -16,6 +16,7 @@ from pydantic import BaseModel
 from schemas.balance_event import BalanceEvent
 from schemas.cash_position import CashPosition
 from schemas.config_update import ConfigUpdate
+from schemas.statement_entry import StatementEntry
 from schemas.sweep_order import SweepOrder
 
 SCHEMA_DIR = Path(__file__).resolve().parent
@@ -50,8 +51,10 @@ CONTRACTS: tuple[Contract, ...] = (
     # 1.2.0: aml_tags, signature and signing_key_version added (Vault Transit signing)
     Contract("sweep_order", SweepOrder, "1.2.0"),
     Contract("balance_event", BalanceEvent, "1.0.0"),
-    Contract("cash_position", CashPosition, "1.0.0"),
+    # 1.1.0: invested_usd added (the investment book, issue 16)
+    Contract("cash_position", CashPosition, "1.1.0"),
     Contract("config_update", ConfigUpdate, "1.0.0"),
+    Contract("statement_entry", StatementEntry, "1.0.0"),
 )
 
 VERSIONS = {c.model.__name__: c.version for c in CONTRACTS}

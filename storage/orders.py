@@ -1,6 +1,6 @@
 """SWEEP_ORDER rows, which double as the outbox: NEW rows are the ones still to publish.
 
-Status lifecycle ``NEW -> SENT -> ACK | FAILED`` (``treasury.order_status``). The queries the
+Status lifecycle ``NEW -> SENT -> ACK | FAILED``, ``SENT | ACK -> SETTLED`` (``treasury.order_status``). The queries the
 partial indexes of migration 001 serve (the outbox, the open orders) name their statuses as SQL
 literals, so that Postgres can prove the index predicate under a generic plan too; a unit test
 keeps every literal an ``OrderStatus`` and the table's CHECK equal to the enum. Repeating the
@@ -49,12 +49,13 @@ class NewOrder:
 
 @dataclass(frozen=True)
 class OpenOrder:
-    """What the pending-sweeps rule needs of an order that may not be reflected in a balance yet."""
+    """What the pending-sweeps rule needs of an order that may not be reflected in a balance yet:
+    ``booked_ts`` is the booking time of the debit that settled it (SETTLED orders only)."""
 
     account_id: str
     amount_usd: Decimal
     status: OrderStatus
-    acked_ts: datetime | None
+    booked_ts: datetime | None = None
 
 
 async def insert_new(conn: asyncpg.Connection, orders: Sequence[NewOrder]) -> tuple[list[asyncpg.Record], set[str]]:
@@ -157,20 +158,38 @@ async def transition(
     raise IllegalTransition(order_id, current["status"], wanted)
 
 
-async def open_orders(db: Executor, account_ids: Sequence[str], acked_after: datetime) -> list[OpenOrder]:
+async def open_orders(db: Executor, account_ids: Sequence[str], booked_after: datetime) -> list[OpenOrder]:
     """What the pending-sweeps rule needs, in few rows however many orders an account has:
-    NEW and SENT amounts summed per account and status, plus each ACK later than ``acked_after``
-    (the earliest balance time the caller will compare with)."""
+    unsettled (NEW, SENT, ACK) amounts summed per account and status, plus each SETTLED order whose
+    debit was booked after ``booked_after`` (the earliest balance time the caller will compare with)."""
     records = await db.fetch(
         """
-        SELECT account_id, status, sum(amount_usd) AS amount_usd, NULL::timestamptz AS acked_ts FROM sweep_order
-        WHERE account_id = ANY($1::varchar[]) AND status IN ('NEW', 'SENT')
+        SELECT account_id, status, sum(amount_usd) AS amount_usd, NULL::timestamptz AS booked_ts FROM sweep_order
+        WHERE account_id = ANY($1::varchar[]) AND status IN ('NEW', 'SENT', 'ACK')
         GROUP BY account_id, status
         UNION ALL
-        SELECT account_id, status, amount_usd, acked_ts FROM sweep_order
-        WHERE account_id = ANY($1::varchar[]) AND status = 'ACK' AND acked_ts > $2
+        SELECT account_id, status, amount_usd, booked_ts FROM sweep_order
+        WHERE account_id = ANY($1::varchar[]) AND status = 'SETTLED' AND booked_ts > $2
         """,
         list(account_ids),
-        acked_after,
+        booked_after,
     )
-    return [OpenOrder(r["account_id"], r["amount_usd"], OrderStatus(r["status"]), r["acked_ts"]) for r in records]
+    return [OpenOrder(r["account_id"], r["amount_usd"], OrderStatus(r["status"]), r["booked_ts"]) for r in records]
+
+
+async def overdue(db: Executor, now: datetime, after_s: int, limit: int = 1000) -> list[asyncpg.Record]:
+    """Published orders still not settled ``after_s`` (SETTLEMENT_OVERDUE_AFTER_S) past their cut-off,
+    oldest cut-off first: the bank has not shown the debit, so the money may not have left."""
+    return list(await db.fetch(
+        "SELECT * FROM sweep_order WHERE status IN ('SENT', 'ACK')"
+        " AND cutoff_utc + make_interval(secs => $2::int) < $1 ORDER BY cutoff_utc, id LIMIT $3",
+        now, after_s, limit,
+    ))
+
+
+async def overdue_count(db: Executor, now: datetime, after_s: int) -> int:
+    return int(await db.fetchval(
+        "SELECT count(*) FROM sweep_order WHERE status IN ('SENT', 'ACK')"
+        " AND cutoff_utc + make_interval(secs => $2::int) < $1",
+        now, after_s,
+    ))

@@ -79,16 +79,34 @@ def merge(parts: Sequence[ShardMetrics]) -> ShardMetrics:
     return out
 
 
+# The products of the investment book, each exported (0 until invested) so a panel has a series.
+PRODUCTS: tuple[str, ...] = ("FED_RRP", "TBILL_4W", "CARBON_NOTE")
+# ``kind`` labels of ``treasury_settlement_breaks`` (``actors.settlement.BreakKind``; a test holds them equal).
+BREAK_KINDS: tuple[str, ...] = ("amount", "not_settleable", "ambiguous", "maturity_short")
+
+
+@dataclass(frozen=True)
+class BookFigures:
+    """The money loop as the ledger has it at scrape time (docs/settlement.md): read from Postgres,
+    not counted by a process, so a restart loses nothing."""
+
+    invested_usd: Mapping[str, Decimal] = field(default_factory=dict)  # OPEN principal by product
+    investments_overdue: int = 0
+    orders_overdue: int = 0
+    breaks: Mapping[str, int] = field(default_factory=dict)  # settlement_break rows by kind
+
+
 class _Snapshot:
     """A one-shot collector: the exposition is built from data gathered for this scrape."""
 
-    def __init__(self, shards: ShardMetrics, orders_by_status: Mapping[str, int], config_version: int) -> None:
-        self._m, self._orders, self._config = shards, orders_by_status, config_version
+    def __init__(self, shards: ShardMetrics, orders_by_status: Mapping[str, int], config_version: int,
+                 book: BookFigures) -> None:
+        self._m, self._orders, self._config, self._book = shards, orders_by_status, config_version, book
 
     def collect(self) -> Iterable[Any]:
         m = self._m
         swept = CounterMetricFamily("treasury_swept_usd", "USD swept, by target product", labels=["product"])
-        for product in ("FED_RRP", "TBILL_4W", "CARBON_NOTE"):
+        for product in PRODUCTS:
             swept.add_metric([product], float(m.swept_usd.get(product, Decimal(0))))
         yield swept
         cumulative, running = [], 0
@@ -125,13 +143,32 @@ class _Snapshot:
                                 "(0: env/file configuration)", value=self._config)
         yield CounterMetricFamily("treasury_config_rejected", "Consul configuration changes refused by validation",
                                   value=m.config_rejected)
+        yield from self._money_loop()
+
+    def _money_loop(self) -> Iterable[Any]:
+        book = self._book
+        invested = GaugeMetricFamily("treasury_invested_usd", "Principal of OPEN investments, by product",
+                                     labels=["product"])
+        for product in PRODUCTS:
+            invested.add_metric([product], float(book.invested_usd.get(product, Decimal(0))))
+        yield invested
+        yield GaugeMetricFamily("treasury_investments_overdue", "OPEN investments more than MATURITY_GRACE_DAYS "
+                                "past their maturity date", value=book.investments_overdue)
+        yield GaugeMetricFamily("treasury_orders_overdue", "Orders not settled SETTLEMENT_OVERDUE_AFTER_S after "
+                                "their cut-off", value=book.orders_overdue)
+        breaks = CounterMetricFamily("treasury_settlement_breaks", "Booked entries that name an order or an "
+                                     "investment but cannot settle it, by kind", labels=["kind"])
+        for kind in BREAK_KINDS:
+            breaks.add_metric([kind], book.breaks.get(kind, 0))
+        yield breaks
 
 
 def render(shards: Sequence[ShardMetrics], orders_by_status: Mapping[str, int],
-           config_version: int | None = None) -> bytes:
+           config_version: int | None = None, book: BookFigures | None = None) -> bytes:
     """``config_version`` None: the lowest version among the parts (what every part has applied)."""
     registry = CollectorRegistry()
     merged = merge(shards)
     registry.register(_Snapshot(merged, orders_by_status,
-                                merged.config_version if config_version is None else config_version))
+                                merged.config_version if config_version is None else config_version,
+                                book or BookFigures()))
     return bytes(generate_latest(registry))

@@ -211,6 +211,14 @@ class RuntimeSettings(BaseModel):
             raise ValueError(f"must be between 0 and {MAX_CLOCK_SKEW_LIMIT_S} seconds (got {seconds})")
         return seconds
 
+    # The money loop (issue 16, docs/settlement.md). An order not settled by a booked debit this long
+    # after its cut-off is overdue (listed, counted); an investment whose maturity credit has not
+    # come back this many days after its maturity date is overdue; a CARBON_NOTE matures this many
+    # days after its value date (FED_RRP: the next business day; TBILL_4W: its decision's ladder).
+    settlement_overdue_after_s: Annotated[int, Field(ge=0, le=MAX_CLOCK_SKEW_LIMIT_S)] = 21_600
+    maturity_grace_days: Annotated[int, Field(ge=0, le=366)] = 1
+    carbon_note_tenor_days: Annotated[int, Field(ge=1, le=3660)] = 91
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> RuntimeSettings:
         env = os.environ if environ is None else environ
@@ -273,4 +281,7 @@ _RUNTIME_ENV = {
     "consul_http_addr": "CONSUL_HTTP_ADDR",
     "consul_kv_prefix": "CONSUL_KV_PREFIX",
     "max_clock_skew_s": "MAX_CLOCK_SKEW_S",
+    "settlement_overdue_after_s": "SETTLEMENT_OVERDUE_AFTER_S",
+    "maturity_grace_days": "MATURITY_GRACE_DAYS",
+    "carbon_note_tenor_days": "CARBON_NOTE_TENOR_DAYS",
 }

@@ -13,6 +13,8 @@ from confluent_kafka import Consumer, Message, Producer, TopicPartition
 from actors import kafka_clients
 from actors.kafka_clients import high_watermarks, skip_to_end
 from schemas.balance_event import BalanceEvent
+from schemas.balance_record import encode_entry
+from schemas.statement_entry import StatementEntry
 
 __all__ = ["close_producer", "high_watermarks", "payloads", "poll_until", "produce_events", "read_from",
            "skip_to_end"]
@@ -45,6 +47,15 @@ def produce_events(bootstrap: str, events: Iterable[BalanceEvent], raw: Iterable
         p.produce("balance_events", key=ev.account_id.encode(), value=ev.model_dump_json(exclude_none=True).encode())
     for key, value in raw:
         p.produce("balance_events", key=key, value=value)
+    assert p.flush(30) == 0
+
+
+def produce_entries(bootstrap: str, entries: Iterable[StatementEntry]) -> None:
+    """Statement entries as every producer sends them (``schemas.balance_record.encode_entry``)."""
+    p = kafka_clients.producer(bootstrap)
+    for entry in entries:
+        record = encode_entry(entry)
+        p.produce("balance_events", key=record.key, value=record.value, headers=record.headers)
     assert p.flush(30) == 0
 
 

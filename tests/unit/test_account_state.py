@@ -61,11 +61,12 @@ def test_pending_sweeps_counts_unsettled_orders_only() -> None:
     orders = [
         OpenOrder("A1", Decimal("10"), "NEW", None),
         OpenOrder("A1", Decimal("20"), "SENT", None),
-        OpenOrder("A1", Decimal("40"), "ACK", T0 + timedelta(minutes=5)),  # acked after the balance: pending
-        OpenOrder("A1", Decimal("80"), "ACK", T0 - timedelta(minutes=5)),  # already in the balance
+        OpenOrder("A1", Decimal("40"), "ACK", None),  # an ACK is not proof the money left: pending
+        OpenOrder("A1", Decimal("80"), "SETTLED", T0 + timedelta(minutes=5)),  # booked after the balance: pending
+        OpenOrder("A1", Decimal("320"), "SETTLED", T0 - timedelta(minutes=5)),  # booked before: in the balance
         OpenOrder("A1", Decimal("160"), "FAILED", None),
     ]
-    assert pending_sweeps(orders, T0) == Decimal("70")
+    assert pending_sweeps(orders, T0) == Decimal("150")
 
 
 def test_decision_inputs_come_from_the_state_as_the_event_left_it() -> None:
@@ -119,6 +120,16 @@ def test_a_date_only_stamp_counts_from_the_start_of_its_day() -> None:
     assert refused is not None and "2025-06-11T23:59:59.999999Z" in refused.reason
     # a day that starts within the skew is not future: 23:58 with a 5-minute skew
     assert future_dated(event("d1", tomorrow), datetime(2025, 6, 10, 23, 58, tzinfo=UTC), 300) is None
+
+
+def test_a_date_only_stamp_is_still_one_after_kafka_cut_it_to_milliseconds() -> None:
+    """The contracts' JSON carries milliseconds: today's camt.052 read back from Kafka says 23:59:59.999,
+    and must not become "future" on the shard when the REST tier accepted it."""
+    sent = BalanceEvent.model_validate_json(event("d0", datetime(2025, 6, 10, 23, 59, 59, 999999, tzinfo=UTC))
+                                            .model_dump_json())
+    assert sent.as_of_ts.microsecond == 999000
+    assert future_dated(sent, NOW, 300) is None
+    assert future_dated(event("d1", datetime(2025, 6, 10, 23, 59, 59, 998000, tzinfo=UTC)), NOW, 300) is not None
 
 
 def test_forward_value_balances_are_not_future_but_an_available_one_dated_ahead_is() -> None:

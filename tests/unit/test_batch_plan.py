@@ -204,7 +204,7 @@ def test_an_order_of_the_batch_is_pending_for_the_later_events_of_its_account() 
 def test_open_orders_in_the_ledger_are_pending_sweeps() -> None:
     events, msgs = incoming(event("e1"))
     open_orders = [OpenOrder("A1", Decimal("8000000"), OrderStatus.SENT, None),
-                   OpenOrder("A1", Decimal("1"), OrderStatus.ACK, T0 - timedelta(hours=1))]  # acked before: booked
+                   OpenOrder("A1", Decimal("1"), OrderStatus.SETTLED, T0 - timedelta(hours=1))]  # booked before
     p = plan(events, msgs, {"A1": state()}, LedgerView({}, open_orders))
     assert p.orders[0].amount_usd == Decimal("400000.0000")
 

@@ -12,7 +12,10 @@ from pydantic import BaseModel
 
 from serve_app.rest.backend import Backend
 from serve_app.rest.errors import responses
-from treasury.metrics import ShardMetrics, render
+from storage import entries, investments, orders
+from treasury.clock import utc_now
+from treasury.metrics import BookFigures, ShardMetrics, render
+from treasury.settings import RuntimeSettings
 
 
 class Readiness(BaseModel):
@@ -50,9 +53,19 @@ def router(backend: Backend) -> APIRouter:
     @api.get("/metrics", response_class=PlainTextResponse, responses=responses(503))
     async def metrics() -> PlainTextResponse:
         """Prometheus exposition: the spec's metrics and the operator's, gathered for this scrape."""
-        rows = await (await backend.pool()).fetch("SELECT status, count(*) AS n FROM sweep_order GROUP BY status")
+        pool = await backend.pool()
+        rows = await pool.fetch("SELECT status, count(*) AS n FROM sweep_order GROUP BY status")
         parts = [*await backend.shards.metrics(), ShardMetrics(config_version=backend.config_version)]
-        body = render(parts, {r["status"]: int(r["n"]) for r in rows})
+        body = render(parts, {r["status"]: int(r["n"]) for r in rows}, book=await book_figures(pool, backend.settings))
         return PlainTextResponse(body.decode(), media_type=CONTENT_TYPE_LATEST)
 
     return api
+
+
+async def book_figures(pool: asyncpg.Pool, settings: RuntimeSettings) -> BookFigures:
+    """The money loop's figures for a scrape, from the ledger (``treasury.metrics.BookFigures``)."""
+    now = utc_now()
+    invested, overdue_investments = await investments.book_totals(pool, now.date(), settings.maturity_grace_days)
+    return BookFigures(invested, overdue_investments,
+                       await orders.overdue_count(pool, now, settings.settlement_overdue_after_s),
+                       await entries.break_counts(pool))

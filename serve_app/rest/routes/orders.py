@@ -24,9 +24,10 @@ from serve_app.rest.backend import Backend
 from serve_app.rest.errors import error, responses
 from serve_app.rest.idempotency import IdempotencyKey, idempotent
 from serve_app.rest.openapi import RequestBodies, constraints
-from storage import orders
+from storage import investments, orders
 from storage.orders import IllegalTransition, OrderNotFound
 from treasury.auth import Scope
+from treasury.clock import iso_z, utc_now
 from treasury.order_status import OrderStatus
 
 log = logging.getLogger("treasury.api")
@@ -79,6 +80,22 @@ def order_view(row: asyncpg.Record) -> dict[str, Any]:
     return {**row["payload"], "status": row["status"]}
 
 
+def order_detail(row: asyncpg.Record, investment: asyncpg.Record | None) -> dict[str, Any]:
+    """One order as a treasurer follows it: the signed payload, its status and when it reached each,
+    its settlement (the booked entry: id, bank reference, booking time, how it was matched), and
+    the investment it opened."""
+    history = {name: iso_z(row[column]) for name, column in
+               (("NEW", "created_ts"), ("SENT", "sent_ts"), ("ACK", "acked_ts"), ("FAILED", "failed_ts"),
+                ("SETTLED", "settled_ts")) if row[column] is not None}
+    return {
+        **order_view(row),
+        "status_history": history,
+        "failure_reason": row["failure_reason"],
+        "settlement": row["settlement"],
+        "investment": None if investment is None else investments.view(investment),
+    }
+
+
 class TransitionBody(BaseModel):
     reason: str | None = Field(default=None, max_length=2000, pattern=r"^[^\x00]*$",
                                description="why the bank could not execute the order (no NUL characters)")
@@ -114,6 +131,19 @@ def router(backend: Backend, bodies: RequestBodies) -> APIRouter:
         log.info("order %s -> %s", order_id, row["status"], extra={"order_id": order_id, "trace_id": row["trace_id"]})
         return JSONResponse({"order_id": order_id, "status": row["status"], "changed": changed,
                              "trace_id": row["trace_id"]})
+
+    @api.get("/sweep-intent/{order_id}", dependencies=[scope(backend, Scope.ORDERS_READ)],
+             responses=responses(401, 403, 404, 422, 503))
+    async def one(order_id: str = ORDER_ID) -> JSONResponse:
+        """One order with its status history, its settlement (entry reference, booking time) and its investment."""
+        if len(order_id) > MAX_ORDER_ID or "\x00" in order_id:
+            return error(404, "order_id", f"no order {order_id[:80]!r}")
+        pool = await backend.pool()
+        row = await orders.get(pool, order_id)
+        if row is None:
+            return error(404, "order_id", f"no order {order_id!r}")
+        held = await investments.of_order(pool, order_id, utc_now().date(), backend.settings.maturity_grace_days)
+        return JSONResponse(order_detail(row, held))
 
     body, writer = bodies(TransitionBody, required=False), [scope(backend, Scope.ORDERS_WRITE)]
     answers = responses(401, 403, 404, 409, 422, 503)
