@@ -83,6 +83,8 @@ def _add_local_commands(sub: Subparsers) -> None:
     run.add_argument("--accounts", type=int, default=20, help="simulated accounts (default 20)")
     run.add_argument("--rate", type=float, default=20.0, help="simulated events per second (default 20)")
     run.add_argument("--no-simulator", action="store_true", help="do not start the feed simulator")
+    run.add_argument("--no-bank", action="store_true",
+                     help="no demo bank: no seeded history, nobody executes the orders (docs/demo.md)")
     run.add_argument("--keep-stack", action="store_true", help="leave Kafka and Postgres running on exit")
     run.add_argument("--no-prometheus", action="store_true", help="do not start the Prometheus server")
     run.add_argument("--with", dest="with_parts", action="append", default=[], choices=["consul"],
@@ -193,7 +195,7 @@ def _run(args: argparse.Namespace) -> int:
 
     consul = True if "consul" in args.with_parts else None
     return run(RunOptions(args.accounts, args.rate, not args.no_simulator, args.keep_stack, not args.no_prometheus,
-                          consul))
+                          consul, bank=not args.no_bank))
 
 
 def _infra(args: argparse.Namespace) -> int:

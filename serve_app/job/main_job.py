@@ -2,8 +2,11 @@
 
 Brings up Kafka and Postgres (the project's own), Ray with its dashboard on 127.0.0.1:8265
 (``RAY_DASHBOARD_PORT``), the named coordinator and shards, Serve on 127.0.0.1:8000, Prometheus
-scraping them (preferably on 127.0.0.1:9090, ``PROMETHEUS_PORT``), and the feed simulator. Ctrl-C
-(SIGINT) or SIGTERM stops the simulator, Prometheus, Serve and Ray, then the stack it started.
+scraping them (preferably on 127.0.0.1:9090, ``PROMETHEUS_PORT``), the feed simulator and, unless
+``--no-bank``, the demo bank: the simulated accounts start mid-life (a seeded history: closes, VaR,
+past sweeps settled, open investments) and a demo Bank-Connector executes every order and books its
+maturity back (``serve_app.job.bank``, docs/demo.md). Ctrl-C (SIGINT) or SIGTERM stops the simulator,
+the bank, Prometheus, Serve and Ray, then the stack it started.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from actors.system import start_actors, stop_actors
 from devstack import prometheus, stack, tls_front
 from devstack.common import InfraError
 from serve_app.job import simulator
+from serve_app.job.bank.demo import DemoOptions, run_demo
 from serve_app.rest.deployment import deploy
 from storage import accounts
 from storage.db import create_pool
@@ -44,6 +48,7 @@ class RunOptions:
     keep_stack: bool = False
     prometheus: bool = True
     consul: bool | None = None  # None: TREASURY_CONSUL decides
+    bank: bool = True  # the demo bank (with the simulator): seeded history, orders executed, maturities back
 
 
 async def seed_accounts(settings: RuntimeSettings, profiles: list[simulator.SimProfile]) -> None:
@@ -93,6 +98,18 @@ def start_prometheus(settings: RuntimeSettings, home: Path) -> prometheus.Server
         return None
 
 
+def print_demo_lines(settings: RuntimeSettings) -> None:
+    """Where to watch the money loop (docs/demo.md), with the token printed above."""
+    base = f"http://{settings.serve_host}:{settings.serve_port}"
+    auth = '-H "Authorization: Bearer $TOKEN" ' if settings.auth == "jwt" else ""
+    print(f"Demo bank     seeds a past (closes, VaR, settled sweeps, open investments), then executes every order\n"
+          f"              and books maturities back (docs/demo.md); follow it with:\n"
+          f"              curl {auth}'{base}/sweep-intent?limit=20'          # orders, newest pages last\n"
+          f"              curl {auth}{base}/sweep-intent/<order_id>          # status, settlement, investment\n"
+          f"              curl {auth}{base}/investments                      # the ladder\n"
+          f"              curl {auth}{base}/accounts/<account_id>/investments", flush=True)
+
+
 def run(opts: RunOptions) -> int:
     configure_logging()
     policy = policy_from_env()
@@ -130,13 +147,18 @@ def run(opts: RunOptions) -> int:
         if settings.consul_http_addr:
             print(f"Consul        {settings.consul_http_addr} (live config under {settings.consul_kv_prefix})",
                   flush=True)
+        if opts.simulate and opts.bank:
+            print_demo_lines(settings)
         print("Ctrl-C stops everything.", flush=True)
 
         async def main() -> None:
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop.set)
-            if opts.simulate:
+            if opts.simulate and opts.bank:
+                await run_demo(settings, policy, DemoOptions(opts.accounts, opts.rate), stop,
+                               lambda line: print(f"Demo bank     {line}", flush=True))
+            elif opts.simulate:
                 sent = await feed(settings, opts.accounts, opts.rate, stop)
                 log.info("simulator stopped after %d events", sent)
             await stop.wait()
