@@ -14,7 +14,15 @@ from typing import TYPE_CHECKING, TypeAlias
 from treasury.settings import ConfigError
 
 if TYPE_CHECKING:
+    import asyncpg
+
     from schemas.bank_formats import BankFile
+
+
+def _day_count(text: str) -> int:
+    if not text.strip().isdigit() or not 1 <= int(text) <= 100_000:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of days from 1 to 100000")
+    return int(text)
 
 
 def _decimal(text: str) -> Decimal:
@@ -152,6 +160,11 @@ def _add_var_commands(sub: Subparsers) -> None:
     backtest.add_argument("--window", type=int, default=250)
     backtest.add_argument("--account", default=None, help="required when the file holds several accounts")
     backtest.add_argument("--png", default=None, help="write a plot of flows against VaR here")
+    flows = var_sub.add_parser("flows", help="an account's daily flows from the ledger: close change, our own "
+                                             "transfers, and the operating flow VaR is of (one JSON line per day)")
+    flows.add_argument("--account", required=True, help="a registered account")
+    flows.add_argument("--days", type=_day_count, metavar="N", default=30,
+                       help="the last N days with a close, 1 to 100000 (default 30)")
     var.set_defaults(handler=_var)
 
 
@@ -354,6 +367,8 @@ def _simulate(args: argparse.Namespace) -> int:
 def _var(args: argparse.Namespace) -> int:
     if args.action == "recompute":
         return _var_recompute(args)
+    if args.action == "flows":
+        return _var_flows(args)
     if args.action == "compute":
         from risk.compute import run_compute_cli
 
@@ -361,6 +376,31 @@ def _var(args: argparse.Namespace) -> int:
     from risk.backtest import run_backtest_cli
 
     return run_backtest_cli(args.file, args.confidence, args.window, args.account, args.png)
+
+
+def _var_flows(args: argparse.Namespace) -> int:
+    """What VaR is computed on, day by day (storage.history): the close-to-close change, our own
+    transfers booked in it (sweeps out, maturities in) and the operating flow left."""
+    from serve_app.cli.stack_fallback import open_pool, resolve
+    from storage.history import account_flows
+    from treasury.money import fmt
+
+    async def go() -> list[asyncpg.Record]:
+        pool = await open_pool(resolve(), max_size=1)
+        try:
+            return await account_flows(pool, args.account, args.days)
+        finally:
+            await pool.close()
+
+    rows = asyncio.run(go())
+    if not rows:
+        print(f"treasury-orch: account {args.account!r} has fewer than two closing balances (CLBD) in the ledger",
+              file=sys.stderr)
+        return 1
+    for r in rows:
+        print(json.dumps({"date": r["day"].isoformat(), "close_change_usd": fmt(r["change"]),
+                          "own_transfers_usd": fmt(r["own"]), "operating_flow_usd": fmt(r["operating"])}))
+    return 0
 
 
 def _var_recompute(args: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@ REST app as the Bank-Connector and a treasurer would (the ``api`` fixture).
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, cast
@@ -17,12 +18,16 @@ import pytest
 
 from actors import shard as shard_module
 from actors.var_job import load
+from devstack.stack import StackInfo
 from risk.kernels import var_and_es
 from schemas.balance_event import BalanceCode, BalanceEvent, BalanceKind
 from schemas.statement_entry import EntryDirection, StatementEntry
 from tests.integration.camt_samples import camt_with_entries, closing_balance, finastra_statement, ntry, tx
 from tests.integration.conftest import Pipeline, new_accounts, register
 from tests.integration.kafka_tools import poll_until, produce_entries, produce_events, read_from
+from tests.integration.test_cli_stack import cli
+from treasury.keyring import Keyring
+from treasury.signing import verify_order
 
 pytestmark = pytest.mark.integration
 TEN_M = Decimal("10000000")
@@ -76,7 +81,7 @@ async def first_order(pipeline: Pipeline, api: httpx.AsyncClient, account: str, 
 
 
 async def test_an_ack_is_not_the_debit_a_stale_intraday_balance_makes_no_second_order(
-    pipeline: Pipeline, api: httpx.AsyncClient,
+    stack: StackInfo, pipeline: Pipeline, api: httpx.AsyncClient, keyring: Keyring,
 ) -> None:
     """The issue's case: 10 M available, one order for 10 M, ACKed; the bank's next intraday balance
     (after the ACK, before the debit is booked) still shows 10 M. It used to make a second 10 M order."""
@@ -104,6 +109,9 @@ async def test_an_ack_is_not_the_debit_a_stale_intraday_balance_makes_no_second_
     assert detail["settlement"]["booked_ts"].startswith(booked_at.strftime("%Y-%m-%dT%H:%M"))
     assert set(detail["status_history"]) == {"NEW", "SENT", "ACK", "SETTLED"}
     assert detail["investment"]["product"] == "FED_RRP" and detail["investment"]["status"] == "OPEN"
+    # what a treasurer reads is still the signed order: its signature verifies over the view
+    keys = keyring.public_keys(stack.settings().order_signing_key)
+    assert verify_order(detail, keys) == detail["signing_key_version"]
 
     # A balance taken after the booking shows the debit (2 M came in since): only the new money goes.
     produce_events(pipeline.bootstrap, [intraday(a.account_id, "ev-3", Decimal("2000000"), now)])
@@ -113,8 +121,13 @@ async def test_an_ack_is_not_the_debit_a_stale_intraday_balance_makes_no_second_
     position = (await api.get(f"/accounts/{a.account_id}/position")).json()
     assert Decimal(position["pending_sweeps_usd"]) == Decimal("2000000")  # the new, unsettled order
     assert Decimal(position["invested_usd"]) == TEN_M
-    # the position says what the decision counted: the second order's inputs
-    assert Decimal(orders[1]["decision"]["inputs"]["pending_sweeps_usd"]) == 0
+    # the position says what the next decision counts: 3 M available now, 2 M of it already ordered
+    produce_events(pipeline.bootstrap, [intraday(a.account_id, "ev-4", Decimal("3000000"), now + timedelta(seconds=1))])
+    await pipeline.drain([a.account_id], events=4)
+    orders = await pipeline.orders_for([a.account_id])
+    assert [o["amount_usd"] for o in orders][2:] == [Decimal("1000000")]
+    assert Decimal(orders[2]["decision"]["inputs"]["pending_sweeps_usd"]) == Decimal(position["pending_sweeps_usd"])
+    assert Decimal(orders[1]["decision"]["inputs"]["pending_sweeps_usd"]) == 0  # the first settled before ev-3
 
 
 async def test_a_debit_without_the_id_settles_the_one_order_of_its_amount(
@@ -268,7 +281,8 @@ async def test_an_entry_booked_in_the_future_is_dead_lettered(pipeline: Pipeline
                                         a.account_id) == 0
 
 
-async def test_var_leaves_our_own_sweeps_out_of_the_flows(pipeline: Pipeline, api: httpx.AsyncClient) -> None:
+async def test_var_leaves_our_own_sweeps_out_of_the_flows(stack: StackInfo, pipeline: Pipeline,
+                                                          api: httpx.AsyncClient) -> None:
     """An account whose only large moves are its own sweeps has the VaR of its other flows: three 8.5 M
     sweeps in 30 days used to be three 8.5 M loss days, and the 99 % VaR at least that large."""
     [a] = new_accounts()
@@ -305,6 +319,19 @@ async def test_var_leaves_our_own_sweeps_out_of_the_flows(pipeline: Pipeline, ap
     ledger_var = var_and_es(history.flows, 0.99, 1).var[0]
     assert ledger_var == pytest.approx(var_and_es(np.array([[float(x) for x in operating]]), 0.99, 1).var[0])
     assert ledger_var < float(sweep) / 4
+
+    # and day by day, as a quant reads it
+    shown = cli(stack, "var", "flows", "--account", a.account_id, "--days", "30")
+    assert shown.returncode == 0, shown.stderr
+    lines = [json.loads(line) for line in shown.stdout.splitlines()]
+    assert [line["date"] for line in lines] == [d.isoformat() for d in days[1:]]
+    swept = [line for line in lines if line["own_transfers_usd"] != "0.0000"]
+    assert [line["date"] for line in swept] == sorted(d.isoformat() for d in sweep_days)
+    for line in swept:
+        assert line["own_transfers_usd"] == "-8500000.0000"
+        assert Decimal(line["close_change_usd"]) == Decimal(line["operating_flow_usd"]) - sweep
+    assert [Decimal(line["operating_flow_usd"]) for line in lines] == operating
+    assert cli(stack, "var", "flows", "--account", a.account_id, "--days", "0").returncode == 2
 
 
 async def test_bank_files_posted_by_the_connector_settle_a_pending_then_booked_entry_once(

@@ -163,7 +163,8 @@ def test_run_serves_orders_and_stops_cleanly_on_ctrl_c(env: dict[str, str], tmp_
     log = tmp_path / "run.log"
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [*CLI, "run", "--accounts", "3", "--rate", "50", "--keep-stack"],
+            # the demo bank (docs/demo.md) seeds history and VaR first: test_demo_loop covers it
+            [*CLI, "run", "--accounts", "3", "--rate", "50", "--keep-stack", "--no-bank"],
             env={**env, "SERVE_PORT": str(port), "RAY_DASHBOARD_PORT": str(dash_port),
                  "PROMETHEUS_PORT": str(prom_port), **tls_env},
             stdout=out, stderr=subprocess.STDOUT,

@@ -59,7 +59,7 @@ def test_protected_operations_document_401_and_403_and_what_they_refuse(document
         "POST /balances": ["202", "401", "403", "409", "413", "422", "503"],
         "GET /accounts/{account_id}/position": ["200", "401", "403", "404", "503"],
         "GET /sweep-intent/{order_id}": ["200", "401", "403", "404", "422", "503"],
-        "GET /accounts/{account_id}/investments": ["200", "401", "403", "422", "503"],
+        "GET /accounts/{account_id}/investments": ["200", "401", "403", "404", "422", "503"],
         "GET /investments": ["200", "401", "403", "422", "503"],
         "GET /settlement/overdue": ["200", "401", "403", "422", "503"],
         "GET /settlement/breaks": ["200", "401", "403", "422", "503"],

@@ -15,50 +15,61 @@ from decimal import Decimal
 from typing import Any
 
 from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse, Response
 
 from serve_app.rest.auth import scope
 from serve_app.rest.backend import Backend
-from serve_app.rest.errors import responses
+from serve_app.rest.errors import error, responses
 from serve_app.rest.routes.accounts import ACCOUNT_ID
 from serve_app.rest.routes.orders import order_detail
-from storage import entries, investments, orders
+from storage import accounts, entries, investments, orders
 from treasury.auth import Scope
 from treasury.clock import utc_now
 
-MATURING_BEFORE = Query(default=None, description="only OPEN investments maturing before this date (YYYY-MM-DD); "
-                                                  "all OPEN ones when omitted")
+MATURING_BEFORE = Query(default=None, json_schema_extra={"format": "date"},
+                        description="only OPEN investments maturing before this date (YYYY-MM-DD); all OPEN ones "
+                                    "when omitted")
 
 
 def router(backend: Backend) -> APIRouter:
     api = APIRouter(tags=["book"])
     readers = [scope(backend, Scope.BALANCES_READ)]
 
-    @api.get("/accounts/{account_id}/investments", dependencies=readers, responses=responses(401, 403, 422, 503))
-    async def account_investments(account_id: str = ACCOUNT_ID) -> dict[str, Any]:
+    @api.get("/accounts/{account_id}/investments", dependencies=readers,
+             responses=responses(401, 403, 404, 422, 503))
+    async def account_investments(account_id: str = ACCOUNT_ID) -> Response:
         """Every investment of the account, by maturity date: OPEN, OVERDUE (OPEN and more than
-        MATURITY_GRACE_DAYS past maturity) or MATURED, with what came back."""
-        rows = await investments.of_account(await backend.pool(), account_id, utc_now().date(),
+        MATURITY_GRACE_DAYS past maturity) or MATURED, with what came back; 404 for an account
+        that is not registered."""
+        pool = await backend.pool()
+        if not await accounts.get_many(pool, [account_id]):
+            return error(404, "account_id", f"no account {account_id!r}")
+        rows = await investments.of_account(pool, account_id, utc_now().date(),
                                            backend.settings.maturity_grace_days)
-        return {"account_id": account_id, "investments": [investments.view(r) for r in rows], "count": len(rows)}
+        return JSONResponse({"account_id": account_id, "investments": [investments.view(r) for r in rows],
+                             "count": len(rows)})
 
     @api.get("/investments", dependencies=readers, responses=responses(401, 403, 422, 503))
     async def ladder(
-        maturing_before: date | None = MATURING_BEFORE,
+        maturing_before: str | None = MATURING_BEFORE,
         limit: int = Query(default=1000, ge=1, le=10_000),
-    ) -> dict[str, Any]:
+    ) -> Response:
         """The ladder: OPEN investments by maturity date and product, with their totals."""
-        rows = await investments.maturing(await backend.pool(), maturing_before, utc_now().date(),
+        before = None if maturing_before is None else _full_date(maturing_before)
+        if maturing_before is not None and before is None:
+            return error(422, "maturing_before", f"{maturing_before[:40]!r} is not a date (YYYY-MM-DD)")
+        rows = await investments.maturing(await backend.pool(), before, utc_now().date(),
                                          backend.settings.maturity_grace_days, limit)
         rungs: dict[tuple[str, str], Decimal] = defaultdict(Decimal)
         for r in rows:
             rungs[(r["maturity_date"].isoformat(), r["product"])] += r["principal_usd"]
-        return {
+        return JSONResponse({
             "ladder": [{"maturity_date": day, "product": product, "principal_usd": format(usd, "f")}
                        for (day, product), usd in sorted(rungs.items())],
             "investments": [investments.view(r) for r in rows],
             "total_usd": format(sum(rungs.values(), Decimal(0)), "f"),
             "count": len(rows),
-        }
+        })
 
     order_readers = [scope(backend, Scope.ORDERS_READ)]
 
@@ -77,3 +88,13 @@ def router(backend: Backend) -> APIRouter:
         return {"breaks": [investments.view(r) for r in rows], "count": len(rows)}
 
     return api
+
+
+def _full_date(text: str) -> date | None:
+    """An RFC 3339 full-date (``2026-11-30``) and nothing else: not a timestamp, not ISO week dates."""
+    if len(text) != 10 or text[4] != "-" or text[7] != "-" or not text.replace("-", "").isdigit():
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        return None
