@@ -31,6 +31,8 @@ from decimal import Decimal
 from enum import StrEnum
 
 from schemas.statement_entry import EntryDirection, EntryStatus, StatementEntry
+from treasury import business_calendar
+from treasury.business_calendar import BusinessCalendar
 from treasury.order_status import SETTLEABLE, OrderStatus
 
 # Interest a maturity credit may carry over its principal, as an annual rate: above every money
@@ -78,10 +80,12 @@ class InvestmentCandidate:
 
 @dataclass(frozen=True)
 class Terms:
-    """How long each product is held: CARBON_NOTE_TENOR_DAYS, and TBILL_4W's default ladder."""
+    """How long each product is held: CARBON_NOTE_TENOR_DAYS, and TBILL_4W's default ladder; and the
+    business calendar maturities roll on (None: the active one, ``BUSINESS_CALENDAR``, when used)."""
 
     carbon_note_tenor_days: int = 91
     tbill_days: int = 28
+    calendar: BusinessCalendar | None = None
 
 
 @dataclass(frozen=True)
@@ -119,26 +123,26 @@ class Book:
     investments: dict[str, InvestmentCandidate] = field(default_factory=dict)
 
 
-def next_business_day(day: date) -> date:
-    """The next weekday after ``day``. The Fed's holiday calendar arrives with issue 17."""
-    day += timedelta(days=1)
-    while day.weekday() >= 5:
-        day += timedelta(days=1)
-    return day
+def next_business_day(day: date, calendar: BusinessCalendar | None = None) -> date:
+    """The first business day after ``day`` in ``calendar`` (the active one, ``BUSINESS_CALENDAR``, by
+    default: the Federal Reserve Banks' holidays, or Monday to Friday)."""
+    return (calendar or business_calendar.active()).next_business_day(day)
 
 
-def following_business_day(day: date) -> date:
-    """``day`` itself when a weekday, else the next one (the 'following' convention)."""
-    return day if day.weekday() < 5 else next_business_day(day)
+def following_business_day(day: date, calendar: BusinessCalendar | None = None) -> date:
+    """``day`` itself when a business day of ``calendar`` (the active one by default), else the next
+    one (the 'following' convention)."""
+    return (calendar or business_calendar.active()).following(day)
 
 
 def maturity_date(product: str, value_date: date, terms: Terms, ladder_days: int | None = None) -> date:
     """FED_RRP: overnight, the next business day; TBILL_4W: its ladder (the decision's
-    TARGET_LADDER_DAYS); CARBON_NOTE: CARBON_NOTE_TENOR_DAYS; all rolled to a business day."""
+    TARGET_LADDER_DAYS); CARBON_NOTE: CARBON_NOTE_TENOR_DAYS; all rolled to a business day of
+    ``terms.calendar`` (the active one when None)."""
     if product == "FED_RRP":
-        return next_business_day(value_date)
+        return next_business_day(value_date, terms.calendar)
     days = (ladder_days or terms.tbill_days) if product == "TBILL_4W" else terms.carbon_note_tenor_days
-    return following_business_day(value_date + timedelta(days=days))
+    return following_business_day(value_date + timedelta(days=days), terms.calendar)
 
 
 def maturity_window(investment: InvestmentCandidate) -> tuple[Decimal, Decimal]:

@@ -6,7 +6,10 @@ Every timestamp the service handles is timezone-aware UTC and is written ISO-860
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
+
+from treasury import business_calendar
+from treasury.business_calendar import BusinessCalendar
 
 
 def utc_now() -> datetime:
@@ -37,18 +40,41 @@ def parse_cutoff(text: str) -> time:
     return time(hour, minute, tzinfo=UTC)
 
 
-def next_cutoff(now: datetime, cutoffs: Sequence[time]) -> datetime:
-    """The first cut-off strictly after ``now``: an order created at a cut-off misses it."""
+def next_cutoff(now: datetime, cutoffs: Sequence[time], calendar: BusinessCalendar | None = None) -> datetime:
+    """The first cut-off strictly after ``now`` on a business day of ``calendar`` (the active one,
+    ``BUSINESS_CALENDAR``, by default): an order created at a cut-off misses it, and a decision on a
+    Saturday or a holiday, or after the last cut-off of the day before one, gets the first cut-off of
+    the next business day. A cut-off's day is its UTC date."""
     if not cutoffs:
         raise ValueError("no sweep cut-offs configured")
+    days = calendar or business_calendar.active()
     current = as_utc(now)
+    times = sorted(cutoff.replace(tzinfo=None) for cutoff in cutoffs)
+    day = current.date()
+    if days.is_business_day(day):
+        for cutoff in times:
+            candidate = datetime.combine(day, cutoff, tzinfo=UTC)
+            if candidate > current:
+                return candidate
+    return datetime.combine(days.next_business_day(day), times[0], tzinfo=UTC)
+
+
+def skipped_days(
+    now: datetime, cutoffs: Sequence[time], calendar: BusinessCalendar | None = None
+) -> list[tuple[date, str]]:
+    """The days ``next_cutoff`` passed over for not being business days, with why ("Saturday",
+    "Christmas Day"): each day from ``now``'s on that had a cut-off after ``now``; empty when the
+    cut-off is the one a calendar without closed days would give."""
+    days = calendar or business_calendar.active()
+    current = as_utc(now)
+    chosen = next_cutoff(current, cutoffs, days).date()
     today = current.date()
-    best: datetime | None = None
-    for cutoff in cutoffs:
-        candidate = datetime.combine(today, cutoff.replace(tzinfo=None), tzinfo=UTC)
-        if candidate <= current:
-            candidate += timedelta(days=1)
-        if best is None or candidate < best:
-            best = candidate
-    assert best is not None
-    return best
+    later_today = any(datetime.combine(today, c.replace(tzinfo=None), tzinfo=UTC) > current for c in cutoffs)
+    out: list[tuple[date, str]] = []
+    day = today if later_today else today + timedelta(days=1)
+    while day < chosen:
+        why = days.why_closed(day)
+        if why is not None:
+            out.append((day, why))
+        day += timedelta(days=1)
+    return out

@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
+from treasury.business_calendar import CALENDARS, DEFAULT_CALENDAR, BusinessCalendar, calendar
 from treasury.clock import parse_cutoff
 from treasury.money import MAX_ABS_USD
 
@@ -218,6 +219,14 @@ class RuntimeSettings(BaseModel):
     settlement_overdue_after_s: Annotated[int, Field(ge=0, le=MAX_CLOCK_SKEW_LIMIT_S)] = 21_600
     maturity_grace_days: Annotated[int, Field(ge=0, le=366)] = 1
     carbon_note_tenor_days: Annotated[int, Field(ge=1, le=3660)] = 91
+    # Business days (issue 17, treasury/business_calendar.py): which days cut-offs count and
+    # investments mature on: the Federal Reserve Banks' holidays (``fed``) or Monday to Friday.
+    business_calendar: str = DEFAULT_CALENDAR
+
+    @field_validator("business_calendar", mode="before")
+    @classmethod
+    def _valid_calendar(cls, value: Any) -> str:
+        return _known_calendar(value)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> RuntimeSettings:
@@ -245,6 +254,24 @@ class RuntimeSettings(BaseModel):
         """
         values = {key: getattr(self, field) for field, key in _RUNTIME_ENV.items() if not key.startswith("TLS_")}
         return {key: str(value) for key, value in values.items() if value is not None}
+
+
+def _known_calendar(value: Any) -> str:
+    """Exactly as ``business_calendar.active()`` reads it in every process (no case folding)."""
+    if value not in CALENDARS:
+        raise ValueError(f"must be one of {', '.join(CALENDARS)} (got {value!r})")
+    return str(value)
+
+
+def business_calendar_from_env(environ: Mapping[str, str] | None = None) -> BusinessCalendar:
+    """``BUSINESS_CALENDAR`` alone, for a command that needs no other setting (``treasury-orch decide``);
+    a bad value is the ConfigError ``RuntimeSettings.from_env`` would raise."""
+    env = os.environ if environ is None else environ
+    value = env.get("BUSINESS_CALENDAR") or DEFAULT_CALENDAR
+    try:
+        return calendar(_known_calendar(value))
+    except ValueError as exc:
+        raise ConfigError(f"BUSINESS_CALENDAR: {exc}") from exc
 
 
 _RUNTIME_ENV = {
@@ -284,4 +311,5 @@ _RUNTIME_ENV = {
     "settlement_overdue_after_s": "SETTLEMENT_OVERDUE_AFTER_S",
     "maturity_grace_days": "MATURITY_GRACE_DAYS",
     "carbon_note_tenor_days": "CARBON_NOTE_TENOR_DAYS",
+    "business_calendar": "BUSINESS_CALENDAR",
 }

@@ -105,7 +105,8 @@ def _add_local_commands(sub: Subparsers) -> None:
                        help="also start an optional part (consul; or set TREASURY_CONSUL=1)")
     infra.set_defaults(handler=_infra)
 
-    decide = sub.add_parser("decide", help="what-if: evaluate the sweep policy with the active configuration")
+    decide = sub.add_parser("decide", help="what-if: evaluate the sweep policy with the active configuration "
+                            "(and BUSINESS_CALENDAR: the cut-off and the days it moved past are shown)")
     decide.add_argument("--available", type=_decimal, required=True, metavar="USD")
     decide.add_argument("--projection", type=_decimal, required=True, metavar="USD", help="24 h outflows")
     decide.add_argument("--var-bps", type=_bps, required=True, metavar="N")
@@ -224,11 +225,12 @@ def _decide(args: argparse.Namespace) -> int:
     from actors.account_state import AccountState, decision_inputs
     from actors.policy import decide
     from storage.accounts import Account
-    from treasury.clock import iso_z, utc_now
+    from treasury.clock import iso_z, skipped_days, utc_now
     from treasury.money import fmt
-    from treasury.settings import policy_from_env
+    from treasury.settings import business_calendar_from_env, policy_from_env
 
     config = policy_from_env()
+    calendar = business_calendar_from_env()  # the one decide() uses: BUSINESS_CALENDAR, validated
     now = args.now or utc_now()
     # The what-if account, through the same assembly of inputs as a shard's; VaR is given in bps.
     what_if = AccountState(Account("what-if", esg_pref=args.esg, min_balance_usd=args.min_balance),
@@ -242,6 +244,9 @@ def _decide(args: argparse.Namespace) -> int:
         "product": d.product.value if d.product else None,
         "amount_usd": fmt(d.amount_usd),
         "cutoff_utc": iso_z(d.cutoff_utc),
+        # which days count, and the days the cut-off moved past ("2026-12-25 Christmas Day")
+        "business_calendar": calendar.name,
+        "cutoff_skipped": [f"{day} {why}" for day, why in skipped_days(now, config.cutoff_times(), calendar)],
         "reason": d.reason.value,
         "explanation": d.explanation,
     }))

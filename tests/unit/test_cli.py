@@ -36,6 +36,24 @@ def test_decide_breach_esg_and_pending(capsys: pytest.CaptureFixture[str]) -> No
     assert json.loads(out)["order"] is False and json.loads(out)["product"] is None
 
 
+def test_decide_shows_the_business_calendar_and_the_days_the_cutoff_moved_past(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    args = ["decide", "--available", "10000000", "--projection", "2000000", "--var-bps", "8",
+            "--now", "2026-12-24T16:00:00Z"]  # Christmas Eve, after its last cut-off
+    monkeypatch.delenv("BUSINESS_CALENDAR", raising=False)
+    result = json.loads(run(capsys, *args)[1])
+    assert result["business_calendar"] == "fed" and result["cutoff_utc"] == "2026-12-28T00:30:00.000Z"
+    assert result["cutoff_skipped"] == ["2026-12-25 Christmas Day", "2026-12-26 Saturday", "2026-12-27 Sunday"]
+    monkeypatch.setenv("BUSINESS_CALENDAR", "weekdays")
+    result = json.loads(run(capsys, *args)[1])
+    assert result["business_calendar"] == "weekdays" and result["cutoff_utc"] == "2026-12-25T00:30:00.000Z"
+    assert result["cutoff_skipped"] == []
+    monkeypatch.setenv("BUSINESS_CALENDAR", "nyse")
+    code, _, err = run(capsys, *args)
+    assert code == 2 and "BUSINESS_CALENDAR" in err and "fed, weekdays" in err
+
+
 def test_decide_uses_the_active_configuration(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

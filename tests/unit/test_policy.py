@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from actors.policy import BREACH_BPS_CAP, DecisionInputs, Reason, decide, observed_var_bps
 from schemas.sweep_order import Product
+from treasury import business_calendar
 from treasury.settings import PolicyConfig
 
 NOW = datetime(2025, 6, 10, 19, 42, 11, tzinfo=UTC)
@@ -43,6 +44,31 @@ def test_within_limit_keeps_the_buffer_and_buys_tbills() -> None:
     assert d.amount_usd == Decimal("8400000.0000")
     assert d.reason is Reason.WITHIN_LIMIT and d.ladder_days == 28
     assert d.cutoff_utc == datetime(2025, 6, 11, 0, 30, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(("now", "fed", "weekdays"), [
+    # a Saturday: Monday's first cut-off either way
+    (datetime(2026, 12, 26, 10, tzinfo=UTC), datetime(2026, 12, 28, 0, 30, tzinfo=UTC),
+     datetime(2026, 12, 28, 0, 30, tzinfo=UTC)),
+    # Christmas Day (a Friday): the Fed is closed, so Monday's; Monday to Friday, the same day's
+    (datetime(2026, 12, 25, 10, tzinfo=UTC), datetime(2026, 12, 28, 0, 30, tzinfo=UTC),
+     datetime(2026, 12, 25, 15, 30, tzinfo=UTC)),
+    # Christmas Eve after its last cut-off: not the holiday's 00:30 but Monday's
+    (datetime(2026, 12, 24, 16, tzinfo=UTC), datetime(2026, 12, 28, 0, 30, tzinfo=UTC),
+     datetime(2026, 12, 25, 0, 30, tzinfo=UTC)),
+    # Memorial Day 2025 (Monday May 26), decided the Friday evening before
+    (datetime(2025, 5, 23, 20, tzinfo=UTC), datetime(2025, 5, 27, 0, 30, tzinfo=UTC),
+     datetime(2025, 5, 26, 0, 30, tzinfo=UTC)),
+])
+def test_the_cutoff_is_on_a_business_day_of_the_active_calendar(
+    monkeypatch: pytest.MonkeyPatch, now: datetime, fed: datetime, weekdays: datetime
+) -> None:
+    monkeypatch.setenv("BUSINESS_CALENDAR", "fed")
+    d = decide(inputs(now=now), CONFIG)
+    assert d.order and d.cutoff_utc == fed
+    assert d.as_record()["cutoff_utc"] == fed.strftime("%Y-%m-%dT%H:%M:%S.000Z")  # the decision record shows it
+    monkeypatch.setenv("BUSINESS_CALENDAR", "weekdays")
+    assert decide(inputs(now=now), CONFIG).cutoff_utc == weekdays
 
 
 def test_esg_account_buys_carbon_notes() -> None:
@@ -114,5 +140,7 @@ def test_properties(available: Decimal, pending: Decimal, minimum: Decimal, proj
     # a breach (or unknown risk) only ever goes overnight
     if var is None or var > float(CONFIG.VAR_LIMIT_BPS) or projection is None:
         assert d.product in (None, Product.FED_RRP)
-    # the cut-off is always in the future, within a day
-    assert now < d.cutoff_utc <= now + timedelta(days=1)
+    # the cut-off is always in the future, on a business day (of the active calendar): within a day,
+    # or after a weekend or a holiday (a long weekend at most)
+    assert now < d.cutoff_utc <= now + timedelta(days=5)
+    assert business_calendar.active().is_business_day(d.cutoff_utc.date())

@@ -1,13 +1,14 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta, timezone
 from decimal import Decimal
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from treasury.clock import as_utc, iso_z, next_cutoff, parse_cutoff
+from treasury.business_calendar import FED, WEEKDAYS, BusinessCalendar
+from treasury.clock import as_utc, iso_z, next_cutoff, parse_cutoff, skipped_days
 from treasury.money import fmt, quantize_down, to_decimal
 from treasury.settings import ConfigError, PolicyConfig, RuntimeSettings, policy_from_env, policy_from_mapping
 
@@ -69,10 +70,60 @@ def test_cutoffs() -> None:
         next_cutoff(datetime(2025, 1, 1, tzinfo=UTC), [])
 
 
-@given(st.datetimes(timezones=st.just(UTC)), st.lists(st.times(), min_size=1, max_size=4))
-def test_next_cutoff_is_always_in_the_next_24h(now: datetime, times: list[time]) -> None:
-    cut = next_cutoff(now, [t.replace(tzinfo=UTC) for t in times])
-    assert now < cut <= now + timedelta(days=1)
+def test_cutoffs_fall_on_business_days() -> None:
+    cuts = [parse_cutoff("00:30"), parse_cutoff("15:30")]
+    saturday = datetime(2026, 12, 26, 10, 0, tzinfo=UTC)
+    assert next_cutoff(saturday, cuts, FED) == datetime(2026, 12, 28, 0, 30, tzinfo=UTC)
+    assert next_cutoff(saturday, cuts, WEEKDAYS) == datetime(2026, 12, 28, 0, 30, tzinfo=UTC)
+    christmas = datetime(2026, 12, 25, 10, 0, tzinfo=UTC)  # a Friday: the Fed is closed
+    assert next_cutoff(christmas, cuts, FED) == datetime(2026, 12, 28, 0, 30, tzinfo=UTC)
+    assert next_cutoff(christmas, cuts, WEEKDAYS) == datetime(2026, 12, 25, 15, 30, tzinfo=UTC)
+    assert skipped_days(christmas, cuts, FED) == [
+        (date(2026, 12, 25), "Christmas Day"), (date(2026, 12, 26), "Saturday"), (date(2026, 12, 27), "Sunday")]
+    assert skipped_days(christmas, cuts, WEEKDAYS) == []
+    eve_late = datetime(2025, 11, 26, 16, 0, tzinfo=UTC)  # the day before Thanksgiving, after its last cut-off
+    assert next_cutoff(eve_late, cuts, FED) == datetime(2025, 11, 28, 0, 30, tzinfo=UTC)
+    assert skipped_days(eve_late, cuts, FED) == [(date(2025, 11, 27), "Thanksgiving Day")]
+    assert next_cutoff(eve_late, cuts, WEEKDAYS) == datetime(2025, 11, 27, 0, 30, tzinfo=UTC)
+    eve_early = datetime(2025, 11, 26, 10, 0, tzinfo=UTC)  # before its last cut-off: that one counts
+    assert next_cutoff(eve_early, cuts, FED) == datetime(2025, 11, 26, 15, 30, tzinfo=UTC)
+    assert skipped_days(eve_early, cuts, FED) == []
+    # Thanksgiving after its own last cut-off: the Friday's first cut-off, the holiday had none left to skip
+    assert skipped_days(datetime(2025, 11, 27, 16, 0, tzinfo=UTC), cuts, FED) == []
+    # the Fed's holiday on a Saturday is not observed: Friday July 3 2026 keeps its cut-offs
+    assert next_cutoff(datetime(2026, 7, 3, 1, 0, tzinfo=UTC), cuts, FED) == datetime(2026, 7, 3, 15, 30, tzinfo=UTC)
+    # a Friday evening: Monday's first cut-off, unless Monday is a holiday (MLK Day 2026)
+    assert next_cutoff(datetime(2026, 1, 16, 20, 0, tzinfo=UTC), cuts, FED) == datetime(2026, 1, 20, 0, 30, tzinfo=UTC)
+
+
+def test_next_cutoff_uses_the_active_calendar_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    cuts = [parse_cutoff("00:30"), parse_cutoff("15:30")]
+    christmas = datetime(2026, 12, 25, 10, 0, tzinfo=UTC)
+    monkeypatch.delenv("BUSINESS_CALENDAR", raising=False)
+    assert next_cutoff(christmas, cuts) == datetime(2026, 12, 28, 0, 30, tzinfo=UTC)
+    monkeypatch.setenv("BUSINESS_CALENDAR", "weekdays")
+    assert next_cutoff(christmas, cuts) == datetime(2026, 12, 25, 15, 30, tzinfo=UTC)
+
+
+# Years 1900-2200: the property walks days, and the last days of year 9999 have no day after them.
+@given(st.datetimes(min_value=datetime(1900, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(UTC)),
+       st.lists(st.times(), min_size=1, max_size=4), st.sampled_from([FED, WEEKDAYS]))
+def test_next_cutoff_is_the_first_on_a_business_day(
+    now: datetime, times: list[time], calendar: BusinessCalendar
+) -> None:
+    cut = next_cutoff(now, [t.replace(tzinfo=UTC) for t in times], calendar)
+    assert now < cut and cut.time() in times and calendar.is_business_day(cut.date())
+    # no cut-off of a business day lies between: the ones passed over are on closed days
+    day = now.date()
+    while day <= cut.date():
+        for t in times:
+            if now < datetime.combine(day, t, tzinfo=UTC) < cut:
+                assert not calendar.is_business_day(day)
+        day += timedelta(days=1)
+    # within the next 24 h when today and tomorrow are business days; at most a long weekend later
+    if calendar.is_business_day(now.date()) and calendar.is_business_day(now.date() + timedelta(days=1)):
+        assert cut <= now + timedelta(days=1)
+    assert cut <= now + timedelta(days=5)
 
 
 def test_timestamps_are_utc_with_z() -> None:

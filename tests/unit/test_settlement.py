@@ -26,6 +26,7 @@ from actors.settlement import (
 )
 from schemas.errors import MessageRejected
 from schemas.statement_entry import EntryDirection, EntryStatus, StatementEntry
+from treasury.business_calendar import FED, WEEKDAYS
 from treasury.metrics import BREAK_KINDS
 from treasury.order_status import OrderStatus
 
@@ -33,7 +34,7 @@ ORDER_ID = "0190a3c2-e1f4-7c3a-8b2d-4f5e6a7b8c9d"
 OTHER_ID = "0190a3c2-e1f4-7c3a-8b2d-000000000002"
 FRIDAY = date(2026, 11, 27)
 CREATED = datetime(2026, 11, 27, 9, 0, tzinfo=UTC)
-TERMS = Terms(carbon_note_tenor_days=91, tbill_days=28)
+TERMS = Terms(carbon_note_tenor_days=91, tbill_days=28, calendar=FED)  # the default BUSINESS_CALENDAR, pinned
 
 
 def order(order_id: str = ORDER_ID, amount: str = "8500000", status: OrderStatus = OrderStatus.ACK,
@@ -59,7 +60,7 @@ def test_a_booked_debit_naming_the_order_with_its_amount_settles_it_and_opens_an
     assert action.matched_by is Matched.END_TO_END_ID and action.order.status is OrderStatus.SETTLED
     assert action.investment.principal_usd == Decimal("8500000")
     assert action.investment.value_date == FRIDAY
-    assert action.investment.maturity_date == date(2026, 12, 25)  # the decision's 28-day ladder
+    assert action.investment.maturity_date == date(2026, 12, 28)  # the 28-day ladder: Christmas Day -> Monday
     assert ORDER_ID not in held.orders and ORDER_ID in held.investments
 
 
@@ -172,16 +173,42 @@ def test_two_due_investments_an_unnamed_credit_fits_are_ambiguous() -> None:
 
 
 @pytest.mark.parametrize(("product", "value", "ladder", "expected"), [
-    ("FED_RRP", date(2026, 11, 26), None, date(2026, 11, 27)),  # Thursday -> Friday
+    ("FED_RRP", date(2026, 11, 26), None, date(2026, 11, 27)),  # Thanksgiving -> Friday (the Fed is open)
     ("FED_RRP", date(2026, 11, 27), None, date(2026, 11, 30)),  # Friday -> Monday
-    ("TBILL_4W", date(2026, 11, 27), 28, date(2026, 12, 25)),  # a Friday (holidays: issue 17)
+    ("TBILL_4W", date(2026, 11, 27), 28, date(2026, 12, 28)),  # Christmas Day, a Friday -> Monday
     ("TBILL_4W", date(2026, 11, 26), 30, date(2026, 12, 28)),  # Saturday Dec 26 rolls to Monday
     ("TBILL_4W", date(2026, 11, 26), None, date(2026, 12, 24)),  # the terms' default ladder, 28
     ("CARBON_NOTE", date(2026, 11, 27), None, date(2027, 2, 26)),  # + 91 days
 ])
 def test_maturity_dates_fall_on_business_days(product: str, value: date, ladder: int | None, expected: date) -> None:
     got = maturity_date(product, value, TERMS, ladder)
-    assert got == expected and got.weekday() < 5
+    assert got == expected and FED.is_business_day(got)
+
+
+@pytest.mark.parametrize(("product", "value", "ladder", "fed", "weekdays"), [
+    ("TBILL_4W", date(2026, 11, 27), 28, date(2026, 12, 28), date(2026, 12, 25)),  # Christmas Day, a Friday
+    ("FED_RRP", date(2026, 12, 31), None, date(2027, 1, 4), date(2027, 1, 1)),  # Thursday; New Year on Friday
+    ("FED_RRP", date(2025, 1, 17), None, date(2025, 1, 21), date(2025, 1, 20)),  # Friday, MLK Day Monday
+    ("FED_RRP", date(2025, 11, 26), None, date(2025, 11, 28), date(2025, 11, 27)),  # Thanksgiving
+    ("TBILL_4W", date(2025, 5, 29), 28, date(2025, 6, 26), date(2025, 6, 26)),  # no holiday: both alike
+    ("TBILL_4W", date(2025, 6, 7), 28, date(2025, 7, 7), date(2025, 7, 7)),  # Saturday July 5 -> Monday
+    ("TBILL_4W", date(2025, 6, 6), 28, date(2025, 7, 7), date(2025, 7, 4)),  # Independence Day, a Friday
+    ("CARBON_NOTE", date(2026, 8, 12), None, date(2026, 11, 12), date(2026, 11, 11)),  # Veterans Day, Wed
+    ("TBILL_4W", date(2021, 12, 3), 28, date(2021, 12, 31), date(2021, 12, 31)),  # Jan 1 2022 a Saturday
+])
+def test_maturities_roll_over_the_calendars_holidays(product: str, value: date, ladder: int | None, fed: date,
+                                                     weekdays: date) -> None:
+    assert maturity_date(product, value, TERMS, ladder) == fed
+    assert maturity_date(product, value, Terms(91, 28, WEEKDAYS), ladder) == weekdays
+
+
+def test_maturities_follow_business_calendar_when_the_terms_name_none(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BUSINESS_CALENDAR", "weekdays")
+    assert maturity_date("TBILL_4W", date(2026, 11, 27), Terms(), 28) == date(2026, 12, 25)
+    monkeypatch.setenv("BUSINESS_CALENDAR", "fed")
+    assert maturity_date("TBILL_4W", date(2026, 11, 27), Terms(), 28) == date(2026, 12, 28)
+    monkeypatch.delenv("BUSINESS_CALENDAR")  # the default: the Fed's
+    assert maturity_date("FED_RRP", date(2026, 12, 24), Terms()) == date(2026, 12, 28)
 
 
 def test_every_break_kind_is_a_metric_label() -> None:

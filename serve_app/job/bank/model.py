@@ -24,6 +24,8 @@ from typing import Any
 from actors.settlement import following_business_day, next_business_day
 from schemas.balance_event import BalanceCode, BalanceEvent, BalanceKind
 from schemas.statement_entry import EntryDirection, EntryStatus, StatementEntry
+from treasury import business_calendar
+from treasury.business_calendar import BusinessCalendar
 
 CENT = Decimal("0.01")
 MS = timedelta(milliseconds=1)
@@ -222,21 +224,28 @@ class SeedPlan:
         return [self.start + timedelta(days=n) for n in range((self.today - self.start).days)]
 
 
-def previous_business_day(day: date) -> date:
+def previous_business_day(day: date, calendar: BusinessCalendar | None = None) -> date:
+    """The last business day before ``day`` in ``calendar`` (the active one, ``BUSINESS_CALENDAR``, by
+    default), the calendar the orchestrator rolls maturities on (``actors.settlement``)."""
+    days = calendar or business_calendar.active()
     day -= timedelta(days=1)
-    while day.weekday() >= 5:
+    while not days.is_business_day(day):
         day -= timedelta(days=1)
     return day
 
 
-def seed_plan(today: date, history_days: int = 260, ladder_days: int = 28, carbon_days: int = 91) -> SeedPlan:
+def seed_plan(today: date, history_days: int = 260, ladder_days: int = 28, carbon_days: int = 91,
+              calendar: BusinessCalendar | None = None) -> SeedPlan:
     """Past sweeps placed so that some of each product mature on ``live_from``, the last business day up to
     today: a CARBON_NOTE ``carbon_days`` before, a TBILL_4W ``ladder_days`` before, a FED_RRP the business
-    day before; and TBILL_4Ws two weeks and one week before, still open (the ladder)."""
-    live_from = today if today.weekday() < 5 else previous_business_day(today)
+    day before; and TBILL_4Ws two weeks and one week before, still open (the ladder). Business days are
+    ``calendar``'s (the active one by default); a sweep day that falls on a holiday moves to the business
+    day before, so that product then matures before ``live_from`` (booked back in the seeded past)."""
+    days_of = calendar or business_calendar.active()
+    live_from = _on_business_day(today, days_of)
     back = [carbon_days, ladder_days, 14, 7]
-    days = {_on_business_day(live_from - timedelta(days=n)) for n in back}
-    days.add(previous_business_day(live_from))
+    days = {_on_business_day(live_from - timedelta(days=n), days_of) for n in back}
+    days.add(previous_business_day(live_from, days_of))
     sweep_days = tuple(sorted(days))
     if (sweep_days[0] - (today - timedelta(days=history_days))).days < 30:
         raise ValueError(f"history of {history_days} days leaves under 30 days of closes for VaR before "
@@ -244,17 +253,17 @@ def seed_plan(today: date, history_days: int = 260, ladder_days: int = 28, carbo
     return SeedPlan(today - timedelta(days=history_days), sweep_days, live_from, today)
 
 
-def _on_business_day(day: date) -> date:
-    return day if day.weekday() < 5 else previous_business_day(day)
+def _on_business_day(day: date, calendar: BusinessCalendar) -> date:
+    return day if calendar.is_business_day(day) else previous_business_day(day, calendar)
 
 
-def matures_by(value: date, days: int) -> date:
+def matures_by(value: date, days: int, calendar: BusinessCalendar | None = None) -> date:
     """A term investment's maturity, as the orchestrator rolls it (``actors.settlement.maturity_date``)."""
-    return following_business_day(value + timedelta(days=days))
+    return following_business_day(value + timedelta(days=days), calendar)
 
 
-def overnight(value: date) -> date:
-    return next_business_day(value)
+def overnight(value: date, calendar: BusinessCalendar | None = None) -> date:
+    return next_business_day(value, calendar)
 
 
 def unsettled_within_headroom(bank: ModelBank, unsettled: Sequence[Order]) -> dict[str, tuple[Decimal, Decimal]]:
