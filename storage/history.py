@@ -43,27 +43,22 @@ _FLOWS = """
           AND e.booking_date > c.previous_day AND e.booking_date <= c.day
     ) own ON true
     WHERE c.change IS NOT NULL
+    ORDER BY c.account_id, c.day
 """
 
 
 async def closing_flows(db: Executor, account_ids: Sequence[str] | None = None) -> pa.Table:
     """Long form (``account_id``, ``date``, ``net_flow_usd``: the operating flow) for the VaR engine."""
-    rows = await db.fetch(
-        f"SELECT account_id, day, operating::float8 AS flow FROM ({_FLOWS}) f ORDER BY account_id, day",  # noqa: S608
-        None if account_ids is None else list(account_ids),
-    )
+    rows = await db.fetch(_FLOWS, None if account_ids is None else list(account_ids))
     return pa.table({
         "account_id": pa.array([r["account_id"] for r in rows], pa.string()),
         "date": pa.array([r["day"] for r in rows], pa.date32()),
-        "net_flow_usd": pa.array([r["flow"] for r in rows], pa.float64()),
+        "net_flow_usd": pa.array([float(r["operating"]) for r in rows], pa.float64()),
     })
 
 
 async def account_flows(db: Executor, account_id: str, days: int) -> list[asyncpg.Record]:
     """The last ``days`` days of one account with a close: ``day``, ``change``, ``own``, ``operating``
     (exact decimals), oldest first: what ``treasury-orch var flows`` prints."""
-    rows = await db.fetch(
-        f"SELECT day, change, own, operating FROM ({_FLOWS}) f ORDER BY day DESC LIMIT $2",  # noqa: S608
-        [account_id], days,
-    )
-    return list(reversed(rows))
+    rows = await db.fetch(_FLOWS, [account_id])
+    return list(rows[-days:])

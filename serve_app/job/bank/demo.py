@@ -53,7 +53,8 @@ class TransitToken(httpx.Auth):
 
 def api_client(settings: RuntimeSettings, subject: str, scopes: list[str]) -> httpx.AsyncClient:
     """A client of the local REST API signed in as ``subject`` (no token when AUTH=off)."""
-    host = "127.0.0.1" if settings.serve_host in ("0.0.0.0", "::") else settings.serve_host  # noqa: S104
+    # compared with, not bound to: a server on every interface is reached on loopback
+    host = "127.0.0.1" if settings.serve_host in ("0.0.0.0", "::") else settings.serve_host  # noqa: S104  # nosec B104
     auth: httpx.Auth | None = None
     if settings.auth == "jwt":
         keyring = keyring_from_settings(settings)
