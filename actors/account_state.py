@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import Final, Literal
@@ -18,7 +18,9 @@ from schemas.balance_event import BalanceCode, BalanceEvent
 from schemas.errors import MessageRejected
 from schemas.statement_entry import StatementEntry
 from storage.accounts import Account
+from storage.forecasts import ForecastRow
 from storage.orders import OpenOrder
+from treasury import business_calendar
 from treasury.clock import iso_z
 from treasury.money import ZERO
 from treasury.order_status import UNSETTLED, OrderStatus
@@ -137,6 +139,10 @@ class AccountState:
     var_days: int | None = None
 
     booked_as_of_ts: datetime | None = None
+    # When the feed's last projection held (the as-of time of its balance); None: unknown (a what-if).
+    last_projection_ts: datetime | None = None
+    # The recompute's outflow forecast of the account's next business day (``risk.forecast``).
+    forecast: ForecastRow | None = None
 
     def apply(self, event: BalanceEvent) -> Outcome:
         """Move the position unless the event is older than what we hold (it is still stored).
@@ -163,15 +169,45 @@ class AccountState:
             self.booked_usd, self.booked_as_of_ts = event.booked_usd, event.as_of_ts
         if event.projected_outflows_24h_usd is not None:
             self.last_projection_usd = event.projected_outflows_24h_usd
+            self.last_projection_ts = event.as_of_ts
         return Outcome.APPLIED
 
-    def projection(self, event: BalanceEvent | None) -> tuple[Decimal | None, str]:
-        """The event's own 24 h outflow forecast, else the latest one the account's feed sent."""
+    def projection(self, event: BalanceEvent | None, now: datetime | None = None) -> tuple[Decimal | None, str]:
+        """The 24 h outflow projection a decision on ``event`` uses, and where it comes from:
+
+        1. the event's own (``event``);
+        2. else the latest one the account's feed sent, when it held at most ``PROJECTION_MAX_AGE``
+           before the event (``last_seen``; a projection of unknown time, set by hand, counts);
+        3. else the recompute's forecast, when it is for the event's business day
+           (``forecast_day``): ``forecast:<method>``;
+        4. else ``none`` (the policy falls back to the overnight product).
+
+        Ages and days are measured from the event's as-of time (``now`` for a what-if without an
+        event), not from the clock: a replayed event is decided on what was known when it held.
+        """
         if event is not None and event.projected_outflows_24h_usd is not None:
             return event.projected_outflows_24h_usd, "event"
-        if self.last_projection_usd is not None:
+        at = event.as_of_ts if event is not None else now
+        if self.last_projection_usd is not None and (
+            self.last_projection_ts is None or at is None or at - self.last_projection_ts <= PROJECTION_MAX_AGE
+        ):
             return self.last_projection_usd, "last_seen"
+        if self.forecast is not None and at is not None and self.forecast.for_date == forecast_day(at):
+            return self.forecast.outflow_usd, f"forecast:{self.forecast.method}"
         return None, "none"
+
+
+# How long the feed's last projection stands in for an event without one.
+PROJECTION_MAX_AGE: Final = timedelta(hours=24)
+
+
+def forecast_day(at: datetime) -> date:
+    """The business day whose outflows a decision at ``at`` must cover: the day itself when it is a
+    business day, else the next one; after the day is over (an end-of-day stamp: a close), the next
+    business day. A forecast is used only by decisions of its day (``AccountState.projection``)."""
+    day = at.astimezone(UTC).date()
+    calendar = business_calendar.active()
+    return calendar.next_business_day(day) if end_of_day_stamp(at) else calendar.following(day)
 
 
 def pending_sweeps(orders: Iterable[OpenOrder], balance_as_of: datetime) -> Decimal:
@@ -210,7 +246,7 @@ def decision_inputs(
     """
     if state.available_usd is None:
         raise ValueError(f"account {state.account.account_id!r} has no available balance to decide on")
-    projection, source = state.projection(event)
+    projection, source = state.projection(event, now)
     return DecisionInputs(
         available_usd=state.available_usd,
         eod_projection_usd=projection,

@@ -50,6 +50,7 @@ from schemas.errors import MessageRejected, decode_with_source
 from schemas.sweep_order import RiskChecks, SweepOrder
 from storage.accounts import Account
 from storage.balances import BalanceContent, BalanceRow, StoredBalance
+from storage.forecasts import ForecastRow
 from storage.orders import NewOrder, OpenOrder
 from storage.var_results import VarResult
 from treasury.envelope import row_context
@@ -636,9 +637,11 @@ def dead_letter_message(rejected: Rejected) -> Outbound:
 
 # -- state from the ledger --------------------------------------------------------------------
 def state_from_ledger(account: Account, position: Mapping[str, Any] | None, projection: Decimal | None,
-                      risk: VarResult | None) -> AccountState:
+                      risk: VarResult | None, *, projection_ts: datetime | None = None,
+                      forecast: ForecastRow | None = None) -> AccountState:
     """An account's state as the ledger has it: its newest decided available balance, the last
-    projection it sent and its latest VaR result. How a shard starts, and rebuilds after a crash."""
+    projection it sent (and when it held: ``projection_ts``), its latest VaR result and its latest
+    outflow forecast. How a shard starts, and rebuilds after a crash."""
     state = AccountState(account)
     if position is not None:
         state.available_usd = position["avail_usd"]
@@ -646,6 +649,8 @@ def state_from_ledger(account: Account, position: Mapping[str, Any] | None, proj
         state.as_of_ts = position["as_of_ts"]
         state.last_event_id = position["event_id"]
     state.last_projection_usd = projection
+    state.last_projection_ts = projection_ts if projection is not None else None
+    state.forecast = forecast
     if risk is not None and risk.var_usd is not None:
         state.var_usd = float(risk.var_usd)
         state.var_days = risk.days

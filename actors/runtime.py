@@ -26,6 +26,7 @@ from actors.coordinator import Coordinator, SubmitResult
 from actors.settlement import Terms
 from actors.shard import BatchStats, ShardWorker
 from storage.db import create_pool
+from storage.forecasts import ForecastRow
 from storage.orders import NewOrder
 from treasury.actor_names import COORDINATOR, shard_name
 from treasury.envelope import EnvelopeCipher
@@ -202,6 +203,12 @@ class AccountShardActor:
         await self._started.wait()
         assert self._worker is not None
         return sum(self._worker.set_var(account, var_usd, days) for account, var_usd, days in items)
+
+    async def set_forecasts(self, items: list[ForecastRow]) -> int:
+        """Outflow forecasts from a recompute; returns how many accounts this shard holds and updated."""
+        await self._started.wait()
+        assert self._worker is not None
+        return sum(self._worker.set_forecast(row) for row in items)
 
     async def apply_config(self, policy: dict[str, Any]) -> None:
         self._apply_policy(policy_from_mapping(policy))

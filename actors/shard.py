@@ -51,8 +51,9 @@ from actors.entry_intake import IncomingEntry
 from actors.policy import decide, observed_var_bps
 from actors.settlement import Action, Mature, Settle, Terms
 from schemas.cash_position import CashPosition
-from storage import accounts, balances, investments, orders, var_results
+from storage import accounts, balances, forecasts, investments, orders, var_results
 from storage.entries import EntryRow
+from storage.forecasts import ForecastRow
 from storage.orders import NewOrder
 from treasury.clock import utc_now
 from treasury.envelope import EnvelopeCipher, row_context
@@ -317,11 +318,14 @@ class ShardWorker:
             known = await accounts.get_many(conn, missing)
             ids = sorted(known)
             positions = await balances.latest_positions(conn, ids)
-            projections = await balances.last_projections(conn, ids)
+            projections = await forecasts.last_projections(conn, ids)
             risks = await var_results.latest(conn, ids)
+            outflows = await forecasts.latest(conn, ids)
         for account_id, account in known.items():
+            projection, projection_ts = projections.get(account_id, (None, None))
             self._states[account_id] = state_from_ledger(
-                account, positions.get(account_id), projections.get(account_id), risks.get(account_id))
+                account, positions.get(account_id), projection, risks.get(account_id), projection_ts=projection_ts,
+                forecast=outflows.get(account_id))
 
     async def position(self, account_id: str) -> CashPosition | None:
         """The position as the next decision on this account sees it: pending sweeps by the decision's
@@ -340,6 +344,16 @@ class ShardWorker:
         if state is None:
             return False  # loaded from var_result when the account is first seen
         state.var_usd, state.var_days = var_usd, days
+        return True
+
+    def set_forecast(self, forecast: ForecastRow) -> bool:
+        """An outflow forecast from a recompute; False when the account is not held here (it is
+        loaded from ``forecast_result`` when the account is first seen)."""
+        state = self._states.get(forecast.account_id)
+        if state is None:
+            return False
+        if state.forecast is None or forecast.for_date >= state.forecast.for_date:
+            state.forecast = forecast
         return True
 
     # -- output ----------------------------------------------------------------------------

@@ -2,7 +2,9 @@
 
 History comes from the ledger's closing balances or, for quants, a long-form Parquet/CSV file.
 Results are written before they are pushed, so a shard that misses the push (restarting, not
-yet running) still reads them from the ledger when it next loads the account.
+yet running) still reads them from the ledger when it next loads the account. The same job makes
+each account's outflow forecast from the ledger (``recompute_forecasts``, docs/decisions.md
+"Outflow forecast"): written to ``forecast_result``, pushed to the shards with ``set_forecasts``.
 """
 
 from __future__ import annotations
@@ -20,14 +22,22 @@ import numpy as np
 import ray
 
 from actors.policy import observed_var_bps
+from risk.forecast import WEEKS, forecast_table
 from risk.history import FlowHistory, build_matrix, load_history
 from risk.kernels import var_and_es
 from risk.pool import DEFAULT_CHUNK_ROWS, VarPool
-from storage import balances, var_results
+from storage import balances, forecasts, var_results
 from storage.db import Executor
+from storage.forecasts import ForecastRow
 from storage.history import closing_flows
 from storage.var_results import VarResult
+from treasury import business_calendar
 from treasury.actor_names import NAMESPACE, shard_name
+from treasury.business_calendar import BusinessCalendar
+
+# History the forecast reads: its window of WEEKS weeks before the forecast day, and the closed
+# days (a long weekend) between an account's last day and that day.
+FORECAST_LOOKBACK_DAYS = 7 * WEEKS + 14
 
 
 @dataclass(frozen=True)
@@ -36,10 +46,14 @@ class RecomputeSummary:
     with_var: int
     short_history: int
     pushed: int
+    forecasts: int | None = None  # accounts given an outflow forecast (ledger history only)
 
     def as_dict(self) -> dict[str, int]:
-        return {"accounts": self.accounts, "with_var": self.with_var, "short_history": self.short_history,
-                "pushed": self.pushed}
+        out = {"accounts": self.accounts, "with_var": self.with_var, "short_history": self.short_history,
+               "pushed": self.pushed}
+        if self.forecasts is not None:
+            out["forecasts"] = self.forecasts
+        return out
 
 
 async def load(db: Executor, source: str | Path, window: int, accounts: Sequence[str] | None) -> FlowHistory:
@@ -91,7 +105,27 @@ async def recompute(
     await var_results.upsert_many(db, rows)
     pushed = await asyncio.to_thread(push_to_shards, rows, shards) if shards else 0
     with_var = sum(r.var_usd is not None for r in rows)
-    return RecomputeSummary(len(rows), with_var, sum(r.days < window for r in rows), pushed)
+    # The outflow forecasts come from the ledger's entries and closes; a quant's flow file has neither.
+    forecasted = await recompute_forecasts(db, accounts, shards) if str(source) == "postgres" else None
+    return RecomputeSummary(len(rows), with_var, sum(r.days < window for r in rows), pushed, forecasted)
+
+
+async def recompute_forecasts(db: Executor, accounts: Sequence[str] | None, shards: int = 0,
+                              calendar: BusinessCalendar | None = None) -> int:
+    """Each account's outflow forecast of the business day after its history (``risk.forecast``),
+    with its investments maturing by then as known inflows beside it: written to ``forecast_result``,
+    then pushed to the shards. Returns how many accounts got one."""
+    calendar = calendar or business_calendar.active()
+    table, through = await forecasts.outflow_history(db, accounts, FORECAST_LOOKBACK_DAYS)
+    for_dates = {account: calendar.next_business_day(day) for account, day in through.items()}
+    made = await asyncio.to_thread(forecast_table, table, for_dates, calendar)
+    inflows = await forecasts.expected_inflows(db, {f.account_id: (through[f.account_id], f.for_date) for f in made})
+    rows = [ForecastRow(f.account_id, f.for_date, f.outflow_usd, f.method, inflows.get(f.account_id, Decimal(0)))
+            for f in made]
+    await forecasts.upsert_many(db, rows)
+    if shards and rows:
+        await asyncio.to_thread(push_forecasts, rows, shards)
+    return len(rows)
 
 
 def _row(account: str, last: Any, window: int, confidence: float, days: int, var: float, es: float,
@@ -111,6 +145,12 @@ def push_to_shards(rows: Sequence[VarResult], shards: int) -> int:
     items = [(r.account_id, None if r.var_usd is None else float(r.var_usd), r.days) for r in rows]
     handles = [ray.get_actor(shard_name(i), namespace=NAMESPACE) for i in range(shards)]
     return sum(ray.get([h.set_vars.remote(items) for h in handles], timeout=60))
+
+
+def push_forecasts(rows: Sequence[ForecastRow], shards: int) -> int:
+    """Every shard gets every forecast; a shard keeps those of the accounts it holds."""
+    handles = [ray.get_actor(shard_name(i), namespace=NAMESPACE) for i in range(shards)]
+    return sum(ray.get([h.set_forecasts.remote(list(rows)) for h in handles], timeout=60))
 
 
 def text_progress(stream: Any) -> Callable[[int, int], None]:

@@ -7,7 +7,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, TypeAlias
 
@@ -79,6 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_local_commands(sub)
     _add_data_commands(sub)
     _add_var_commands(sub)
+    _add_forecast_commands(sub)
     _add_deploy_commands(sub)
     from serve_app.cli import security as security_cli
 
@@ -167,6 +168,39 @@ def _add_var_commands(sub: Subparsers) -> None:
     flows.add_argument("--days", type=_day_count, metavar="N", default=30,
                        help="the last N days with a close, 1 to 100000 (default 30)")
     var.set_defaults(handler=_var)
+
+
+def _add_forecast_commands(sub: Subparsers) -> None:
+    forecast = sub.add_parser("forecast", help="next business day's outflows per account (docs/decisions.md)")
+    forecast_sub = forecast.add_subparsers(dest="action", required=True)
+    compute = forecast_sub.add_parser("compute", help="each account's forecast for a day from a long-form file")
+    compute.add_argument("file", help="CSV or Parquet, columns account_id, date, outflow_usd (gross outflows)")
+    compute.add_argument("--for-date", type=_iso_date, required=True, metavar="YYYY-MM-DD",
+                         help="the day forecast; only rows dated before it are used")
+    backtest = forecast_sub.add_parser("backtest", help="each day's forecast made the day before against what "
+                                                        "went out: coverage, mean absolute error, worst shortfalls")
+    backtest.add_argument("file", help="CSV or Parquet, columns account_id, date, outflow_usd (gross outflows)")
+    backtest.add_argument("--account", default=None, help="required when the file holds several accounts")
+    backtest.add_argument("--png", default=None, help="write a plot of outflows against the forecast here")
+    forecast.set_defaults(handler=_forecast)
+
+
+def _iso_date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date (YYYY-MM-DD)") from None
+
+
+def _forecast(args: argparse.Namespace) -> int:
+    """The estimator the VaR recompute runs for every account (risk.forecast), on a file."""
+    from risk.forecast import run_backtest_cli, run_compute_cli
+    from treasury.settings import business_calendar_from_env, policy_from_env
+
+    calendar = business_calendar_from_env()
+    if args.action == "compute":
+        return run_compute_cli(args.file, args.for_date, calendar)
+    return run_backtest_cli(args.file, args.account, args.png, calendar, float(policy_from_env().LIQ_BUFFER_PCT))
 
 
 def _add_deploy_commands(sub: Subparsers) -> None:

@@ -1,0 +1,147 @@
+"""What the outflow forecast is made of, and FORECAST_RESULT rows (docs/decisions.md, "Outflow forecast").
+
+An account's daily gross outflow is the sum of its booked debits that are not our own transfers
+(``statement_entry``: ``status = 'BOOK' AND direction = 'DBIT' AND own_transfer IS NULL``), by
+booking date. An account whose bank sends no entries (none but our own transfers) has its outflows
+read off its closes instead: the decline of the operating flow, ``max(0, -(close change - own
+transfers))`` (``storage.history``). Each account's history runs to its *through* day, the later of
+its last booking date and its last close: a day in between with no debit paid nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from storage.db import Executor
+from storage.history import closing_flows
+
+
+@dataclass(frozen=True)
+class ForecastRow:
+    account_id: str
+    for_date: date
+    outflow_usd: Decimal
+    method: str
+    expected_inflows_usd: Decimal = Decimal(0)
+    computed_ts: datetime | None = None
+
+
+_ENTRY_DAYS = """
+    WITH entries AS (
+        SELECT account_id, booking_date AS day, direction, amount_usd FROM statement_entry
+        WHERE status = 'BOOK' AND own_transfer IS NULL AND booking_date IS NOT NULL
+          AND ($1::varchar[] IS NULL OR account_id = ANY($1::varchar[]))
+    ), closes AS (
+        SELECT account_id, max((as_of_ts AT TIME ZONE 'UTC')::date) AS day FROM balance
+        WHERE balance_code = 'CLBD' AND booked_usd IS NOT NULL
+          AND ($1::varchar[] IS NULL OR account_id = ANY($1::varchar[]))
+        GROUP BY account_id
+    ), span AS (
+        SELECT e.account_id, min(e.day) AS first_day, greatest(max(e.day), max(c.day)) AS through
+        FROM entries e LEFT JOIN closes c USING (account_id) GROUP BY e.account_id
+    )
+    SELECT e.account_id, e.day, s.first_day, s.through,
+           COALESCE(sum(e.amount_usd) FILTER (WHERE e.direction = 'DBIT'), 0)::float8 AS outflow
+    FROM entries e JOIN span s USING (account_id)
+    WHERE e.day > s.through - $2::int
+    GROUP BY e.account_id, e.day, s.first_day, s.through
+"""
+
+
+async def outflow_history(db: Executor, account_ids: Sequence[str] | None,
+                          lookback_days: int) -> tuple[pa.Table, dict[str, date]]:
+    """Long form (``account_id, date, outflow_usd``) of the last ``lookback_days`` days of each
+    account's history, and each account's through day. Entries where the account has them, else
+    closes. A zero row marks both ends of an entry history's span, so the days between with no
+    debit read as days that paid nothing."""
+    ids = None if account_ids is None else list(account_ids)
+    daily: dict[tuple[str, date], float] = {}
+    through: dict[str, date] = {}
+    for r in await db.fetch(_ENTRY_DAYS, ids, lookback_days):
+        daily[(r["account_id"], r["day"])] = r["outflow"]
+        through[r["account_id"]] = r["through"]
+        start = max(r["first_day"], date.fromordinal(r["through"].toordinal() - lookback_days + 1))
+        for edge in (start, r["through"]):
+            daily.setdefault((r["account_id"], edge), 0.0)
+    with_entries = set(through)
+    closes = await closing_flows(db, [a for a in ids if a not in with_entries] if ids is not None else None)
+    keep = pc.invert(pc.is_in(closes.column("account_id"), pa.array(sorted(with_entries), pa.string())))
+    closes = closes.filter(keep)
+    for account, day, flow in zip(closes.column("account_id").to_pylist(), closes.column("date").to_pylist(),
+                                  closes.column("net_flow_usd").to_pylist(), strict=True):
+        daily[(account, day)] = max(0.0, -flow)
+        through[account] = max(day, through.get(account, day))
+    keys = sorted(daily)
+    table = pa.table({
+        "account_id": pa.array([k[0] for k in keys], pa.string()),
+        "date": pa.array([k[1] for k in keys], pa.date32()),
+        "outflow_usd": pa.array([daily[k] for k in keys], pa.float64()),
+    })
+    return table, through
+
+
+async def expected_inflows(db: Executor, spans: Mapping[str, tuple[date, date]]) -> dict[str, Decimal]:
+    """Per account, the principal of its OPEN investments maturing after ``spans[a][0]`` and on or
+    before ``spans[a][1]`` (the forecast day, and the closed days just before it)."""
+    if not spans:
+        return {}
+    accounts = sorted(spans)
+    rows = await db.fetch(
+        """
+        SELECT i.account_id, sum(i.principal_usd) AS usd
+        FROM investment i
+        JOIN unnest($1::varchar[], $2::date[], $3::date[]) AS s(account_id, after_day, upto) USING (account_id)
+        WHERE i.status = 'OPEN' AND i.maturity_date > s.after_day AND i.maturity_date <= s.upto
+        GROUP BY i.account_id
+        """,
+        accounts, [spans[a][0] for a in accounts], [spans[a][1] for a in accounts],
+    )
+    return {r["account_id"]: r["usd"] for r in rows}
+
+
+async def upsert_many(db: Executor, rows: Sequence[ForecastRow]) -> None:
+    await db.executemany(
+        """
+        INSERT INTO forecast_result (account_id, for_date, outflow_usd, method, expected_inflows_usd)
+        VALUES ($1, $2, $3, $4, $5)
+        ON CONFLICT (account_id, for_date) DO UPDATE SET
+            outflow_usd = EXCLUDED.outflow_usd, method = EXCLUDED.method,
+            expected_inflows_usd = EXCLUDED.expected_inflows_usd, computed_ts = now()
+        """,
+        [(r.account_id, r.for_date, r.outflow_usd, r.method, r.expected_inflows_usd) for r in rows],
+    )
+
+
+async def latest(db: Executor, account_ids: Sequence[str]) -> dict[str, ForecastRow]:
+    """Each account's forecast of its latest day: what a shard loads with the account."""
+    rows = await db.fetch(
+        """
+        SELECT DISTINCT ON (account_id) * FROM forecast_result
+        WHERE account_id = ANY($1::varchar[])
+        ORDER BY account_id, for_date DESC, computed_ts DESC
+        """,
+        list(account_ids),
+    )
+    return {r["account_id"]: ForecastRow(r["account_id"], r["for_date"], r["outflow_usd"], r["method"],
+                                         r["expected_inflows_usd"], r["computed_ts"]) for r in rows}
+
+
+async def last_projections(db: Executor, account_ids: Sequence[str]) -> dict[str, tuple[Decimal, datetime]]:
+    """Each account's latest projection its feed sent, with the as-of time of the balance that carried
+    it: a projection older than 24 h is no longer used (``AccountState.projection``)."""
+    rows = await db.fetch(
+        """
+        SELECT DISTINCT ON (account_id) account_id, projected_outflows_usd, as_of_ts
+        FROM balance
+        WHERE account_id = ANY($1::varchar[]) AND projected_outflows_usd IS NOT NULL AND decided_ts IS NOT NULL
+        ORDER BY account_id, as_of_ts DESC, id DESC
+        """,
+        list(account_ids),
+    )
+    return {r["account_id"]: (r["projected_outflows_usd"], r["as_of_ts"]) for r in rows}
