@@ -479,9 +479,7 @@ def _decide(
     wall: Callable[[], float], new_id: Callable[[], str], policy: Policy,
 ) -> tuple[Decision, float, NewOrder | None]:
     """The decision on one applied event, when it was made (wall clock), and its order if it makes one."""
-    inputs = decision_inputs(state, item.event, pending_sweeps_usd=pending_sweeps(open_orders, item.event.as_of_ts),
-                             now=now)
-    decision = policy(inputs, config)
+    decision = decision_for(state, item.event, open_orders, config, now, policy)
     decided_at = wall()
     ordered = decision.order and decision.product is not None
     order_id = new_id() if ordered else None  # named on the decision's log line
@@ -497,6 +495,14 @@ def _decide(
     if order_id is None or decision.product is None:
         return decision, decided_at, None
     return decision, decided_at, sweep_order(item, state, decision, order_id, now)
+
+
+def decision_for(state: AccountState, event: BalanceEvent, open_orders: Sequence[OpenOrder], config: PolicyConfig,
+                 now: datetime, policy: Policy = decide) -> Decision:
+    """The policy's decision on ``event``, applied to ``state``, with ``open_orders`` pending by the
+    one rule (``pending_sweeps``): what a shard decides, and what ``actors.replay`` re-decides."""
+    inputs = decision_inputs(state, event, pending_sweeps_usd=pending_sweeps(open_orders, event.as_of_ts), now=now)
+    return policy(inputs, config)
 
 
 def sweep_order(item: Incoming, state: AccountState, decision: Decision, order_id: str, now: datetime) -> NewOrder:

@@ -80,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_data_commands(sub)
     _add_var_commands(sub)
     _add_forecast_commands(sub)
+    _add_replay_command(sub)
     _add_deploy_commands(sub)
     from serve_app.cli import security as security_cli
 
@@ -183,6 +184,65 @@ def _add_forecast_commands(sub: Subparsers) -> None:
     backtest.add_argument("--account", default=None, help="required when the file holds several accounts")
     backtest.add_argument("--png", default=None, help="write a plot of outflows against the forecast here")
     forecast.set_defaults(handler=_forecast)
+
+
+def _add_replay_command(sub: Subparsers) -> None:
+    replay = sub.add_parser("replay", help="replay the ledger's balances and entries through the live decision "
+                                           "code, with the live or a changed policy (docs/decisions.md)")
+    replay.add_argument("--from", dest="start", type=_iso_date, required=True, metavar="YYYY-MM-DD",
+                        help="first as-of date replayed")
+    replay.add_argument("--to", dest="end", type=_iso_date, required=True, metavar="YYYY-MM-DD",
+                        help="last as-of date replayed (included)")
+    replay.add_argument("--accounts", nargs="+", default=None, metavar="ID", help="default: every account")
+    replay.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                        help="a policy key changed from the live configuration (repeatable)")
+    replay.add_argument("--grid", action="append", default=[], metavar="KEY=v1,v2,...",
+                        help="one policy per value, each a Ray task (repeatable: the grids multiply)")
+    replay.add_argument("--rates", default=None, metavar="FED_RRP=4.3,TBILL_4W=4.2,CARBON_NOTE=3.9",
+                        help="yearly rates in percent for the yield (act/360); a product not named earns 0")
+    replay.add_argument("--png", default=None, metavar="PATH", help="write a plot comparing the policies here")
+    replay.set_defaults(handler=_replay)
+
+
+def _replay(args: argparse.Namespace) -> int:
+    """One JSON object: the period, the rates and, per policy, its figures and each account's
+    (actors.replay). A grid runs its policies as Ray tasks (RAY_ADDRESS, or a local Ray)."""
+    import ray
+
+    from actors.replay import parse_grid, parse_rates, parse_sets, variants
+    from actors.replay_job import ReplaySpec, run, summary, text_progress
+    from actors.settlement import Terms
+    from serve_app.cli.stack_fallback import open_pool, ray_part, resolve, unreachable
+    from treasury.actor_names import NAMESPACE
+    from treasury.settings import policy_from_env
+
+    if args.end < args.start:
+        raise ConfigError(f"--to {args.end} is before --from {args.start}")
+    policies = variants(policy_from_env(), parse_sets(args.sets), parse_grid(args.grid))
+    where = resolve()
+    spec = ReplaySpec(args.start, args.end, args.accounts, policies, parse_rates(args.rates),
+                      Terms(carbon_note_tenor_days=where.settings.carbon_note_tenor_days))
+    on_ray = len(spec.variants) > 1
+    if on_ray:
+        try:
+            ray.init(namespace=NAMESPACE, log_to_driver=False, include_dashboard=False)
+        except ConnectionError as exc:  # RAY_ADDRESS names a cluster that does not answer
+            raise unreachable(ray_part(where.environ), where, exc) from exc
+
+    async def go() -> int:
+        pool = await open_pool(where, max_size=2)
+        try:
+            results = await run(pool, spec, on_ray=on_ray, progress=text_progress(sys.stderr), png=args.png)
+        finally:
+            await pool.close()
+        print(json.dumps(summary(results, spec)))
+        return 0
+
+    try:
+        return asyncio.run(go())
+    finally:
+        if on_ray:
+            ray.shutdown()
 
 
 def _iso_date(text: str) -> date:

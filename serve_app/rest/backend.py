@@ -13,6 +13,8 @@ from typing import Any, Protocol
 import asyncpg
 
 from actors import kafka_clients
+from actors.replay_job import ReplayJobs as LocalReplayJobs
+from actors.replay_job import ReplaySpec
 from storage.db import create_pool
 from treasury.auth import TokenVerifier
 from treasury.envelope import EnvelopeCipher
@@ -34,6 +36,14 @@ class RiskJobs(Protocol):
     async def status(self, job_id: str) -> dict[str, Any] | None: ...
 
 
+class ReplayJobs(Protocol):
+    """Replays of the ledger (``actors.replay_job``): ``ReplayJobs`` in this process by default, the
+    ``replay-jobs`` Ray actor in the deployment."""
+
+    async def submit(self, spec: ReplaySpec) -> str: ...
+    async def status(self, job_id: str) -> dict[str, Any] | None: ...
+
+
 class _Versioned(Protocol):
     """The replica's config follower, as the app sees it."""
 
@@ -45,10 +55,13 @@ class _Versioned(Protocol):
 class Backend:
     """Connections a replica opens once, lazily, so the app starts even while a part is down."""
 
-    def __init__(self, settings: RuntimeSettings, shards: ShardLookup, risk_jobs: RiskJobs | None = None) -> None:
+    def __init__(self, settings: RuntimeSettings, shards: ShardLookup, risk_jobs: RiskJobs | None = None,
+                 replay_jobs: ReplayJobs | None = None) -> None:
         self.settings = settings
         self.shards = shards
         self.risk_jobs = risk_jobs
+        # Without a runner of its own (tests, a replica without Ray), replays run here, one at a time.
+        self.replay_jobs: ReplayJobs = replay_jobs or LocalReplayJobs(self.pool)
         keyring = keyring_from_settings(settings)  # refuses to start without Vault unless SIGNER=dev
         self.cipher = EnvelopeCipher(keyring, settings.data_key)
         self.verifier: TokenVerifier | None = None
@@ -83,6 +96,8 @@ class Backend:
         return self.follower.version if self.follower is not None else 0
 
     async def close(self) -> None:
+        if isinstance(self.replay_jobs, LocalReplayJobs):
+            await self.replay_jobs.close()
         if self.follower is not None:
             self.follower.stop()
         if self._producer is not None:

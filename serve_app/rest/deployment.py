@@ -14,6 +14,7 @@ from ray import serve
 from ray.serve import Application
 
 from actors.config_watcher import follow_if_live
+from actors.replay_job import ReplaySpec
 from actors.system import shard_handles
 from serve_app.rest.api import Backend, build_app
 from serve_app.rest.autoscaling import LatencyWindow, P95LatencyPolicy
@@ -85,11 +86,34 @@ class RayRiskJobs:
         return job
 
 
+class RayReplayJobs:
+    """Replay jobs run in the named ``replay-jobs`` actor (started by the first replica that needs it,
+    detached), so a job outlives the request and the replica; its policies run as Ray tasks."""
+
+    def __init__(self, settings: RuntimeSettings) -> None:
+        self._env = settings.as_env()
+
+    def _actor(self) -> Any:
+        from actors.replay_job import REPLAY_JOBS, ReplayJobsActor
+
+        return ray.remote(ReplayJobsActor).options(
+            name=REPLAY_JOBS, namespace=NAMESPACE, get_if_exists=True, lifetime="detached", num_cpus=0,
+            runtime_env={"env_vars": self._env}).remote()
+
+    async def submit(self, spec: ReplaySpec) -> str:
+        job_id: str = await self._actor().submit.remote(spec)
+        return job_id
+
+    async def status(self, job_id: str) -> dict[str, Any] | None:
+        job: dict[str, Any] | None = await self._actor().status.remote(job_id)
+        return job
+
+
 def build_ingress_app() -> FastAPI:
     """Called inside each replica: settings come from the replica's environment."""
     configure_logging()
     settings = RuntimeSettings.from_env()
-    backend = Backend(settings, RayShards(settings.shards), RayRiskJobs())
+    backend = Backend(settings, RayShards(settings.shards), RayRiskJobs(), RayReplayJobs(settings))
     backend.follower = follow_if_live(settings, backend.apply_policy, "serve-replica")
     app = build_app(backend)
     window = LatencyWindow(settings.serve_latency_window_s)

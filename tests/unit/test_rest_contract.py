@@ -66,6 +66,8 @@ def test_protected_operations_document_401_and_403_and_what_they_refuse(document
         "GET /accounts/{account_id}/balances/{event_id}": ["200", "401", "403", "404", "422", "500", "503"],
         "POST /risk/var/recompute": ["202", "401", "403", "409", "422", "503"],
         "GET /risk/var/recompute/{job_id}": ["200", "401", "403", "404", "503"],
+        "POST /risk/replay": ["202", "401", "403", "409", "422", "503"],
+        "GET /risk/replay/{job_id}": ["200", "401", "403", "404", "503"],
     }
     for path, method, op in operations(document):
         if "401" in op["responses"]:
