@@ -10,7 +10,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from actors.replay_job import ReplaySpec
 from schemas.errors import decode
@@ -39,10 +39,22 @@ class RecomputeRequest(BaseModel):
 REPLAY_JOB_ID = Path(description="the job_id the replay answered", json_schema_extra={"format": "uuid"})
 _DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 # The policy keys a replay may change, typed as the REST body states them (PolicyConfig checks them again).
-LiqBuffer = Annotated[float, Field(ge=0, le=1)]
-VarLimit = Annotated[float, Field(ge=0, le=10_000)]
-LadderDays = Annotated[int, Field(ge=1, le=366)]
-MinSweep = Annotated[float, Field(gt=0, le=float(MAX_ABS_USD))]
+
+
+def _number(value: object) -> object:
+    """A JSON number (the body's floats arrive as their text, ``schemas.errors.decode``: 211.0 is a whole
+    number of days), never a boolean."""
+    if isinstance(value, bool):
+        raise ValueError("expected a number, got a boolean")
+    return value
+
+
+NOT_BOOL = BeforeValidator(_number)
+LiqBuffer = Annotated[float, Field(ge=0, le=1), NOT_BOOL]
+VarLimit = Annotated[float, Field(ge=0, le=10_000), NOT_BOOL]
+LadderDays = Annotated[int, Field(ge=1, le=366), NOT_BOOL]
+MinSweep = Annotated[float, Field(gt=0, le=float(MAX_ABS_USD)), NOT_BOOL]
+Rate = Annotated[float, Field(ge=0, le=100), NOT_BOOL]
 Cutoff = Annotated[str, Field(pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")]
 GRID_VALUES = 4  # per key: at most 4**4 = 256 policies in one job
 
@@ -72,9 +84,9 @@ class Rates(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    FED_RRP: Annotated[float, Field(ge=0, le=100)] | None = None
-    TBILL_4W: Annotated[float, Field(ge=0, le=100)] | None = None
-    CARBON_NOTE: Annotated[float, Field(ge=0, le=100)] | None = None
+    FED_RRP: Rate | None = None
+    TBILL_4W: Rate | None = None
+    CARBON_NOTE: Rate | None = None
 
 
 class ReplayRequest(BaseModel):
@@ -82,7 +94,7 @@ class ReplayRequest(BaseModel):
 
     start: str = Field(alias="from", max_length=10, pattern=_DAY.pattern, json_schema_extra={"format": "date"},
                        description="the first as-of date replayed (YYYY-MM-DD)")
-    days: int = Field(default=1, ge=1, le=366, description="how many days from `from` (default 1)")
+    days: Annotated[int, NOT_BOOL] = Field(default=1, ge=1, le=366, description="how many days from `from` (default 1)")
     accounts: list[AccountId] | None = Field(default=None, max_length=10_000, description="default: every account")
     set: PolicySet = Field(default_factory=PolicySet, description="keys changed from the live configuration")
     grid: PolicyGrid = Field(default_factory=PolicyGrid,
