@@ -31,6 +31,7 @@ from actors import kafka_clients
 from schemas import balance_record
 from schemas.balance_event import BalanceCode, BalanceEvent
 from serve_app.job import simulator
+from serve_app.job.bank.model import BankReport
 from storage import accounts, var_results
 from storage.var_results import VarResult
 from treasury.topics import BALANCE_EVENTS
@@ -54,10 +55,11 @@ def feed(n_accounts: int, per_account: int, prefix: str, seed: int = 7, start: d
     return profiles, events
 
 
-def itav_only(events: Iterator[BalanceEvent], limit: int) -> Iterator[BalanceEvent]:
+def itav_only(events: Iterator[BankReport], limit: int) -> Iterator[BalanceEvent]:
+    """The intraday balances of the feed: not its closes, nor its operating entries."""
     n = 0
     for ev in events:
-        if ev.balance_code is BalanceCode.ITAV:
+        if isinstance(ev, BalanceEvent) and ev.balance_code is BalanceCode.ITAV:
             yield ev
             n += 1
             if n >= limit:

@@ -33,6 +33,7 @@ from bench.procs import print_rss, rss_table
 from devstack import stack
 from schemas import balance_record
 from serve_app.job import simulator
+from serve_app.job.bank.model import encode_report
 from storage import accounts, var_results
 from storage.db import create_pool
 from storage.var_results import VarResult
@@ -59,7 +60,9 @@ async def seed(settings: RuntimeSettings, profiles: list[simulator.SimProfile]) 
 
 def processed(shards: list[Any]) -> int:
     stats = ray.get([s.stats.remote() for s in shards])
-    return sum(int(st.get(k, 0)) for st in stats for k in ("applied", "stale", "duplicate", "invalid"))
+    # the feed's days end in statements: operating entries besides the balances
+    keys = ("applied", "stale", "duplicate", "invalid", "entries_applied", "entries_duplicate")
+    return sum(int(st.get(k, 0)) for st in stats for k in keys)
 
 
 def produce(bootstrap: str, values: list[balance_record.BalanceRecord], rate: float | None) -> None:
@@ -144,7 +147,7 @@ def main() -> None:
         print(f"Ray worker niceness: {niceness}")
 
         feed = simulator.FeedSimulator(profiles)
-        values = [balance_record.encode(e) for e in feed.events(args.events)]
+        values = [encode_report(e) for e in feed.events(args.events)]
         base = processed(shards)
         print(f"\nphase 1: {len(values)} events, {args.accounts} accounts, {args.shards} shards, as fast as possible")
         t0 = time.monotonic()
@@ -160,7 +163,7 @@ def main() -> None:
             s.latencies.remote(reset=True)
 
         n = int(args.rate * args.seconds)
-        more = [balance_record.encode(e) for e in feed.events(n)]
+        more = [encode_report(e) for e in feed.events(n)]
         base = processed(shards)
         print(f"\nphase 2: {n} events at {args.rate:,.0f} events/s for {args.seconds:.0f} s")
         producer = threading.Thread(target=produce, args=(settings.kafka_bootstrap, more, args.rate))

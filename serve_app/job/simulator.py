@@ -1,20 +1,44 @@
-"""A feed standing in for Finastra: realistic, reproducible balance streams per account.
+"""A feed standing in for Finastra: realistic, reproducible balance streams and statements per account.
 
-Each account follows a casino-like daily cycle: takings flow in through the evening and night
-and peak at weekends, payroll and suppliers flow out every morning. Most accounts take in a little
-more than they pay out every day (their VaR is within the limit: term sweeps); every fifth one,
-starting with the third, pays jackpots: its days swing widely (VaR breached: overnight sweeps).
-Every simulated morning brings a prior-day closing statement (camt.053 equivalent, CLBD) and the
-day brings intraday available balances (camt.052, ITAV) with the bank's 24 h outflow projection.
-The same seed always gives the same events, so a test can compare two runs event for event.
+Each account follows a casino-like cycle. **Takings** flow in every day, through the evening and
+the night, 15 % more from Friday to Sunday. **Payments** (suppliers, payroll) leave on business
+days only, in the morning (08:00 to 12:00 UTC), by a weekday profile: Monday 1.2 (suppliers),
+Tuesday to Thursday 0.9, Friday 1.3 (payroll), weekends nothing; a holiday of the active business
+calendar (``BUSINESS_CALENDAR``, the Fed's by default) pays nothing and its payments move to the
+next business day, which then carries two days' (``payment_weight``). Every fifth account,
+starting with the third, pays jackpots besides: its days swing widely (VaR breached: overnight
+sweeps); the others are calm (VaR nil: term sweeps).
 
-The balances are those of a ``ModelBank`` (``serve_app.job.bank.model``): give the simulator the
-bank the demo Bank-Connector books into, and every balance after a booking shows it.
+The day's reports (``serve_app.job.bank.model``): intraday available balances (camt.052, ITAV)
+with the bank's 24 h outflow projection (the payments scheduled in the next 24 hours), and at each
+day's end its statement (camt.053): the booked operating entries (a CRDT of the day's gross
+takings, a DBIT of its gross payments) and the CLBD close. The same seed always gives the same
+events, so a test can compare two runs event for event.
+
+**Calm accounts stay calm.** With T a day's takings from Monday to Thursday (1.15 T Friday to
+Sunday) and s = ``PAYMENT_SHARE`` = 0.26, a business day pays s x T x its weight, the weights of
+the holidays it carries added. Each hour's takings carry a noise of ±5 % (sd, cut at 3 sd: ±15 %),
+each hour's payments ±8 % (cut at ±24 %), so a day's takings are at least 0.85 x its level and its
+payments at most 1.24 x theirs. The heaviest day is a Monday after a Friday holiday (July 4 2025,
+Juneteenth 2026, Christmas 2026): weight 1.2 + 1.3 = 2.5, so payments ≤ 0.26 x 2.5 x 1.24 T =
+0.806 T < 0.85 T ≤ Monday's takings. A Friday after Thanksgiving: 0.26 x 2.2 x 1.24 T = 0.709 T <
+1.15 x 0.85 T = 0.978 T; a Tuesday after a Monday holiday: 0.677 T < 0.85 T; an ordinary day at
+most 0.26 x 1.3 x 1.24 T = 0.419 T. So a calm account's daily operating flow is positive on every
+day, whatever the seed (the Fed never closes two weekdays in a row), its 1-day 99 % VaR is nil and
+its sweeps are term sweeps. Typically it keeps about 80 % of its takings: a week takes 7.45 T and
+pays s x 5.2 T = 1.35 T. The jackpot accounts pay as before on average (``VOLATILE_PAYMENT_SHARE``:
+1.28 x 5.2 T = 6.66 T a week, what 0.95 T a day paid), plus an hourly jackpot noise of sd T / 8:
+their days swing by about 60 % of T and their VaR is far above 10 bps.
+
+The balances are those of a ``ModelBank``: give the simulator the bank the demo Bank-Connector
+books into, and every balance after a booking shows it. What goes onto Kafka is encoded by one
+function, ``model.encode_report`` (a balance with ``encode``, an entry with ``encode_entry``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import math
 import random
 import time
@@ -27,14 +51,23 @@ from confluent_kafka import Producer
 
 from actors.kafka_clients import produce_waiting
 from schemas.balance_event import BalanceEvent
-from schemas.balance_record import encode
-from serve_app.job.bank.model import ModelBank
+from serve_app.job.bank.model import BankReport, ModelBank, encode_report
 from storage.accounts import Account
+from treasury import business_calendar
 from treasury.topics import BALANCE_EVENTS
 
 CENT = Decimal("0.01")
-OUTFLOW_SHARE = Decimal("0.95")  # of a day's takings, paid out every morning
 EPOCH = datetime(2025, 6, 2, tzinfo=UTC)  # a Monday
+HOUR = timedelta(hours=1)
+# Monday .. Sunday
+TAKINGS_WEEKDAY = (Decimal(1), Decimal(1), Decimal(1), Decimal(1), Decimal("1.15"), Decimal("1.15"), Decimal("1.15"))
+PAYMENTS_WEEKDAY = (Decimal("1.2"), Decimal("0.9"), Decimal("0.9"), Decimal("0.9"), Decimal("1.3"), Decimal(0),
+                    Decimal(0))
+PAYMENT_HOURS = range(8, 12)
+PAYMENT_SHARE = Decimal("0.26")  # calm: a day of weight 1 pays 26 % of a Monday's takings (module doc)
+VOLATILE_PAYMENT_SHARE = Decimal("1.28")  # jackpot accounts: 6.66 T a week, as 0.95 T a day paid before
+TAKINGS_NOISE, PAYMENTS_NOISE = 0.05, 0.08  # an hour's relative sd, cut at 3 sd
+JACKPOT_NOISE = 8  # a volatile account's hourly sd: a day's takings / 8
 
 
 @dataclass(frozen=True)
@@ -45,9 +78,15 @@ class SimProfile:
     volatile: bool = False  # jackpots: days swing widely, VaR above the limit
 
     @property
-    def projection_usd(self) -> Decimal:
-        """The bank's 24 h outflow projection: a day's payroll and suppliers."""
-        return (self.daily_takings_usd * OUTFLOW_SHARE).quantize(CENT)
+    def payment_share(self) -> Decimal:
+        return VOLATILE_PAYMENT_SHARE if self.volatile else PAYMENT_SHARE
+
+    def projection(self, at: datetime) -> Decimal:
+        """The bank's 24 h outflow projection as of ``at``: the payments scheduled in the next 24 hours
+        (no jackpot: nobody schedules those)."""
+        return (self.daily_takings_usd * self.payment_share * _units_ahead(_hour_of(at),
+                                                                             business_calendar.active().name)
+                ).quantize(CENT)
 
 
 def make_accounts(n: int, seed: int = 7, prefix: str | None = None) -> list[SimProfile]:
@@ -72,20 +111,58 @@ def make_accounts(n: int, seed: int = 7, prefix: str | None = None) -> list[SimP
     return profiles
 
 
-def hourly_net_flow(profile: SimProfile, at: datetime, rng: random.Random) -> Decimal:
-    """One hour's net flow: takings by night (more from Friday to Sunday), outflows every morning, noise.
+@functools.lru_cache(maxsize=4096)
+def payment_weight(day: date, calendar: str) -> Decimal:
+    """The payments ``day`` carries, in weekday units: its own weekday's on a business day, plus those
+    of the holidays just before it (their payments moved here); nothing on a day the banks are closed."""
+    days = business_calendar.calendar(calendar)
+    if not days.is_business_day(day):
+        return Decimal(0)
+    weight = PAYMENTS_WEEKDAY[day.weekday()]
+    back = day - timedelta(days=1)
+    while not days.is_business_day(back):
+        weight += PAYMENTS_WEEKDAY[back.weekday()]  # nothing for a weekend day, its own for a holiday
+        back -= timedelta(days=1)
+    return weight
 
-    A day's takings are ``daily_takings_usd`` (1.15 times that from Friday to Sunday) and its outflows
-    ``OUTFLOW_SHARE`` of it, so a calm account gains a little every day (its noise is small) and its
-    1-day VaR is nil; a volatile one swings by about 60 % of a day's takings."""
-    hour, weekday = at.hour, at.weekday()
-    takings = float(profile.daily_takings_usd)
-    night = 0.5 + 0.5 * math.cos((hour - 23) / 24 * 2 * math.pi)
-    weekend = 1.15 if weekday >= 4 else 1.0
-    inflow = takings / 12 * night * weekend
-    outflow = takings * float(OUTFLOW_SHARE) / 4 if 8 <= hour < 12 else 0.0
-    noise = rng.gauss(0, takings / (8 if profile.volatile else 400))
-    return Decimal(str(round(inflow - outflow + noise, 2)))
+
+def _hour_units(at: datetime, calendar: str) -> Decimal:
+    """The payments of the hour ``at`` falls in, in weekday units of a day's payments."""
+    return payment_weight(at.date(), calendar) / len(PAYMENT_HOURS) if at.hour in PAYMENT_HOURS else Decimal(0)
+
+
+def _hour_of(at: datetime) -> datetime:
+    return at.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+@functools.lru_cache(maxsize=4096)
+def _units_ahead(hour: datetime, calendar: str) -> Decimal:
+    return sum((_hour_units(hour + n * HOUR, calendar) for n in range(1, 25)), Decimal(0))
+
+
+def _noise(rng: random.Random, sd: float) -> Decimal:
+    """1 + a gaussian relative noise of ``sd``, cut at 3 sd."""
+    return 1 + Decimal(str(round(max(-3 * sd, min(3 * sd, rng.gauss(0, sd))), 6)))
+
+
+def hourly_flows(profile: SimProfile, at: datetime, rng: random.Random) -> tuple[Decimal, Decimal]:
+    """One hour's gross takings and gross payments (both ≥ 0, to the cent): takings by night (more from
+    Friday to Sunday), payments on business-day mornings by the weekday profile, jackpots (module doc)."""
+    takings_day = profile.daily_takings_usd
+    night = Decimal(str(round(0.5 + 0.5 * math.cos((at.hour - 23) / 24 * 2 * math.pi), 9)))
+    takings = takings_day / 12 * night * TAKINGS_WEEKDAY[at.weekday()] * _noise(rng, TAKINGS_NOISE)
+    units = _hour_units(at, business_calendar.active().name)
+    payments = takings_day * profile.payment_share * units * _noise(rng, PAYMENTS_NOISE)
+    if profile.volatile:
+        jackpot = Decimal(str(round(rng.gauss(0, float(takings_day) / JACKPOT_NOISE), 2)))
+        takings, payments = takings + max(jackpot, Decimal(0)), payments + max(-jackpot, Decimal(0))
+    return takings.quantize(CENT), payments.quantize(CENT)
+
+
+def hourly_net_flow(profile: SimProfile, at: datetime, rng: random.Random) -> Decimal:
+    """One hour's takings less its payments."""
+    takings, payments = hourly_flows(profile, at, rng)
+    return takings - payments
 
 
 class FeedSimulator:
@@ -95,7 +172,7 @@ class FeedSimulator:
     demo Bank-Connector booking into the same bank is seen in every later balance."""
 
     def __init__(self, profiles: Sequence[SimProfile], seed: int = 7, start: datetime = EPOCH,
-                 step: timedelta = timedelta(hours=1), bank: ModelBank | None = None) -> None:
+                 step: timedelta = HOUR, bank: ModelBank | None = None) -> None:
         self.profiles = list(profiles)
         self._rng = random.Random(seed)  # noqa: S311 - a reproducible simulation, not security
         self._step = step
@@ -109,7 +186,8 @@ class FeedSimulator:
     def balances(self) -> dict[str, Decimal]:
         return self.bank.balances
 
-    def events(self, limit: int | None = None) -> Iterator[BalanceEvent]:
+    def events(self, limit: int | None = None) -> Iterator[BankReport]:
+        """Balances and, at each day's end, its statement (operating entries, then the close)."""
         produced = 0
         while limit is None or produced < limit:
             for event in self._tick():
@@ -118,31 +196,34 @@ class FeedSimulator:
                 if limit is not None and produced >= limit:
                     return
 
-    def advance(self, until: datetime) -> list[BalanceEvent]:
-        """Step up to ``until`` with the flows and the closing statements, but no intraday balance:
-        the quiet days of a seeded history. Returns the closes, in order."""
-        closes: list[BalanceEvent] = []
+    def advance(self, until: datetime) -> list[BankReport]:
+        """Step up to ``until`` with the flows and the days' statements, but no intraday balance:
+        the quiet days of a seeded history. Returns the statements (entries and closes), in order."""
+        statements: list[BankReport] = []
         while self.now + self._step <= until:
-            closes.extend(self._tick(intraday=False))
-        return closes
+            statements.extend(self._tick(intraday=False))
+        return statements
 
-    def tick(self) -> list[BalanceEvent]:
-        """One step: the closes when a day ended, then every account's intraday balance."""
+    def tick(self) -> list[BankReport]:
+        """One step: the statements when a day ended, then every account's intraday balance."""
         return self._tick()
 
     def report(self) -> list[BalanceEvent]:
         """Every account's intraday balance as of now."""
-        return [self.bank.intraday(p.account.account_id, self.now, p.projection_usd) for p in self.profiles]
+        return [self.bank.intraday(p.account.account_id, self.now, p.projection(self.now)) for p in self.profiles]
 
-    def _tick(self, intraday: bool = True) -> list[BalanceEvent]:
-        out: list[BalanceEvent] = []
+    def _tick(self, intraday: bool = True) -> list[BankReport]:
+        out: list[BankReport] = []
         self.now += self._step
         if self.now.date() != self._day:
             close_day, self._day = self._day, self.now.date()
-            out.extend(self.bank.closing(p.account.account_id, close_day) for p in self.profiles)
+            for p in self.profiles:
+                out.extend(self.bank.day_end(p.account.account_id, close_day))
         share = Decimal(self._step.total_seconds() / 3600)
         for p in self.profiles:
-            self.bank.flow(p.account.account_id, (hourly_net_flow(p, self.now, self._rng) * share).quantize(CENT))
+            takings, payments = hourly_flows(p, self.now, self._rng)
+            self.bank.flow(p.account.account_id, self._day, (takings * share).quantize(CENT),
+                           (payments * share).quantize(CENT))
         if intraday:
             out.extend(self.report())
         return out
@@ -156,19 +237,15 @@ def live(profiles: Sequence[SimProfile], rate: float, seed: int = 7, bank: Model
     return FeedSimulator(profiles, seed=seed, start=start, step=step, bank=bank)
 
 
-def produce_all(producer: Producer, events: Sequence[BalanceEvent]) -> int:
-    """Send as fast as the broker takes them; returns how many were not delivered.
-
-    Records are encoded as ``POST /balances`` encodes them (``schemas.balance_record``), so the
-    shards see the same headers whichever way an event came in.
-    """
+def produce_all(producer: Producer, events: Sequence[BankReport]) -> int:
+    """Send as fast as the broker takes them (each with ``encode_report``); returns how many were not delivered."""
     for event in events:
-        record = encode(event)
-        produce_waiting(producer, BALANCE_EVENTS.name, record.key, record.value, headers=record.headers)
+        rec = encode_report(event)
+        produce_waiting(producer, BALANCE_EVENTS.name, rec.key, rec.value, headers=rec.headers)
     return producer.flush(60)
 
 
-async def stream(producer: Producer, events: Iterator[BalanceEvent], rate: float, stop: asyncio.Event,
+async def stream(producer: Producer, events: Iterator[BankReport], rate: float, stop: asyncio.Event,
                  limit: int | None = None) -> int:
     """Paced at ``rate`` events/s until ``stop`` (or ``limit``); returns how many were sent."""
     sent = 0
@@ -176,8 +253,8 @@ async def stream(producer: Producer, events: Iterator[BalanceEvent], rate: float
     for event in events:
         if stop.is_set() or (limit is not None and sent >= limit):
             break
-        record = encode(event)
-        producer.produce(BALANCE_EVENTS.name, key=record.key, value=record.value, headers=record.headers)
+        rec = encode_report(event)
+        producer.produce(BALANCE_EVENTS.name, key=rec.key, value=rec.value, headers=rec.headers)
         producer.poll(0)
         sent += 1
         ahead = sent / rate - (time.monotonic() - started)

@@ -23,6 +23,7 @@ import pytest
 from actors import kafka_clients, var_job
 from actors.shard import ShardWorker
 from devstack.stack import StackInfo
+from schemas.balance_event import BalanceEvent
 from schemas.statement_entry import StatementEntry
 from serve_app.job.bank.connector import BankConnector, send
 from serve_app.job.bank.model import Order, seed_plan, unsettled_within_headroom
@@ -98,8 +99,9 @@ async def live_step(feed: FeedSimulator, connector: BankConnector, client: httpx
                     pool: asyncpg.Pool, ids: list[str], live_credits: list[StatementEntry]) -> list[Order]:
     """Maturities due booked back, one balance per account, the orders it makes checked and executed."""
     live_credits.extend(await connector.mature())
-    reports = [e for e in feed.tick() if e.available_usd is not None]
-    send(connector.producer, reports)
+    ticked = feed.tick()  # a day's statement first, should the step cross midnight
+    reports = [e for e in ticked if isinstance(e, BalanceEvent) and e.available_usd is not None]
+    send(connector.producer, ticked)
     await connector.flush()
     await stored(client, reports, decided=True, timeout_s=TIMEOUT_S)
     found: dict[str, Order] = {}
@@ -155,7 +157,42 @@ async def test_the_demo_bank_closes_the_money_loop(client: httpx.AsyncClient, pi
     assert one["settlement"]["bank_reference"] == entry.bank_reference and one["investment"]["status"] == "OPEN"
     still_open = await unsettled(pipeline.pool, ids)
     assert still_open == [], still_open
+    await _operating_entries_settle_nothing(pipeline.pool, profiles, summary)
     assert time.monotonic() - started < 90, f"seeded in {seeded_s:.0f} s, whole loop {time.monotonic() - started:.0f} s"
+
+
+async def _operating_entries_settle_nothing(pool: asyncpg.Pool, profiles: Sequence[SimProfile],
+                                            summary: SeedSummary) -> None:
+    """The days' takings and payments are in the ledger as the business's flows, not ours: no entry
+    without the order's id settled or matured anything, and no break. VaR is of those flows: nil for
+    the calm accounts (they gain every day), far above the limit for the jackpot ones; the ladder
+    (term investments maturing after today) is populated."""
+    ids = [p.account.account_id for p in profiles]
+    rows = await pool.fetch("SELECT entry_id, direction, own_transfer, refs FROM statement_entry"
+                            " WHERE account_id = ANY($1::varchar[])", ids)
+    operating = [r for r in rows if "-TAKINGS" in r["entry_id"] or r["entry_id"].endswith("-PAYMENTS")]
+    assert len(operating) == summary.entries > 0
+    assert {r["direction"] for r in operating} == {"CRDT", "DBIT"}
+    assert all(r["own_transfer"] is None and list(r["refs"]) == [] for r in operating)
+    assert all(r["own_transfer"] is not None for r in rows if r not in operating)  # ours, settled by reference
+    matched = await pool.fetch("SELECT DISTINCT matched_by FROM statement_entry WHERE account_id = ANY($1::varchar[])"
+                               " AND matched_by IS NOT NULL", ids)
+    assert {r["matched_by"] for r in matched} == {"end_to_end_id"}
+    breaks = await pool.fetchval("SELECT count(*) FROM settlement_break WHERE account_id = ANY($1::varchar[])", ids)
+    assert breaks == 0
+    var = await var_results.latest(pool, ids)
+    products = await pool.fetch("SELECT account_id, array_agg(DISTINCT product) AS products FROM sweep_order"
+                                " WHERE account_id = ANY($1::varchar[]) GROUP BY account_id", ids)
+    by_account = {r["account_id"]: set(r["products"]) for r in products}
+    for p in profiles:
+        var_usd, mine = var[p.account.account_id].var_usd, by_account[p.account.account_id]
+        assert var_usd is not None and (var_usd > 0 if p.volatile else var_usd == 0), (p.account.account_id, var_usd)
+        term = "CARBON_NOTE" if p.account.esg_pref else "TBILL_4W"
+        assert mine == ({"FED_RRP"} if p.volatile else {term}), (p.account.account_id, mine)
+    ladder = await pool.fetchval("SELECT count(*) FROM investment WHERE account_id = ANY($1::varchar[])"
+                                 " AND status = 'OPEN' AND product = 'TBILL_4W' AND maturity_date > $2", ids,
+                                 utc_now().date())
+    assert ladder > 0
 
 
 async def _matured_live(client: httpx.AsyncClient, connector: BankConnector, ids: list[str]) -> None:

@@ -13,13 +13,16 @@ import pytest
 
 from actors.settlement import Terms, maturity_date
 from risk.kernels import historical_var
-from schemas.statement_entry import EntryDirection, EntryStatus
+from schemas.balance_event import BalanceCode, BalanceEvent
+from schemas.statement_entry import EntryDirection, EntryStatus, StatementEntry
 from serve_app.job.bank.connector import BankConnector
 from serve_app.job.bank.model import (
+    DAY_END,
     MS,
     Investment,
     ModelBank,
     Order,
+    encode_report,
     maturity_amount,
     previous_business_day,
     seed_plan,
@@ -64,6 +67,53 @@ def test_a_booking_is_never_at_or_before_a_balance_already_reported() -> None:
     assert b.booking_instant("A1", T0 + MS) == T0 + 2 * MS
     assert b.booking_instant("A1", T0 + timedelta(seconds=1, microseconds=999)) == T0 + timedelta(seconds=1)
     assert b.booking_instant("A2", T0) == T0  # nothing reported yet
+
+
+def test_the_days_end_reports_its_gross_flows_as_booked_entries_before_the_close() -> None:
+    b = bank(A1="10000000", A2="5000000")
+    day = T0.date()
+    b.flow("A1", day, Decimal("120000.37"), Decimal("0"))
+    b.flow("A1", day, Decimal("80000.01"), Decimal("150000.55"))
+    b.flow("A2", day, Decimal("1000.00"), Decimal("0"))  # no payments: no DBIT
+    assert b.gross("A1", day) == (Decimal("200000.38"), Decimal("150000.55"))
+    seen = b.intraday("A1", T0, None)
+    assert seen.available_usd == Decimal("10049999.83")  # the flows are in the balance at once
+    credit, debit, close = b.day_end("A1", day)
+    end = datetime.combine(day, DAY_END, tzinfo=UTC)
+    assert isinstance(credit, StatementEntry) and isinstance(debit, StatementEntry) and isinstance(close, BalanceEvent)
+    assert (credit.entry_id, credit.direction, credit.amount_usd) == ("A1-20250604-TAKINGS", EntryDirection.CRDT,
+                                                                      Decimal("200000.38"))
+    assert (debit.entry_id, debit.direction, debit.amount_usd) == ("A1-20250604-PAYMENTS", EntryDirection.DBIT,
+                                                                   Decimal("150000.55"))
+    for entry in (credit, debit):
+        assert entry.status is EntryStatus.BOOK and entry.booking_date == entry.value_date == day
+        assert entry.booked_ts == end == close.as_of_ts  # the close is the first balance dated with them
+        assert entry.end_to_end_id is None and entry.order_references == [] and entry.bank_reference
+    assert close.balance_code is BalanceCode.CLBD and close.booked_usd == Decimal("10049999.83")
+    assert b.balances["A1"] == Decimal("10049999.83")  # reported, not booked twice
+    assert b.gross("A1", day) == (Decimal(0), Decimal(0)) and b.operating_entries("A1", day) == []
+    [only, _] = b.day_end("A2", day)
+    assert isinstance(only, StatementEntry) and only.direction is EntryDirection.CRDT
+    assert encode_report(credit).headers[1][1] != encode_report(close).headers[1][1]  # one encoder per type
+
+
+def test_takings_that_could_pass_for_an_unpaid_maturity_are_reported_as_credits_that_cannot() -> None:
+    """actors.settlement matures an open investment due by the booking date with a credit naming
+    nothing that lies within principal .. principal + 10 % a year: the takings must never be one."""
+    b = bank(A1="10000000")
+    day = date(2025, 7, 2)
+    tbill = Investment("o1", "A1", "TBILL_4W", Decimal("300000"), date(2025, 6, 4), day)
+    assert b.open(tbill)
+    b.flow("A1", day, Decimal("300500.01"), Decimal(0))  # within 300 000 .. 302 301.38
+    parts = b.operating_entries("A1", day)
+    assert [e.entry_id for e in parts] == ["A1-20250702-TAKINGS-1", "A1-20250702-TAKINGS-2"]
+    assert sum(e.amount_usd for e in parts) == Decimal("300500.01")
+    assert all(e.amount_usd < tbill.principal_usd for e in parts)
+    b.flow("A1", day + timedelta(days=1), Decimal("250000.00"), Decimal(0))  # outside the window: one credit
+    assert [e.entry_id for e in b.operating_entries("A1", day + timedelta(days=1))] == ["A1-20250703-TAKINGS"]
+    b.book_maturity(tbill, datetime(2025, 7, 4, 7, tzinfo=UTC))
+    b.flow("A1", day + timedelta(days=2), Decimal("300500.01"), Decimal(0))  # paid back: no longer a candidate
+    assert [e.entry_id for e in b.operating_entries("A1", day + timedelta(days=2))] == ["A1-20250704-TAKINGS"]
 
 
 def test_a_page_books_published_orders_of_its_accounts_and_holds_the_cursor_on_an_unpublished_one() -> None:
@@ -130,11 +180,13 @@ def test_the_simulator_reports_the_banks_balances_and_closes() -> None:
     assert entry is not None and entry.booked_ts is not None and entry.balance_after_usd is not None
     assert entry.booked_ts == sim.now + MS  # just after the balance it reported last
     [after] = [e for e in sim.events(3) if e.account_id == acct]
-    assert after.available_usd is not None and after.as_of_ts >= entry.booked_ts
+    assert isinstance(after, BalanceEvent) and after.available_usd is not None and after.as_of_ts >= entry.booked_ts
     assert after.available_usd == sim.bank.balances[acct]
     assert abs(after.available_usd - entry.balance_after_usd) < Decimal(100_000)  # the debit, and one hour's flow
-    closes = sim.advance(T0 + timedelta(days=2))
+    statements = sim.advance(T0 + timedelta(days=2))
+    closes = [c for c in statements if isinstance(c, BalanceEvent)]
     assert [c.booked_usd for c in closes if c.account_id == acct] == list(sim.bank.closes(acct).values())
+    assert len(statements) == 3 * len(closes)  # a CRDT of the takings and a DBIT of the payments before each
     assert sim.balances is sim.bank.balances
 
 
@@ -143,7 +195,8 @@ def test_calm_accounts_never_lose_a_day_and_volatile_ones_breach_the_var_limit()
     above 10 bps of what they hold (overnight sweeps)."""
     profiles = make_accounts(5, prefix="V-")
     sim = FeedSimulator(profiles, start=datetime(2025, 1, 1, tzinfo=UTC))
-    closes = sim.advance(datetime(2025, 9, 18, tzinfo=UTC))  # 260 days
+    # 260 days, six Fed holidays among them (July 4 a Friday: the Monday after pays two days)
+    closes = [c for c in sim.advance(datetime(2025, 9, 18, tzinfo=UTC)) if isinstance(c, BalanceEvent)]
     for p in profiles:
         series = [float(c.booked_usd or 0) for c in closes if c.account_id == p.account.account_id]
         flows = np.array([[b - a for a, b in itertools.pairwise(series)]])

@@ -29,10 +29,8 @@ import httpx
 from confluent_kafka import Producer
 
 from actors.kafka_clients import produce_waiting
-from schemas.balance_event import BalanceEvent
-from schemas.balance_record import encode, encode_entry
 from schemas.statement_entry import StatementEntry
-from serve_app.job.bank.model import Investment, ModelBank, Order
+from serve_app.job.bank.model import BankReport, Investment, ModelBank, Order, encode_report
 from treasury.clock import utc_now
 from treasury.topics import BALANCE_EVENTS
 
@@ -43,10 +41,10 @@ class BankError(RuntimeError):
     """The orchestrator did not do what the bank's reports prove, within the time allowed."""
 
 
-def send(producer: Producer, messages: Sequence[BalanceEvent | StatementEntry]) -> None:
+def send(producer: Producer, messages: Sequence[BankReport]) -> None:
     """Onto ``balance_events`` in the given order, each under its account's key (one partition, in order)."""
     for message in messages:
-        record = encode_entry(message) if isinstance(message, StatementEntry) else encode(message)
+        record = encode_report(message)
         produce_waiting(producer, BALANCE_EVENTS.name, record.key, record.value, headers=record.headers)
     producer.poll(0)
 

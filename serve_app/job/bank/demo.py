@@ -119,8 +119,9 @@ def _seeded(summary: SeedSummary, connector: BankConnector, settings: RuntimeSet
     due = len(connector.bank.due(utc_now().date()))
     example = next(iter(connector.bank.investments), None)
     base = f"http://{settings.serve_host}:{settings.serve_port}"
-    lines = [f"history seeded in {summary.seconds:.0f} s: {summary.closes} closes, {summary.settled} past orders "
-             f"SETTLED ({products}), {summary.matured} maturities booked back, {due} due today (booked back now); live"]
+    lines = [f"history seeded in {summary.seconds:.0f} s: {summary.closes} closes, {summary.entries} operating "
+             f"entries, {summary.settled} past orders SETTLED ({products}), {summary.matured} maturities booked back, "
+             f"{due} due today (booked back now); live"]
     if summary.breaches:
         lines.append(f"MONEY INVARIANT BROKEN: {summary.breaches}")
     if example is not None:

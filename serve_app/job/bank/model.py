@@ -6,6 +6,27 @@ balances and moves them by the business's operating flows, and the demo Bank-Con
 So the balances the orchestrator sees are the bank's: after a debit is booked, every later
 intraday balance and every close shows it.
 
+**Operating entries.** The business's flows move the balance as they happen (every later intraday
+balance shows them), and the bank keeps each day's gross takings and gross payments per account.
+At the day's close it reports them as a camt.053 does, before the ``CLBD`` close (``day_end``): a
+booked ``CRDT`` of the takings and a booked ``DBIT`` of the payments (none on a day without
+payments), ``entry_id`` ``<account>-<yyyymmdd>-TAKINGS`` / ``-PAYMENTS`` (stable: the same seed
+gives the same ids), a ``bank_reference``, no ``end_to_end_id``, booking and value date the day,
+``booked_ts`` the day's end, the close's own instant (``booking_instant`` keeps it after any balance
+already reported, so the close, and no earlier balance, is the first to be dated with them: the
+safe side of the pending rule). They name no order, so they settle nothing by reference. Two rules
+of ``actors.settlement`` match entries that name nothing, and the bank keeps clear of both:
+
+* a DBIT for exactly an open order's amount, created by its booking date, would settle that order
+  (the amount-and-date rule): the payments are a sum of hourly amounts to the cent, an order's
+  amount is an excess less a buffer to four places; equal to the cent is practically impossible
+  (about one chance in the number of cents of the range, ~10⁻⁸ per pair);
+* a CRDT within an open investment's maturity window (principal to principal plus 10 % a year),
+  booked on or after its maturity date, would mature it. The bank knows the investments it has not
+  paid back, so when the day's takings would fit one (possible when the demo starts on a weekend:
+  what matures on the last business day is left for the live bank), it reports them as two or more
+  equal credits (``-TAKINGS-1``, ``-TAKINGS-2``, ...) none of which fits.
+
 When a booking happens matters to the orchestrator: a settled order counts as pending for every
 balance taken before its ``booked_ts`` (``actors.account_state.pending_sweeps``). So the bank never
 books at or before an instant it has already reported a balance for: ``booking_instant`` is after
@@ -18,11 +39,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_DOWN, ROUND_HALF_EVEN, Decimal
 from typing import Any
 
-from actors.settlement import following_business_day, next_business_day
+from actors.settlement import InvestmentCandidate, following_business_day, maturity_window, next_business_day
 from schemas.balance_event import BalanceCode, BalanceEvent, BalanceKind
+from schemas.balance_record import BalanceRecord, encode, encode_entry
 from schemas.statement_entry import EntryDirection, EntryStatus, StatementEntry
 from treasury import business_calendar
 from treasury.business_calendar import BusinessCalendar
@@ -32,8 +54,17 @@ MS = timedelta(milliseconds=1)
 # What the demo's money earns, a year, act/360: about the money market's rates of the day.
 DEMO_RATES: Mapping[str, Decimal] = {"FED_RRP": Decimal("0.0430"), "TBILL_4W": Decimal("0.0425"),
                                      "CARBON_NOTE": Decimal("0.0375")}
+DAY_END = time(23, 59, 59, 999000)  # a close's instant, and its day's operating entries'
 BOOKABLE = frozenset({"SENT", "ACK"})  # published and not failed: what a bank executes
 SOURCE = "demo-bank"
+BankReport = BalanceEvent | StatementEntry  # what the bank sends onto balance_events
+
+
+def encode_report(report: BankReport) -> BalanceRecord:
+    """The one Kafka record of a bank report, whoever sends it (the feed, the seeding, the connector):
+    a balance with ``encode``, as ``POST /balances`` encodes it, an entry with ``encode_entry`` and
+    its own version header (``schemas.balance_record``)."""
+    return encode_entry(report) if isinstance(report, StatementEntry) else encode(report)
 
 
 def floor_ms(at: datetime) -> datetime:
@@ -105,6 +136,7 @@ class ModelBank:
     credited: dict[str, StatementEntry] = field(default_factory=dict)  # order id -> its maturity credit
     _reported: dict[str, datetime] = field(default_factory=dict)
     _closes: dict[str, dict[date, Decimal]] = field(default_factory=dict)
+    _gross: dict[tuple[str, date], tuple[Decimal, Decimal]] = field(default_factory=dict)  # takings, payments
     _sequence: int = 0
 
     @classmethod
@@ -119,9 +151,49 @@ class ModelBank:
         return self.balances[account_id] - self.min_balances[account_id]
 
     # -- the business's side --------------------------------------------------------------------
-    def flow(self, account_id: str, amount: Decimal) -> None:
-        """An operating flow (takings in, payroll out): not ours, so no entry for the orchestrator."""
-        self.balances[account_id] += amount
+    def flow(self, account_id: str, day: date, takings: Decimal, payments: Decimal) -> None:
+        """Operating flows of ``day`` (gross takings in, gross payments out, both ≥ 0): in the balance
+        now, in the day's operating entries at its close (``day_end``)."""
+        self.balances[account_id] += takings - payments
+        took, paid = self._gross.get((account_id, day), (Decimal(0), Decimal(0)))
+        self._gross[account_id, day] = (took + takings, paid + payments)
+
+    def gross(self, account_id: str, day: date) -> tuple[Decimal, Decimal]:
+        """``day``'s takings and payments so far, not yet reported."""
+        return self._gross.get((account_id, day), (Decimal(0), Decimal(0)))
+
+    def day_end(self, account_id: str, day: date) -> list[BankReport]:
+        """The day's statement: its operating entries, then the CLBD close that shows them."""
+        return [*self.operating_entries(account_id, day), self.closing(account_id, day)]
+
+    def operating_entries(self, account_id: str, day: date) -> list[StatementEntry]:
+        """The booked CRDT of ``day``'s takings (split when one credit could pass for a maturity) and
+        the DBIT of its payments, when any; the day's gross is then reported and forgotten."""
+        takings, payments = self._gross.pop((account_id, day), (Decimal(0), Decimal(0)))
+        booked = self.booking_instant(account_id, datetime.combine(day, DAY_END, tzinfo=UTC))
+        parts = self._unmistakable(account_id, day, takings)
+        credits = [(f"TAKINGS-{n}" if len(parts) > 1 else "TAKINGS", EntryDirection.CRDT, amount)
+                   for n, amount in enumerate(parts, start=1)]
+        return [StatementEntry(
+            entry_id=f"{account_id}-{day:%Y%m%d}-{kind}", account_id=account_id, direction=direction,
+            status=EntryStatus.BOOK, amount_usd=amount, booking_date=day, booked_ts=booked, value_date=day,
+            bank_reference=f"{self.name}{day:%Y%m%d}{kind.replace('-', '')}{account_id}", source=SOURCE,
+        ) for kind, direction, amount in [*credits, ("PAYMENTS", EntryDirection.DBIT, payments)] if amount > 0]
+
+    def _unmistakable(self, account_id: str, day: date, takings: Decimal) -> list[Decimal]:
+        """``takings`` as one credit, else as the fewest equal ones (to the cent) of which none lies in
+        the maturity window of an investment of the account due by ``day`` the bank has not paid
+        back: a credit naming nothing there would be taken for its maturity (module doc)."""
+        windows = [maturity_window(InvestmentCandidate(i.order_id, i.account_id, i.principal_usd, i.value_date,
+                                                       i.maturity_date))
+                   for i in self.due(day) if i.account_id == account_id]
+        parts = 1
+        while True:
+            share = (takings / parts).quantize(CENT, ROUND_DOWN)
+            split = [*[share] * (parts - 1), takings - share * (parts - 1)]
+            if not any(low <= amount <= high for amount in split for low, high in windows):
+                return split
+            parts += 1
 
     def intraday(self, account_id: str, at: datetime, projection: Decimal | None) -> BalanceEvent:
         """An ITAV balance (camt.052) as of ``at``: what the account holds now, every booking so far in it."""
@@ -134,7 +206,7 @@ class ModelBank:
 
     def closing(self, account_id: str, day: date) -> BalanceEvent:
         """The CLBD booked balance (camt.053) of ``day``, as of its last millisecond."""
-        at = self._report(account_id, datetime.combine(day, time(23, 59, 59, 999000), tzinfo=UTC))
+        at = self._report(account_id, datetime.combine(day, DAY_END, tzinfo=UTC))
         self._closes.setdefault(account_id, {})[day] = self.balances[account_id]
         return BalanceEvent(
             event_id=f"{account_id}-{day:%Y%m%d}-CLBD", account_id=account_id, as_of_ts=at,

@@ -3,10 +3,12 @@
 ``seed_history`` plays the accounts' last ``history_days`` (``model.seed_plan``) into the running
 system, hour by hour at the model bank, oldest first:
 
-1. The closing statements (CLBD) up to the first past sweep day go onto ``balance_events``; once the
-   shards have stored them (``GET /accounts/{id}/balances/{event_id}``), a VaR recompute of the demo
+1. The days' statements up to the first past sweep day go onto ``balance_events``: each day's
+   operating entries (a booked CRDT of its takings, a DBIT of its payments) and its close (CLBD),
+   all encoded by ``model.encode_report``; once the shards have stored the last closes
+   (``GET /accounts/{id}/balances/{event_id}``), a VaR recompute of the demo
    accounts runs (``POST /risk/var/recompute``, polled until done): VaR is known before any past sweep.
-2. Day by day to yesterday: the closes; the maturities due that day booked back at 07:00; on a
+2. Day by day to yesterday: the statements; the maturities due that day booked back at 07:00; on a
    sweep day an intraday balance (ITAV) of every account at 10:00, and once the shards have decided
    on all of them, the orders they made are pulled, ACKed and their debits booked at 11:00 by the
    demo Bank-Connector, which then waits until the orchestrator shows each SETTLED with its investment.
@@ -32,7 +34,7 @@ import httpx
 
 from schemas.balance_event import BalanceEvent
 from serve_app.job.bank.connector import BankConnector, BankError, send
-from serve_app.job.bank.model import Order, SeedPlan, unsettled_within_headroom
+from serve_app.job.bank.model import BankReport, Order, SeedPlan, unsettled_within_headroom
 from serve_app.job.simulator import FeedSimulator, SimProfile
 
 SWEEP_AT, BOOK_AT, MATURITY_AT = day_time(10), day_time(11), day_time(7)
@@ -42,6 +44,7 @@ POLL_S = 0.2  # between two looks at the API while waiting for the pipeline (alw
 @dataclass
 class SeedSummary:
     closes: int = 0
+    entries: int = 0  # operating entries: the days' takings and payments
     var_accounts: int = 0
     orders: Counter[str] = field(default_factory=Counter)
     settled: int = 0
@@ -121,6 +124,14 @@ def at(day: date, when: day_time) -> datetime:
     return datetime.combine(day, when, tzinfo=UTC)
 
 
+def _count(summary: SeedSummary, statements: Sequence[BankReport]) -> list[BalanceEvent]:
+    """Count the statements' closes and entries; the closes."""
+    closes = [s for s in statements if isinstance(s, BalanceEvent)]
+    summary.closes += len(closes)
+    summary.entries += len(statements) - len(closes)
+    return closes
+
+
 async def seed_history(profiles: Sequence[SimProfile], connector: BankConnector, ops: httpx.AsyncClient,
                        plan: SeedPlan, *, seed: int = 7, timeout_s: float = 120.0,
                        progress: Callable[[str], None] | None = None) -> SeedSummary:
@@ -131,31 +142,32 @@ async def seed_history(profiles: Sequence[SimProfile], connector: BankConnector,
     sim = FeedSimulator(profiles, seed=seed, start=at(plan.start, day_time(0)), bank=connector.bank)
     connector.clock = lambda: sim.now
     accounts = [p.account.account_id for p in profiles]
-    closes = sim.advance(at(plan.sweep_days[0], day_time(0)))
-    send(connector.producer, closes)
+    statements = sim.advance(at(plan.sweep_days[0], day_time(0)))
+    send(connector.producer, statements)
     await connector.flush()
-    summary.closes += len(closes)
+    closes = _count(summary, statements)
     await stored(ops, closes[-len(profiles):], decided=False, timeout_s=timeout_s)
     summary.var_accounts = await recompute_var(ops, accounts, timeout_s)
-    say(f"{summary.closes} closing statements up to {plan.sweep_days[0] - timedelta(days=1)}, "
+    say(f"{summary.closes} closes and {summary.entries} operating entries up to "
+        f"{plan.sweep_days[0] - timedelta(days=1)}, "
         f"VaR known for {summary.var_accounts} of {len(accounts)} accounts")
     day = plan.sweep_days[0]
     while day < plan.today:
         await _past_day(sim, connector, ops, plan, day, summary, timeout_s, say)
         day += timedelta(days=1)
-    closes = sim.advance(at(plan.today, day_time(0)))  # yesterday's close
-    send(connector.producer, closes)
+    statements = sim.advance(at(plan.today, day_time(0)))  # yesterday's statement
+    send(connector.producer, statements)
     await connector.flush()
-    summary.closes += len(closes)
+    _count(summary, statements)
     summary.seconds = time.monotonic() - started
     return summary
 
 
 async def _past_day(sim: FeedSimulator, connector: BankConnector, ops: httpx.AsyncClient, plan: SeedPlan,
                     day: date, summary: SeedSummary, timeout_s: float, say: Callable[[str], None]) -> None:
-    closes = sim.advance(at(day, MATURITY_AT))
-    send(connector.producer, closes)
-    summary.closes += len(closes)
+    statements = sim.advance(at(day, MATURITY_AT))
+    send(connector.producer, statements)
+    _count(summary, statements)
     summary.matured += len(await connector.mature(min(day, plan.live_from - timedelta(days=1))))
     if day not in plan.sweep_days:
         return
