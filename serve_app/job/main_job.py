@@ -134,7 +134,8 @@ def run(opts: RunOptions) -> int:
         front = tls_front.start_for(settings, info.home)
         if front is not None:
             print(f"REST API TLS  {front.url}/docs (TLS 1.3, client certificate from TLS_CLIENT_CA_FILE)", flush=True)
-        print(f"Ray dashboard http://127.0.0.1:{settings.dashboard_port}", flush=True)
+        print(f"Ray dashboard http://127.0.0.1:{settings.dashboard_port} (sign in with Ray's token: "
+              "`ray get-auth-token`, kept in ~/.ray/auth_token)", flush=True)
         if scraper is not None:
             print(f"Prometheus    {scraper.url} (targets: {scraper.paths.targets})", flush=True)
         print(f"Kafka         {settings.kafka_bootstrap}\nPostgres      {settings.database_url}", flush=True)

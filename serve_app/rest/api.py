@@ -17,7 +17,7 @@ from serve_app.rest import errors
 from serve_app.rest.backend import Backend, RiskJobs, ShardLookup
 from serve_app.rest.errors import error
 from serve_app.rest.openapi import RequestBodies
-from serve_app.rest.routes import accounts, balances, book, ops, orders, risk
+from serve_app.rest.routes import accounts, balances, book, docs_ui, ops, orders, risk
 from serve_app.rest.routes.balances import MAX_BODY_BYTES
 from serve_app.rest.routes.orders import decode_cursor, encode_cursor
 from serve_app.rest.routes.risk import RecomputeRequest
@@ -42,6 +42,8 @@ def build_app(backend: Backend) -> FastAPI:
         title="Treasury Orchestrator",
         version="0.1.0",
         description="Sweep orders for the Bank-Connector; balance webhooks; order outcomes.",
+        docs_url=None,  # /docs and /redoc come from docs_ui, every file served here (no CDN)
+        redoc_url=None,
     )
     bodies = RequestBodies()
     errors.install(app)
@@ -52,5 +54,6 @@ def build_app(backend: Backend) -> FastAPI:
     app.include_router(accounts.router(backend))
     app.include_router(book.router(backend))
     app.include_router(risk.router(backend, bodies))
+    app.include_router(docs_ui.router(app))
     bodies.install(app)
     return app
