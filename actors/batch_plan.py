@@ -224,13 +224,9 @@ def validate(msgs: Sequence[Message]) -> tuple[list[Incoming], list[Rejected]]:
     rejects: list[Rejected] = []
     for msg in msgs:
         try:
-            _check_envelope(msg)
+            check_envelope(msg, SCHEMA_NAME, SCHEMA_MAJOR, "a balance event")
             event, source = decode_with_source(BalanceEvent, msg.value() or b"")
-            key = (msg.key() or b"").decode("utf-8", "replace")
-            if key and key != event.account_id:
-                raise MessageRejected("account_id", f"{event.account_id!r} does not match the message key {key!r}")
-            if event.currency != "USD":
-                raise MessageRejected("currency", f"only USD accounts are swept, got {event.currency}")
+            check_owner(msg, event.account_id, event.currency)
         except MessageRejected as exc:
             rejects.append(Rejected(msg, exc))
             continue
@@ -239,18 +235,28 @@ def validate(msgs: Sequence[Message]) -> tuple[list[Incoming], list[Rejected]]:
     return valid, rejects
 
 
-def _check_envelope(msg: Message) -> None:
-    """What is refused before the body is even parsed: size, and a schema version we do not read."""
+def check_envelope(msg: Message, schema: str, major: str, what: str) -> None:
+    """What is refused before the body is even parsed: size, and a schema version we do not read
+    (none given: the current one). Balances and statement entries share ``balance_events``."""
     size = message_bytes(msg)
     if size > MAX_EVENT_BYTES:
-        raise MessageRejected("$", f"message is {size} bytes; a balance event may be at most {MAX_EVENT_BYTES}")
+        raise MessageRejected("$", f"message is {size} bytes; {what} may be at most {MAX_EVENT_BYTES}")
     version = kafka_clients.header_map(header_list(msg)).get("schema_version")
     if version is None:
         return
-    if not re.fullmatch(rf"{SCHEMA_NAME}/{SCHEMA_MAJOR}\.\d+\.\d+", version):
+    if not re.fullmatch(rf"{schema}/{major}\.\d+\.\d+", version):
         raise MessageRejected(
-            "schema_version", f"{version[:80]!r} is not a version this service reads ({SCHEMA_NAME}/{SCHEMA_MAJOR}.x.y)"
+            "schema_version", f"{version[:80]!r} is not a version this service reads ({schema}/{major}.x.y)"
         )
+
+
+def check_owner(msg: Message, account_id: str, currency: str) -> None:
+    """A message on ``balance_events`` is keyed by its own account (so its shard owns it) and in USD."""
+    key = (msg.key() or b"").decode("utf-8", "replace")
+    if key and key != account_id:
+        raise MessageRejected("account_id", f"{account_id!r} does not match the message key {key!r}")
+    if currency != "USD":
+        raise MessageRejected("currency", f"only USD accounts are swept, got {currency}")
 
 
 # -- 3. known accounts ------------------------------------------------------------------------

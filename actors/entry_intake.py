@@ -14,7 +14,6 @@ content (``conflict``).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Container, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,7 +24,7 @@ from confluent_kafka import Message
 
 from actors import kafka_clients
 from actors.account_state import Outcome, entry_future_dated
-from actors.batch_plan import MAX_EVENT_BYTES, Rejected, header_list, message_bytes
+from actors.batch_plan import Rejected, check_envelope, check_owner, header_list
 from schemas.catalog import VERSIONS
 from schemas.errors import MessageRejected, decode_with_source
 from schemas.statement_entry import StatementEntry
@@ -69,19 +68,9 @@ def split(msgs: Sequence[Message]) -> tuple[list[Message], list[IncomingEntry], 
 
 
 def _entry(msg: Message) -> IncomingEntry:
-    size = message_bytes(msg)
-    if size > MAX_EVENT_BYTES:
-        raise MessageRejected("$", f"message is {size} bytes; a statement entry may be at most {MAX_EVENT_BYTES}")
-    version = kafka_clients.header_map(header_list(msg)).get("schema_version") or ""
-    if not re.fullmatch(rf"{ENTRY_SCHEMA}/{ENTRY_MAJOR}\.\d+\.\d+", version):
-        raise MessageRejected("schema_version", f"{version[:80]!r} is not a version this service reads "
-                                                f"({ENTRY_SCHEMA}/{ENTRY_MAJOR}.x.y)")
+    check_envelope(msg, ENTRY_SCHEMA, ENTRY_MAJOR, "a statement entry")
     entry, source = decode_with_source(StatementEntry, msg.value() or b"")
-    key = (msg.key() or b"").decode("utf-8", "replace")
-    if key and key != entry.account_id:
-        raise MessageRejected("account_id", f"{entry.account_id!r} does not match the message key {key!r}")
-    if entry.currency != "USD":
-        raise MessageRejected("currency", f"only USD accounts are swept, got {entry.currency}")
+    check_owner(msg, entry.account_id, entry.currency)
     trace = entry.trace_id or kafka_clients.header_map(msg.headers()).get("trace_id") or new_trace_id()
     return IncomingEntry(msg, entry, source, trace)
 
