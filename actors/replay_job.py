@@ -124,18 +124,6 @@ def plot(results: Sequence[VariantResult], path: str | Path) -> Path:
     return target
 
 
-def text_progress(stream: Any) -> Progress:
-    def show(done: int, total: int) -> None:
-        width = 30
-        filled = width * done // max(total, 1)
-        stream.write(f"\rreplay [{'#' * filled}{'.' * (width - filled)}] {done}/{total} policies")
-        if done >= total:
-            stream.write("\n")
-        stream.flush()
-
-    return show
-
-
 # -- jobs (POST /risk/replay) -------------------------------------------------------------------
 class ReplayJobs:
     """Replay jobs run one at a time beside the caller, polled by id: queued | running | done (with

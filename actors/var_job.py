@@ -151,15 +151,3 @@ def push_forecasts(rows: Sequence[ForecastRow], shards: int) -> int:
     """Every shard gets every forecast; a shard keeps those of the accounts it holds."""
     handles = [ray.get_actor(shard_name(i), namespace=NAMESPACE) for i in range(shards)]
     return sum(ray.get([h.set_forecasts.remote(list(rows)) for h in handles], timeout=60))
-
-
-def text_progress(stream: Any) -> Callable[[int, int], None]:
-    def show(done: int, total: int) -> None:
-        width = 30
-        filled = width * done // max(total, 1)
-        stream.write(f"\rVaR recompute [{'#' * filled}{'.' * (width - filled)}] {done}/{total} accounts")
-        if done >= total:
-            stream.write("\n")
-        stream.flush()
-
-    return show

@@ -210,10 +210,11 @@ def _replay(args: argparse.Namespace) -> int:
     import ray
 
     from actors.replay import parse_grid, parse_rates, parse_sets, variants
-    from actors.replay_job import ReplaySpec, run, summary, text_progress
+    from actors.replay_job import ReplaySpec, run, summary
     from actors.settlement import Terms
     from serve_app.cli.stack_fallback import open_pool, ray_part, resolve, unreachable
     from treasury.actor_names import NAMESPACE
+    from treasury.progress import text_progress
     from treasury.settings import policy_from_env
 
     if args.end < args.start:
@@ -232,7 +233,8 @@ def _replay(args: argparse.Namespace) -> int:
     async def go() -> int:
         pool = await open_pool(where, max_size=2)
         try:
-            results = await run(pool, spec, on_ray=on_ray, progress=text_progress(sys.stderr), png=args.png)
+            results = await run(pool, spec, on_ray=on_ray, progress=text_progress(sys.stderr, "replay", "policies"),
+                                png=args.png)
         finally:
             await pool.close()
         print(json.dumps(summary(results, spec)))
@@ -506,9 +508,10 @@ def _var_recompute(args: argparse.Namespace) -> int:
     """Runs on the Ray cluster in RAY_ADDRESS (or a local one); pushes to shards when they run."""
     import ray
 
-    from actors.var_job import recompute, text_progress
+    from actors.var_job import recompute
     from serve_app.cli.stack_fallback import open_pool, ray_part, resolve, unreachable
     from treasury.actor_names import NAMESPACE, shard_name
+    from treasury.progress import text_progress
 
     where = resolve()
     settings = where.settings
@@ -527,7 +530,7 @@ def _var_recompute(args: argparse.Namespace) -> int:
         try:
             summary = await recompute(pool, source=args.source, window=args.window, confidence=args.confidence,
                                       accounts=args.accounts, workers=args.workers, shards=shards,
-                                      progress=text_progress(sys.stderr))
+                                      progress=text_progress(sys.stderr, "VaR recompute", "accounts"))
         finally:
             await pool.close()
         print(json.dumps(summary.as_dict()))
