@@ -327,7 +327,8 @@ async def test_recomputed_var_above_the_limit_turns_the_next_order_into_fed_rrp(
               for d in range(40)]
     await balances.insert_batch(pool, closes)
     summary = await recompute(pool, accounts=[a.account_id], workers=2, shards=system.settings.shards)
-    assert summary.as_dict() == {"accounts": 1, "with_var": 1, "short_history": 1, "pushed": 1}
+    # the recompute also forecasts the account's outflows from the same ledger (issue 17)
+    assert summary.as_dict() == {"accounts": 1, "with_var": 1, "short_history": 1, "pushed": 1, "forecasts": 1}
     stored = (await var_results.latest(pool, [a.account_id]))[a.account_id]
     assert (stored.var_usd, stored.es_usd, stored.days) == (Decimal("300000.0000"), Decimal("300000.0000"), 39)
     # stored against the newest balance (10,000,000) by the rule the decisions use: 300 bps
@@ -360,7 +361,8 @@ async def test_var_recompute_jobs_over_rest(system: System, client: httpx.AsyncC
         return job if job["status"] in ("done", "failed") else None
 
     job = await wait_for(finished, what="VaR job")
-    assert job["status"] == "done" and job["counts"] == {"accounts": 1, "with_var": 1, "short_history": 1, "pushed": 0}
+    assert job["status"] == "done"
+    assert job["counts"] == {"accounts": 1, "with_var": 1, "short_history": 1, "pushed": 0, "forecasts": 1}
     # flows -1,000 x (2d - 1) for d = 1..11: the worst of 11 days is -21,000
     assert (await var_results.latest(pool, [a.account_id]))[a.account_id].var_usd == Decimal("21000.0000")
     assert (await client.get("/risk/var/recompute/nope")).status_code == 404
