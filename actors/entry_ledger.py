@@ -78,24 +78,30 @@ async def apply(conn: asyncpg.Connection, rows: Sequence[EntryRow], terms: Terms
         by_account: dict[str, list[StatementEntry]] = defaultdict(list)
         for entry in first.values():
             by_account[entry.account_id].append(entry)
+        books = await _books(conn, list(by_account),
+                             ledger_forms([ref for e in first.values() for ref in e.order_references]))
         for account_id, new in by_account.items():
-            book = await _book(conn, account_id, ledger_forms([ref for e in new for ref in e.order_references]))
-            actions = plan_entries(new, book, terms)
+            actions = plan_entries(new, books[account_id], terms)
             for action in actions:
                 await _record(conn, action)
             out.actions.extend(actions)
     return out
 
 
-async def _book(conn: asyncpg.Connection, account_id: str, refs: Sequence[str]) -> Book:
-    orders, investments = await entries.book_rows(conn, account_id, refs)
-    return Book(
-        orders={r["order_id"]: OrderCandidate(r["order_id"], r["account_id"], r["amount_usd"], OrderStatus(r["status"]),
-                                              r["created_ts"], r["product"], int(r["ladder"]) if r["ladder"] else None)
-                for r in orders},
-        investments={r["order_id"]: InvestmentCandidate(r["order_id"], r["account_id"], r["principal_usd"],
-                                                        r["value_date"], r["maturity_date"]) for r in investments},
-    )
+async def _books(conn: asyncpg.Connection, account_ids: Sequence[str], refs: Sequence[str]) -> dict[str, Book]:
+    """Each account's book, read for the whole batch at once (``storage.entries.book_rows``)."""
+    if not account_ids:
+        return {}
+    orders, investments = await entries.book_rows(conn, account_ids, refs)
+    books = {account_id: Book() for account_id in account_ids}
+    for r in orders:
+        books.setdefault(r["account_id"], Book()).orders[r["order_id"]] = OrderCandidate(
+            r["order_id"], r["account_id"], r["amount_usd"], OrderStatus(r["status"]), r["created_ts"], r["product"],
+            int(r["ladder"]) if r["ladder"] else None)
+    for r in investments:
+        books.setdefault(r["account_id"], Book()).investments[r["order_id"]] = InvestmentCandidate(
+            r["order_id"], r["account_id"], r["principal_usd"], r["value_date"], r["maturity_date"])
+    return books
 
 
 async def _record(conn: asyncpg.Connection, action: Action) -> None:

@@ -97,25 +97,26 @@ async def promote(conn: asyncpg.Connection, entry: StatementEntry) -> bool:
     return changed is not None
 
 
-async def book_rows(conn: asyncpg.Connection, account_id: str,
+async def book_rows(conn: asyncpg.Connection, account_ids: Sequence[str],
                     refs: Sequence[str]) -> tuple[list[asyncpg.Record], list[asyncpg.Record]]:
-    """The account's settleable orders, the orders its entries name (``refs``: order ids in the
-    ledger's form; any status, to explain a break) and its open investments, locked until the
-    transaction ends."""
+    """The accounts' settleable orders, the orders their entries name (``refs``: order ids in the
+    ledger's form; any status, to explain a break) and their open investments, locked until the
+    transaction ends. Two statements for a whole batch, however many accounts its statement names."""
     orders = await conn.fetch(
         """
         SELECT order_id, account_id, amount_usd, status, created_ts, product, decision->>'ladder_days' AS ladder
         FROM sweep_order
-        WHERE id IN (SELECT id FROM sweep_order WHERE account_id = $1 AND status IN ('SENT', 'ACK')
-                     UNION SELECT id FROM sweep_order WHERE order_id = ANY($2::varchar[]) AND account_id = $1)
+        WHERE id IN (SELECT id FROM sweep_order WHERE account_id = ANY($1::varchar[]) AND status IN ('SENT', 'ACK')
+                     UNION SELECT id FROM sweep_order WHERE order_id = ANY($2::varchar[])
+                                                        AND account_id = ANY($1::varchar[]))
         ORDER BY id FOR UPDATE
         """,
-        account_id, list(refs),
+        list(account_ids), list(refs),
     )
     investments = await conn.fetch(
         "SELECT order_id, account_id, principal_usd, value_date, maturity_date FROM investment"
-        " WHERE account_id = $1 AND status = 'OPEN' ORDER BY id FOR UPDATE",
-        account_id,
+        " WHERE account_id = ANY($1::varchar[]) AND status = 'OPEN' ORDER BY id FOR UPDATE",
+        list(account_ids),
     )
     return list(orders), list(investments)
 
