@@ -17,7 +17,7 @@ from serve_app.rest import errors
 from serve_app.rest.backend import Backend, RiskJobs, ShardLookup
 from serve_app.rest.errors import error
 from serve_app.rest.openapi import RequestBodies
-from serve_app.rest.routes import accounts, balances, book, docs_ui, ops, orders, risk
+from serve_app.rest.routes import accounts, balances, book, console, docs_ui, ops, orders, risk
 from serve_app.rest.routes.balances import MAX_BODY_BYTES
 from serve_app.rest.routes.orders import decode_cursor, encode_cursor
 from serve_app.rest.routes.risk import RecomputeRequest
@@ -55,5 +55,6 @@ def build_app(backend: Backend) -> FastAPI:
     app.include_router(book.router(backend))
     app.include_router(risk.router(backend, bodies))
     app.include_router(docs_ui.router(app))
+    app.include_router(console.router(backend, bodies))  # /console and the reads it needs
     bodies.install(app)
     return app
