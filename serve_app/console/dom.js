@@ -1,5 +1,5 @@
 // Building the page without markup strings: every text is a text node (textContent), never HTML.
-// The page's policy requires Trusted Types with no policy at all, so an innerHTML of a string would
+// The page's policy requires Trusted Types with no policy at all, so assigning a string as markup would
 // throw: data can only ever be shown as text.
 "use strict";
 

@@ -77,7 +77,7 @@ def client() -> Client:
     return Client()
 
 
-@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+@pytest.mark.parametrize("page", ["/docs", "/redoc", "/console"])  # the console too (tests/unit/test_console.py)
 async def test_the_page_names_no_external_host_and_every_file_is_served(client: Client, page: str) -> None:
     answer = await client.get(page)
     assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/html")
@@ -93,7 +93,7 @@ async def test_the_page_names_no_external_host_and_every_file_is_served(client: 
         assert asset.status_code == 200, url
         kind = expected[url[url.rindex("."):]]
         assert asset.headers["content-type"].startswith(kind), (url, asset.headers["content-type"])
-        if "/static/docs/" in url:
+        if "/static/docs/" in url or "/console/" in url:
             assert asset.headers["x-content-type-options"] == "nosniff", url
 
 

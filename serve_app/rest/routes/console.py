@@ -369,14 +369,20 @@ def router(backend: Backend, bodies: RequestBodies) -> APIRouter:
 
 def backtest_payload(account_id: str, dates: Sequence[str], flows: Sequence[float], window: int,
                      confidence: float) -> dict[str, Any]:
-    """The plot's series and the report, JSON-safe (no NaN: a day without a forecast has ``var_usd`` null)."""
-    forecast: list[float] = var_forecasts(flows, window, confidence).tolist() if flows else []
+    """The plot's series and the report, JSON-safe (no NaN: a day without a forecast has ``var_usd`` null).
+
+    A history no longer than the window (the demo seeds about 180 closes; VAR_WINDOW_DAYS is 250) would
+    have no forecast at all, so it is tested with a window of half its days instead (at least 2), as
+    the shards use what history there is; ``window`` says the one used, ``window_asked`` the one asked.
+    """
+    used = window if len(flows) > window else max(2, len(flows) // 2)
+    forecast: list[float] = var_forecasts(flows, used, confidence).tolist() if flows else []
     days = [{"date": d, "flow_usd": f, "var_usd": None if v != v else float(v),  # NaN != NaN
              "exception": v == v and -f > v} for d, f, v in zip(dates, flows, forecast, strict=True)]
-    body: dict[str, Any] = {"account_id": account_id, "window": window, "confidence": confidence, "days": days,
-                            "report": None}
+    body: dict[str, Any] = {"account_id": account_id, "window": used, "window_asked": window,
+                            "confidence": confidence, "days": days, "report": None}
     if any(d["var_usd"] is not None for d in days):
-        r = backtest(flows, forecast, confidence, window=window, account_id=account_id)
+        r = backtest(flows, forecast, confidence, window=used, account_id=account_id)
         body["report"] = {"observations": r.observations, "exceptions": r.exceptions,
                           "expected_exceptions": round(r.expected_exceptions, 4), "p_pof": r.p_pof,
                           "p_ind": r.p_ind, "p_cc": r.p_cc, "zone": r.zone}
