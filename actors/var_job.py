@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -24,12 +24,12 @@ import ray
 from actors.policy import observed_var_bps
 from risk.forecast import WEEKS, forecast_table
 from risk.history import FlowHistory, build_matrix, load_history
-from risk.kernels import var_and_es
+from risk.kernels import VarEs, var_and_es
 from risk.pool import DEFAULT_CHUNK_ROWS, VarPool
-from storage import balances, forecasts, var_results
+from storage import forecasts, var_results
 from storage.db import Executor
 from storage.forecasts import ForecastRow
-from storage.history import closing_flows
+from storage.history import closing_flows, window_flows
 from storage.var_results import VarResult
 from treasury import business_calendar
 from treasury.actor_names import NAMESPACE, shard_name
@@ -58,7 +58,10 @@ class RecomputeSummary:
 
 async def load(db: Executor, source: str | Path, window: int, accounts: Sequence[str] | None) -> FlowHistory:
     if str(source) == "postgres":
-        return build_matrix(await closing_flows(db, accounts), window)
+        fast = await window_flows(db, window, accounts)
+        if fast is not None:
+            return FlowHistory(fast.account_ids, fast.flows, fast.days, fast.last_date)
+        return build_matrix(await closing_flows(db, accounts), window)  # balances beyond int8 arithmetic
     history = load_history(source, window)
     if accounts is None:
         return history
@@ -96,12 +99,8 @@ async def recompute(
     else:
         result = await asyncio.to_thread(VarPool(workers).compute, history.flows, confidence, 1,
                                          DEFAULT_CHUNK_ROWS, progress)
-    available = await balances.latest_positions(db, history.account_ids)
-    rows = [
-        _row(account, history.last_date[i], window, confidence, int(result.days[i]), result.var[i], result.es[i],
-             available.get(account))
-        for i, account in enumerate(history.account_ids)
-    ]
+    available = await var_results.latest_available(db, history.account_ids)
+    rows = _rows(history, window, confidence, result, available)
     await var_results.upsert_many(db, rows)
     pushed = await asyncio.to_thread(push_to_shards, rows, shards) if shards else 0
     with_var = sum(r.var_usd is not None for r in rows)
@@ -126,6 +125,16 @@ async def recompute_forecasts(db: Executor, accounts: Sequence[str] | None, shar
     if shards and rows:
         await asyncio.to_thread(push_forecasts, rows, shards)
     return len(rows)
+
+
+def _rows(history: FlowHistory, window: int, confidence: float, result: VarEs,
+          available: Mapping[str, Any]) -> list[VarResult]:
+    """One result per account of the matrix; ``available``: each account's newest position."""
+    return [
+        _row(account, history.last_date[i], window, confidence, int(result.days[i]), result.var[i], result.es[i],
+             available.get(account))
+        for i, account in enumerate(history.account_ids)
+    ]
 
 
 def _row(account: str, last: Any, window: int, confidence: float, days: int, var: float, es: float,

@@ -1,0 +1,104 @@
+"""The VaR recompute's window read (storage.history.window_flows) against the exact-decimal read.
+
+``window_flows`` reads each account's last ``window + 1`` closes by binary COPY and does the
+operating-flow arithmetic in integers; these ledgers have the awkward cases (two closes on one
+day, gaps with own transfers in them, transfers before the window and after the last close,
+one-close accounts, short histories, cents that do not survive float) and the matrix must be
+bit-identical to ``build_matrix(closing_flows(...))``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+import asyncpg
+import numpy as np
+import pytest
+
+from actors.var_job import FORECAST_LOOKBACK_DAYS, load
+from risk.forecast import forecast_table
+from risk.history import build_matrix
+from storage import forecasts
+from storage.history import closing_flows, window_flows
+from treasury import business_calendar
+
+DAY0 = date(2026, 1, 5)
+
+
+async def _ledger(pool: asyncpg.Pool, prefix: str) -> list[str]:
+    rng = np.random.default_rng(7)
+    ids = [f"{prefix}-{i}" for i in range(6)]
+    await pool.executemany("INSERT INTO account (account_id) VALUES ($1)", [(a,) for a in ids])
+    closes: list[tuple[str, str, datetime, Decimal]] = []
+    entries: list[tuple[str, str, str, Decimal, date, str, str]] = []
+    for n, account in enumerate(ids):
+        days = [0] if n == 0 else list(range(0, 40 if n != 3 else 6))
+        if n == 1:
+            days = list(range(160))  # longer than the forecast's lookback
+        if n == 5:
+            days = list(range(0, 200, 3))  # longer, and sparse
+        if n == 2:
+            days = [d for d in days if d % 7 not in (5, 6)]  # weekends: gaps
+        for d in days:
+            at = datetime(2026, 1, 5, 21, tzinfo=UTC) + timedelta(days=d)
+            value = Decimal(int(rng.integers(-10**9, 10**9))) / Decimal(10**4)
+            closes.append((account, f"c{d}", at, value))
+            if n == 4 and d % 5 == 0:  # a corrected close later the same day: the later one counts
+                closes.append((account, f"c{d}b", at + timedelta(hours=1), value + Decimal("0.0001")))
+        for d in (1, 3, 5, 6, 12, 25, 39, 45):  # 45: after the last close, never counted
+            amount = Decimal(int(rng.integers(1, 10**12))) / Decimal(10**6)
+            entries.append((account, f"s{d}", "DBIT" if d % 2 else "CRDT", amount, DAY0 + timedelta(days=d),
+                            "SWEEP" if d % 2 else "MATURITY", f"{account}-o{d}"))
+    await pool.executemany(
+        "INSERT INTO balance (account_id, event_id, as_of_ts, kind, balance_code, avail_usd, booked_usd, currency,"
+        " applied, decided_ts, raw_event) VALUES ($1, $2, $3, 'PRIOR_DAY', 'CLBD', $4, $4, 'USD', true, $3, '{}')",
+        closes)
+    await pool.executemany(
+        "INSERT INTO statement_entry (account_id, entry_id, direction, status, amount_usd, currency, booking_date,"
+        " own_transfer, order_id, content_sha256, raw_entry)"
+        " VALUES ($1, $2, $3, 'BOOK', $4, 'USD', $5, $6, $7, repeat('0', 64), '{}')",
+        entries)
+    return ids
+
+
+async def test_window_read_is_bit_identical_to_the_decimal_read(pool: asyncpg.Pool) -> None:
+    ids = await _ledger(pool, f"W{uuid.uuid4().hex[:8]}")
+    for window in (1, 5, 30, 39, 60, 250):
+        exact = build_matrix(await closing_flows(pool, ids), window)
+        fast = await window_flows(pool, window, ids)
+        assert fast is not None
+        assert fast.account_ids == exact.account_ids == ids[1:]  # one close: no change, no row
+        assert fast.flows.shape == exact.flows.shape
+        assert np.array_equal(fast.flows, exact.flows, equal_nan=True)
+        assert np.array_equal(fast.days, exact.days)
+        assert np.array_equal(fast.last_date, exact.last_date)
+        loaded = await load(pool, "postgres", window, ids)
+        assert np.array_equal(loaded.flows, exact.flows, equal_nan=True)
+
+
+async def test_accounts_unknown_or_without_closes_are_left_out(pool: asyncpg.Pool) -> None:
+    ids = await _ledger(pool, f"W{uuid.uuid4().hex[:8]}")
+    fast = await window_flows(pool, 10, [ids[2], "no-such-account", ids[0]])
+    assert fast is not None and fast.account_ids == [ids[2]]
+    empty = await window_flows(pool, 10, [])
+    assert empty is not None and empty.flows.shape == (0, 10)
+
+
+async def test_forecast_history_cut_to_the_lookback_forecasts_as_the_whole_history(
+        pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch) -> None:
+    ids = await _ledger(pool, f"W{uuid.uuid4().hex[:8]}")
+    calendar = business_calendar.active()
+    for lookback in (FORECAST_LOOKBACK_DAYS, 120):  # the forecast's window (91 days) and the closed days after
+        fast, through = await forecasts.outflow_history(pool, ids, lookback)
+        with monkeypatch.context() as patched:
+            patched.setattr(forecasts, "recent_flows", _none)
+            whole, through_whole = await forecasts.outflow_history(pool, ids, lookback)
+        assert through == through_whole
+        for_dates = {a: calendar.next_business_day(d) for a, d in through.items()}
+        assert forecast_table(fast, for_dates, calendar) == forecast_table(whole, for_dates, calendar)
+
+
+async def _none(*args: object) -> None:
+    return None
