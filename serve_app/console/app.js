@@ -60,7 +60,8 @@ function start() {
     return;
   }
   const expired = c.exp && c.exp.getTime() < Date.now();
-  who.replaceChildren(
+  // One wrapper built by h(), which skips absent children (replaceChildren would print "null").
+  who.replaceChildren(h("span", { class: "who" },
     h("span", { id: "subject" }, c.sub), " ",
     h("span", { id: "scopes", class: "scopes" }, [...c.scopes].join(" ") || "(no scope)"),
     expired ? h("span", { class: "expired" }, " token expired") : null, " ",
@@ -68,7 +69,7 @@ function start() {
       signOut();
       location.hash = "";
       start();
-    }));
+    })));
   const views = VIEWS.filter((v) => allowed(v, c.scopes));
   if (views.length === 0) {
     main.replaceChildren(message("error", "This token has no scope the console can use."));

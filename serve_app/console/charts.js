@@ -45,10 +45,11 @@ function frame(title, yLo, yHi, yFormat) {
   return { root, y };
 }
 
-function legend(root, labels) {
+function legend(root, labels, colors) {
   labels.forEach((label, i) => {
     const x = PAD.left + 8 + i * 150;
-    root.append(s("rect", { x, y: 4, width: 10, height: 10, fill: PALETTE[i % PALETTE.length] }));
+    const fill = (colors && colors[i]) || PALETTE[i % PALETTE.length];
+    root.append(s("rect", { x, y: 4, width: 10, height: 10, fill }));
     root.append(s("text", { x: x + 14, y: 13, class: "legend" }, label));
   });
 }
@@ -69,9 +70,10 @@ export function lineChart(series, opts = {}) {
   const xFormat = opts.xFormat || ((v) => String(v));
   const { root, y } = frame(title, yLo, yHi, yFormat);
   const x = (v) => PAD.left + (W - PAD.left - PAD.right) * ((v - xLo) / (xHi - xLo));
-  for (const t of ticks(xLo, xHi, 4)) {
-    root.append(s("text", { x: x(t), y: H - 12, "text-anchor": "middle", class: "tick" }, xFormat(t)));
-  }
+  ticks(xLo, xHi, 4).forEach((t, i, all) => {
+    const anchor = i === 0 ? "start" : i === all.length - 1 ? "end" : "middle"; // the ends stay inside
+    root.append(s("text", { x: x(t), y: H - 12, "text-anchor": anchor, class: "tick" }, xFormat(t)));
+  });
   series.forEach((one, i) => {
     const color = PALETTE[i % PALETTE.length];
     const pts = one.points.filter((p) => Number.isFinite(p[1]));
@@ -88,7 +90,8 @@ export function lineChart(series, opts = {}) {
     root.append(s("path", { d: `M${cx - 4},${cy - 4} L${cx + 4},${cy + 4} M${cx - 4},${cy + 4} L${cx + 4},${cy - 4}`,
       stroke: "#000", "stroke-width": 1.5, class: "marker" }));
   }
-  legend(root, series.map((one) => one.label).concat(marks.length ? ["exception (x)"] : []));
+  const colors = series.map((_, i) => PALETTE[i % PALETTE.length]).concat(marks.length ? ["#000"] : []);
+  legend(root, series.map((one) => one.label).concat(marks.length ? ["exception (x)"] : []), colors);
   return root;
 }
 

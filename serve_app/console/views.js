@@ -79,7 +79,7 @@ async function orderDetail(panel, listed) {
     h("h4", null, "Decision"),
     decisionFacts(listed.decision),
   ];
-  if (Array.isArray(o.approvals)) {
+  if (Array.isArray(o.approvals) && o.approvals.length > 0) {
     parts.push(h("h4", null, "Approvals"),
       table(["by", "at", "comment"], o.approvals.map((a) => [a.subject, when(a.ts), a.comment ?? ""])));
   }
@@ -123,15 +123,17 @@ export async function approvals(node, ctx) {
   const list = h("div");
   async function act(order, verb, comment) {
     const answer = await call("POST", `/sweep-intent/${enc(order.order_id)}/${verb}`, { comment: comment || null });
+    let said;
     if (!answer.ok) {
-      note.replaceChildren(message("error", `${verb} ${order.order_id}: ${reason(answer)}`));
+      said = message("error", `${verb} ${order.order_id}: ${reason(answer)}`);
     } else {
       const b = answer.body;
       const text = `${order.order_id}: ${b.status}${b.changed ? "" : " (unchanged)"}${b.reason ? ": " + b.reason : ""}`
         + ` - ${(b.approvals || []).length} approval(s)`;
-      note.replaceChildren(message(b.changed ? "ok" : "info", text));
+      said = message(b.changed ? "ok" : "info", text);
     }
-    await refresh();
+    await refresh(); // the queue first, then the verdict: what the message says is already on screen
+    note.replaceChildren(said);
   }
   async function refresh() {
     const answer = await call("GET", "/approvals");

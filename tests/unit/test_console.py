@@ -69,7 +69,8 @@ async def post(url: str, body: Any, backend: Any, **kw: Any) -> httpx.Response:
 
 
 def directives(policy: str) -> dict[str, str]:
-    return dict((d.strip().split(" ", 1) + [""])[:2] for d in policy.split(";"))  # type: ignore[misc]
+    pairs = [d.strip().partition(" ") for d in policy.split(";")]
+    return {name: value for name, _, value in pairs}
 
 
 @pytest.mark.parametrize("url", ["/console", "/console/", *[f"/console/{name}" for name in console.ASSETS]])
@@ -176,8 +177,9 @@ def test_own_series_merge_every_shard() -> None:
 
 
 def test_prometheus_matrix_becomes_series_named_by_product() -> None:
-    result = [{"metric": {"product": "FED_RRP"}, "values": [[1.0, "3"], [2.0, "NaN"], [3.0, "4.5"]]},
-              {"metric": {}, "values": [[1.0, "0.2"]]}]
+    result: list[dict[str, Any]] = [
+        {"metric": {"product": "FED_RRP"}, "values": [[1.0, "3"], [2.0, "NaN"], [3.0, "4.5"]]},
+        {"metric": {}, "values": [[1.0, "0.2"]]}]
     assert console.prometheus_points(result, "p50") == [
         {"label": "FED_RRP", "points": [[1.0, 3.0], [3.0, 4.5]]}, {"label": "p50", "points": [[1.0, 0.2]]}]
 
