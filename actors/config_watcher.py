@@ -17,7 +17,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import httpx
@@ -32,11 +32,19 @@ from treasury.live_config import KvFormatError, LiveConfig, Verdict, next_index,
 from treasury.logs import configure_logging
 from treasury.metrics import ShardMetrics
 from treasury.settings import PolicyConfig, RuntimeSettings, policy_from_mapping
+from treasury.tls import client_context
 from treasury.topics import ORCH_CONFIG_UPDATES
 
 log = logging.getLogger("treasury.config")
 WAIT_S = 10.0  # blocking-query wait: short enough that a stop is noticed quickly
 RETRY_S = 1.0
+
+
+def consul_tls(settings: RuntimeSettings) -> dict[str, Any]:
+    """httpx's TLS options for Consul's HTTPS API: its CA, and our certificate when it verifies clients."""
+    if settings.consul_cacert is None and settings.consul_client_cert is None:
+        return {}
+    return {"verify": client_context(settings.consul_cacert, settings.consul_client_cert, settings.consul_client_key)}
 
 
 def base_url(consul_http_addr: str) -> str:
@@ -160,13 +168,14 @@ class ConfigWatcher:
     """Blocking queries on the KV prefix -> validation -> one ConfigUpdate per accepted version."""
 
     def __init__(self, consul_http_addr: str, prefix: str, bootstrap: str, base: PolicyConfig,
-                 producer: Producer | None = None, wait_s: float = WAIT_S) -> None:
+                 producer: Producer | None = None, wait_s: float = WAIT_S,
+                 tls: Mapping[str, Any] | None = None) -> None:
         self._url = f"{base_url(consul_http_addr)}/v1/kv/{prefix}"
         self._prefix = prefix
         self._bootstrap = bootstrap
         self._producer = producer or kafka_clients.producer(bootstrap, **{"linger.ms": 0})
         self._wait_s = wait_s
-        self._http = httpx.AsyncClient(timeout=httpx.Timeout(wait_s + 10.0, connect=5.0))
+        self._http = httpx.AsyncClient(timeout=httpx.Timeout(wait_s + 10.0, connect=5.0), **(tls or {}))
         self._index = 0
         self.live = LiveConfig(base)
         self.errors = 0
@@ -244,7 +253,7 @@ class ConfigWatcherActor:
         configure_logging()
         assert settings.consul_http_addr, "the watcher runs only with CONSUL_HTTP_ADDR set"
         self._core = ConfigWatcher(settings.consul_http_addr, settings.consul_kv_prefix, settings.kafka_bootstrap,
-                                   policy_from_mapping(base))
+                                   policy_from_mapping(base), tls=consul_tls(settings))
         self._started = asyncio.Event()
         self._stop = asyncio.Event()
         self._running = False

@@ -11,6 +11,7 @@ import asyncio
 import functools
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -38,8 +39,25 @@ _COORDINATOR_ERRORS = {
 }
 
 
+SECURITY_SETTINGS = {
+    "KAFKA_SECURITY_PROTOCOL": "security.protocol",
+    "KAFKA_SSL_CA_LOCATION": "ssl.ca.location",
+    "KAFKA_SSL_CERTIFICATE_LOCATION": "ssl.certificate.location",
+    "KAFKA_SSL_KEY_LOCATION": "ssl.key.location",
+}
+"""The settings (RuntimeSettings, docs/configuration.md) that become librdkafka's TLS configuration."""
+
+
+def security(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """librdkafka's TLS settings from this process's environment, where RuntimeSettings.as_env puts them
+    for every actor and replica: read here, so that no client of ours can be made without them."""
+    env = os.environ if environ is None else environ
+    return {conf: env[key] for key, conf in SECURITY_SETTINGS.items() if env.get(key)}
+
+
 def producer(bootstrap: str, **overrides: Any) -> Producer:
     config: dict[str, Any] = {
+        **security(),
         "bootstrap.servers": bootstrap,
         "enable.idempotence": True,
         "acks": "all",
@@ -54,6 +72,7 @@ def producer(bootstrap: str, **overrides: Any) -> Producer:
 
 def consumer(bootstrap: str, group: str = CONSUMER_GROUP, **overrides: Any) -> Consumer:
     config: dict[str, Any] = {
+        **security(),
         "bootstrap.servers": bootstrap,
         "group.id": group,
         "enable.auto.commit": False,
@@ -193,7 +212,7 @@ def _settle(done: asyncio.Future[Message], err: KafkaError | None, msg: Message)
 
 
 def high_watermarks(bootstrap: str, topic: str, timeout: float = 30.0) -> dict[int, int]:
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "treasury-watermarks"})
+    c = Consumer({**security(), "bootstrap.servers": bootstrap, "group.id": "treasury-watermarks"})
     try:
         parts = c.list_topics(topic, timeout=10).topics[topic].partitions
 

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from devstack.certs import APP, StackCerts
 from devstack.common import (
     LOOPBACK,
     InfraError,
@@ -71,9 +72,9 @@ def paths(home: Path) -> ConsulPaths:
     return ConsulPaths(root=root, config=root / "agent.json", data=root / "data", log=root / "consul.log")
 
 
-def http_addr(port: int) -> str:
+def http_addr(port: int, tls: bool = False) -> str:
     """The value of CONSUL_HTTP_ADDR (what the consul CLI and our watcher read)."""
-    return f"http://{LOOPBACK}:{port}"
+    return f"{'https' if tls else 'http'}://{LOOPBACK}:{port}"
 
 
 # ------------------------------------------------------------------------------------------- build
@@ -187,13 +188,14 @@ def _build(cache: Path) -> None:
 # ------------------------------------------------------------------------------------------- agent
 
 
-def render_config(ports: ConsulPorts, data_dir: Path) -> str:
+def render_config(ports: ConsulPorts, data_dir: Path, certs: StackCerts | None = None) -> str:
     """The agent's JSON config: loopback only, our ports, and nothing that phones home.
 
-    DNS, gRPC and HTTPS are switched off: the watcher speaks HTTP only, and every listener left on
-    is a port that could collide with another helper's agent on this machine.
+    DNS and gRPC are switched off, and HTTPS too unless ``certs``: then the API port serves HTTPS
+    only (TLS 1.3, a client certificate from the stack's CA required) and plain HTTP is off. Every
+    listener left on is a port that could collide with another helper's agent on this machine.
     """
-    config = {
+    config: dict[str, object] = {
         "bind_addr": LOOPBACK,
         "client_addr": LOOPBACK,
         "advertise_addr": LOOPBACK,
@@ -211,6 +213,13 @@ def render_config(ports: ConsulPorts, data_dir: Path) -> str:
             "https": -1,
         },
     }
+    if certs is not None:
+        config["ports"] = {**config["ports"], "http": -1, "https": ports.http}  # type: ignore[dict-item]
+        config["tls"] = {
+            "defaults": {"ca_file": str(certs.ca), "cert_file": str(certs.cert("consul")),
+                         "key_file": str(certs.key("consul")), "verify_incoming": True, "verify_outgoing": True,
+                         "tls_min_version": "TLSv1_3"},
+        }
     return json.dumps(config, indent=2) + "\n"
 
 
@@ -219,11 +228,11 @@ def agent_argv(binary: Path, consul_paths: ConsulPaths) -> list[str]:
     return [str(binary), "agent", "-dev", f"-config-file={consul_paths.config}"]
 
 
-def spawn(binary: Path, consul_paths: ConsulPaths, ports: ConsulPorts) -> int:
+def spawn(binary: Path, consul_paths: ConsulPaths, ports: ConsulPorts, certs: StackCerts | None = None) -> int:
     """Write the config and launch the agent in the background; returns its pid."""
     consul_paths.root.mkdir(parents=True, exist_ok=True)
     consul_paths.data.mkdir(parents=True, exist_ok=True)
-    consul_paths.config.write_text(render_config(ports, consul_paths.data))
+    consul_paths.config.write_text(render_config(ports, consul_paths.data, certs))
     return spawn_daemon(agent_argv(binary, consul_paths), log_path=consul_paths.log, cwd=consul_paths.root)
 
 
@@ -232,17 +241,22 @@ def is_ours(pid: int | None, consul_paths: ConsulPaths) -> bool:
     return pid_matches(pid, "agent", f"-config-file={consul_paths.config}")
 
 
-def answers(port: int, timeout_s: float = 2.0) -> bool:
+def answers(port: int, certs: StackCerts | None = None, timeout_s: float = 2.0) -> bool:
     """True when the agent serves HTTP and has elected itself leader (KV writes work from then on)."""
     import httpx  # here, not at the top: the build entry point runs before the venv exists
 
+    from treasury.tls import client_context
+
+    verify = True if certs is None else client_context(certs.ca, certs.cert(APP), certs.key(APP))
     try:
-        return bool(httpx.get(f"{http_addr(port)}/v1/status/leader", timeout=timeout_s).json())
+        with httpx.Client(timeout=timeout_s, verify=verify) as client:
+            return bool(client.get(f"{http_addr(port, certs is not None)}/v1/status/leader").json())
     except (httpx.HTTPError, ValueError):
         return False
 
 
-def wait_ready(port: int, pid: int, consul_paths: ConsulPaths, timeout_s: float = READY_TIMEOUT_S) -> None:
+def wait_ready(port: int, pid: int, consul_paths: ConsulPaths, certs: StackCerts | None = None,
+               timeout_s: float = READY_TIMEOUT_S) -> None:
     """Block until the agent has a leader, or fail early if its process died."""
     started = time.monotonic()
 
@@ -251,12 +265,13 @@ def wait_ready(port: int, pid: int, consul_paths: ConsulPaths, timeout_s: float 
             raise InfraError(
                 f"Consul (pid {pid}) exited during start; see {consul_paths.log}:\n{tail(consul_paths.log)}"
             )
-        return port_accepts(port) and answers(port)
+        return port_accepts(port) and answers(port, certs)
 
+    address = http_addr(port, certs is not None)
     if not wait_until(ready, timeout_s, first_interval_s=0.1):
-        raise InfraError(f"Consul (pid {pid}) has no leader on {http_addr(port)} after {timeout_s:.0f} s; "
+        raise InfraError(f"Consul (pid {pid}) has no leader on {address} after {timeout_s:.0f} s; "
                          f"see {consul_paths.log}")
-    log(f"consul ready on {http_addr(port)} in {time.monotonic() - started:.1f} s (pid {pid})")
+    log(f"consul ready on {address} in {time.monotonic() - started:.1f} s (pid {pid})")
 
 
 def stop(pid: int | None, consul_paths: ConsulPaths) -> None:

@@ -13,11 +13,12 @@ import hashlib
 import json
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -74,22 +75,35 @@ def bootstrap(port: int) -> str:
 # ------------------------------------------------------------------------------------ configuration
 
 
-def render_server_properties(port: int, controller_port: int, data_dir: Path) -> str:
+@dataclass(frozen=True)
+class KafkaTls:
+    """The broker's side of mutual TLS: its key and certificate (a PKCS#12 keystore, which Java reads
+    without conversion tools) and the CA its clients' certificates must come from (PEM)."""
+
+    keystore: Path
+    keystore_password: str
+    ca: Path
+
+
+def render_server_properties(port: int, controller_port: int, data_dir: Path, tls: KafkaTls | None = None) -> str:
     """server.properties for one process acting as both broker and KRaft controller, on loopback.
 
     Replication factors are 1 because there is one broker; auto-creation is off so that a typo in
     a topic name fails loudly instead of creating a one-partition topic that breaks key routing;
-    the initial rebalance delay is 0 so consumer groups in tests form without a 3 s pause.
+    the initial rebalance delay is 0 so consumer groups in tests form without a 3 s pause. With
+    ``tls`` both listeners (clients and the controller) speak TLS 1.3 only and require a client
+    certificate from the stack's CA; no plaintext listener is left.
     """
+    protocol = "SSL" if tls else "PLAINTEXT"
     settings = {
         "process.roles": "broker,controller",
         "node.id": str(NODE_ID),
         "controller.quorum.voters": f"{NODE_ID}@{LOOPBACK}:{controller_port}",
-        "listeners": f"PLAINTEXT://{LOOPBACK}:{port},CONTROLLER://{LOOPBACK}:{controller_port}",
-        "advertised.listeners": f"PLAINTEXT://{LOOPBACK}:{port}",
-        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "listeners": f"{protocol}://{LOOPBACK}:{port},CONTROLLER://{LOOPBACK}:{controller_port}",
+        "advertised.listeners": f"{protocol}://{LOOPBACK}:{port}",
+        "listener.security.protocol.map": f"{protocol}:{protocol},CONTROLLER:{protocol}",
         "controller.listener.names": "CONTROLLER",
-        "inter.broker.listener.name": "PLAINTEXT",
+        "inter.broker.listener.name": protocol,
         "log.dirs": str(data_dir),
         "num.partitions": "1",
         "default.replication.factor": "1",
@@ -102,6 +116,18 @@ def render_server_properties(port: int, controller_port: int, data_dir: Path) ->
         "group.initial.rebalance.delay.ms": "0",
         "auto.create.topics.enable": "false",
     }
+    if tls:
+        settings |= {
+            "ssl.keystore.type": "PKCS12",
+            "ssl.keystore.location": str(tls.keystore),
+            "ssl.keystore.password": tls.keystore_password,
+            "ssl.key.password": tls.keystore_password,
+            "ssl.truststore.type": "PEM",
+            "ssl.truststore.location": str(tls.ca),
+            "ssl.client.auth": "required",
+            "ssl.enabled.protocols": "TLSv1.3",
+            "ssl.protocol": "TLSv1.3",
+        }
     lines = ["# Written by devstack/kafka.py on every start; edits here are overwritten."]
     lines += [f"{key}={value}" for key, value in settings.items()]
     return "\n".join(lines) + "\n"
@@ -288,9 +314,27 @@ def java_argv(java: str, libs: Path, main_class: str, *args: str, heap: str | No
     return argv
 
 
-def write_properties(kafka_paths: KafkaPaths, port: int, controller_port: int) -> None:
+def write_properties(kafka_paths: KafkaPaths, port: int, controller_port: int, tls: KafkaTls | None = None) -> None:
+    """The broker's properties, readable by their owner alone: with TLS they hold the keystore's password."""
     kafka_paths.root.mkdir(parents=True, exist_ok=True)
-    kafka_paths.properties.write_text(render_server_properties(port, controller_port, kafka_paths.data))
+    fd = os.open(kafka_paths.properties, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(render_server_properties(port, controller_port, kafka_paths.data, tls))
+
+
+def make_keystore(kafka_paths: KafkaPaths, cert: Path, key: Path, ca: Path) -> KafkaTls:
+    """A PKCS#12 keystore of the broker's certificate, under a fresh random password (dev only)."""
+    kafka_paths.root.mkdir(parents=True, exist_ok=True)
+    keystore = kafka_paths.root / "broker.p12"
+    password = secrets.token_urlsafe(18)
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        raise InfraError("openssl not found: it packs the broker's TLS keystore (apt-get install -y openssl)")
+    run_checked([openssl, "pkcs12", "-export", "-in", str(cert), "-inkey", str(key), "-certfile", str(ca),
+                 "-name", "kafka", "-out", str(keystore), "-passout", "env:KAFKA_KEYSTORE_PASSWORD"],
+                what="openssl pkcs12 -export", timeout_s=60, env={**os.environ, "KAFKA_KEYSTORE_PASSWORD": password})
+    keystore.chmod(0o600)
+    return KafkaTls(keystore, password, ca)
 
 
 def format_storage(java: str, libs: Path, kafka_paths: KafkaPaths) -> None:
@@ -318,21 +362,22 @@ def is_ours(pid: int | None, kafka_paths: KafkaPaths) -> bool:
     return pid_matches(pid, "kafka.Kafka", str(kafka_paths.properties))
 
 
-def _admin(bootstrap_servers: str) -> AdminClient:
-    return AdminClient({"bootstrap.servers": bootstrap_servers, "socket.connection.setup.timeout.ms": 2000})
+def _admin(bootstrap_servers: str, security: Mapping[str, str]) -> AdminClient:
+    return AdminClient({**security, "bootstrap.servers": bootstrap_servers, "socket.connection.setup.timeout.ms": 2000})
 
 
-def answers(bootstrap_servers: str, timeout_s: float = 2.0) -> bool:
+def answers(bootstrap_servers: str, security: Mapping[str, str], timeout_s: float = 2.0) -> bool:
     """True when the broker serves metadata with itself registered (what every client needs first)."""
     try:
-        metadata = _admin(bootstrap_servers).list_topics(timeout=timeout_s)
+        metadata = _admin(bootstrap_servers, security).list_topics(timeout=timeout_s)
     except KafkaException:
         return False
     return bool(metadata.brokers)
 
 
 def wait_ready(
-    port: int, pid: int, kafka_paths: KafkaPaths, timeout_s: float = READY_TIMEOUT_S, *, announce: bool = True
+    port: int, pid: int, kafka_paths: KafkaPaths, security: Mapping[str, str], timeout_s: float = READY_TIMEOUT_S,
+    *, announce: bool = True,
 ) -> None:
     """Block until the broker answers an AdminClient, or fail early if its process died."""
     started = time.monotonic()
@@ -342,7 +387,7 @@ def wait_ready(
         if not pid_alive(pid):
             raise InfraError(f"Kafka (pid {pid}) exited during start; see {kafka_paths.log}:\n{tail(kafka_paths.log)}")
         # A TCP probe first: the AdminClient would log a connection-refused line per try until then.
-        return port_accepts(port) and answers(address)
+        return port_accepts(port) and answers(address, security)
 
     if not wait_until(ready, timeout_s, first_interval_s=0.2):
         raise InfraError(f"Kafka (pid {pid}) not answering on {address} after {timeout_s:.0f} s; see {kafka_paths.log}")
@@ -365,14 +410,15 @@ def _create_missing(admin: AdminClient, topics: Iterable[Topic]) -> None:
         log(f"created topic {name}")
 
 
-def ensure_topics(bootstrap_servers: str, topics: Iterable[Topic], timeout_s: float = 30.0) -> None:
+def ensure_topics(bootstrap_servers: str, topics: Iterable[Topic], security: Mapping[str, str],
+                  timeout_s: float = 30.0) -> None:
     """Create the project's topics when missing and wait until every partition has a leader.
 
     Existing topics are left alone: their partition count is only reported when it differs, since
     adding partitions would move keys (accounts) to other partitions.
     """
     wanted = list(topics)
-    admin = _admin(bootstrap_servers)
+    admin = _admin(bootstrap_servers, security)
     existing = admin.list_topics(timeout=10).topics
     for topic in wanted:
         meta = existing.get(topic.name)

@@ -19,7 +19,9 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlencode
 
+from devstack.certs import APP, StackCerts
 from devstack.common import (
     LOOPBACK,
     InfraError,
@@ -37,6 +39,9 @@ SUPERUSER = "treasury"
 DATABASE = "treasury"
 SERVICE_USER = "postgres"
 CONF_NAME = "treasury.conf"
+HBA_NAME = "treasury_hba.conf"
+IDENT_NAME = "treasury_ident.conf"
+IDENT_MAP = "treasury"
 INCLUDE_LINE = f"include '{CONF_NAME}'"
 # sockaddr_un.sun_path is 108 bytes including the terminating NUL.
 MAX_SOCKET_PATH = 107
@@ -59,8 +64,15 @@ def paths(home: Path) -> PgPaths:
     return PgPaths(root=root, data=root / "data", sockets=root / "sockets", log=root / "postgres.log")
 
 
-def dsn(port: int) -> str:
-    return f"postgresql://{SUPERUSER}@{LOOPBACK}:{port}/{DATABASE}"
+def dsn(port: int, certs: StackCerts | None = None) -> str:
+    """Where clients connect; with ``certs``, over TLS 1.3 only, checking the server's name against the
+    stack's CA and presenting ``treasury-app`` (libpq's and asyncpg's own DSN parameters)."""
+    base = f"postgresql://{SUPERUSER}@{LOOPBACK}:{port}/{DATABASE}"
+    if certs is None:
+        return base
+    query = {"sslmode": "verify-full", "sslrootcert": str(certs.ca), "sslcert": str(certs.cert(APP)),
+             "sslkey": str(certs.key(APP)), "ssl_min_protocol_version": "TLSv1.3"}
+    return f"{base}?{urlencode(query)}"
 
 
 # ------------------------------------------------------------------------------------------- binaries
@@ -109,11 +121,13 @@ def _quote(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def render_conf(port: int, socket_dir: Path) -> str:
+def render_conf(port: int, socket_dir: Path, data_dir: Path, tls: bool = False) -> str:
     """Our settings, included from postgresql.conf and rewritten on every start (the port may move).
 
     Loopback only, and the unix socket in the stack home rather than /var/run/postgresql, which
-    belongs to the system cluster and may not exist.
+    belongs to the system cluster and may not exist. With ``tls``: TLS 1.3 only, with the server's
+    certificate and the CA client certificates must come from (``render_hba`` then refuses the rest),
+    and the unix socket (which our own tools use) closed to other users.
     """
     settings = {
         "listen_addresses": _quote(LOOPBACK),
@@ -121,10 +135,39 @@ def render_conf(port: int, socket_dir: Path) -> str:
         "unix_socket_directories": _quote(str(socket_dir)),
         "logging_collector": "off",
         "log_min_messages": "warning",
+        "hba_file": _quote(str(data_dir / HBA_NAME)),
+        "ident_file": _quote(str(data_dir / IDENT_NAME)),
     }
+    if tls:
+        settings |= {
+            "ssl": "on",
+            "ssl_cert_file": _quote(str(data_dir / "server.crt")),
+            "ssl_key_file": _quote(str(data_dir / "server.key")),
+            "ssl_ca_file": _quote(str(data_dir / "root.crt")),
+            "ssl_min_protocol_version": _quote("TLSv1.3"),
+            "unix_socket_permissions": "0700",
+        }
     lines = ["# Written by devstack/postgres.py on every start; edits here are overwritten."]
     lines += [f"{key} = {value}" for key, value in settings.items()]
     return "\n".join(lines) + "\n"
+
+
+def render_hba(tls: bool) -> str:
+    """Who may connect how. The unix socket (in the stack home) trusts local tools either way; over TCP,
+    plaintext trusts loopback, and TLS accepts only ``hostssl`` with a client certificate (``cert``),
+    whose name the ident map turns into the database user: a plaintext or certificate-less client
+    finds no line and is refused."""
+    method = ("hostssl", f"cert map={IDENT_MAP}") if tls else ("host", "trust")
+    lines = ["# Written by devstack/postgres.py on every start; edits here are overwritten.",
+             "local all all trust",
+             f"{method[0]} all all 127.0.0.1/32 {method[1]}",
+             f"{method[0]} all all ::1/128 {method[1]}"]
+    return "\n".join(lines) + "\n"
+
+
+def render_ident() -> str:
+    """The client certificate's CN our components present, mapped to the one database user."""
+    return f"# Written by devstack/postgres.py.\n{IDENT_MAP} {APP} {SUPERUSER}\n"
 
 
 def socket_path_too_long(socket_dir: Path, port: int) -> bool:
@@ -199,16 +242,25 @@ def initdb(bindir: Path, pg_paths: PgPaths) -> None:
     log(f"initdb done in {time.monotonic() - started:.1f} s")
 
 
-def write_conf(pg_paths: PgPaths, port: int) -> None:
+def write_conf(pg_paths: PgPaths, port: int, certs: StackCerts | None = None) -> None:
     if socket_path_too_long(pg_paths.sockets, port):
         raise InfraError(
             f"unix socket path under {pg_paths.sockets} exceeds {MAX_SOCKET_PATH} bytes; use a shorter stack home"
         )
-    target = pg_paths.data / CONF_NAME
-    target.write_text(render_conf(port, pg_paths.sockets))
-    if _as_root():
-        owner = pwd.getpwnam(SERVICE_USER)
-        os.chown(target, owner.pw_uid, owner.pw_gid)
+    files = {CONF_NAME: render_conf(port, pg_paths.sockets, pg_paths.data, tls=certs is not None),
+             HBA_NAME: render_hba(certs is not None), IDENT_NAME: render_ident()}
+    if certs is not None:  # the server's copies: postgres refuses a key that others (or root alone) may read
+        files |= {"server.crt": certs.cert("postgres").read_text(), "server.key": certs.key("postgres").read_text(),
+                  "root.crt": certs.ca.read_text()}
+    owner = pwd.getpwnam(SERVICE_USER) if _as_root() else None
+    for name, text in files.items():
+        target = pg_paths.data / name
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(text)
+        os.chmod(target, 0o600)
+        if owner is not None:
+            os.chown(target, owner.pw_uid, owner.pw_gid)
 
 
 def postmaster_pid(pg_paths: PgPaths) -> int | None:
@@ -240,11 +292,11 @@ def remove_stale_locks(pg_paths: PgPaths) -> None:
         lock.unlink(missing_ok=True)
 
 
-def start(bindir: Path, pg_paths: PgPaths, port: int) -> int:
+def start(bindir: Path, pg_paths: PgPaths, port: int, certs: StackCerts | None = None) -> int:
     """Initialise when needed, start with `pg_ctl -w`, and return the postmaster's pid."""
     _prepare_dirs(pg_paths)
     initdb(bindir, pg_paths)
-    write_conf(pg_paths, port)
+    write_conf(pg_paths, port, certs)
     remove_stale_locks(pg_paths)
     started = time.monotonic()
     argv = [str(bindir / "pg_ctl"), "-D", str(pg_paths.data), "-l", str(pg_paths.log), "-w"]
@@ -258,32 +310,34 @@ def start(bindir: Path, pg_paths: PgPaths, port: int) -> int:
     pid = postmaster_pid(pg_paths)
     if pid is None or not pid_alive(pid):
         raise InfraError(f"pg_ctl reported a start but no postmaster runs; see {pg_paths.log}")
-    log(f"postgres ready on {LOOPBACK}:{port} in {time.monotonic() - started:.1f} s (pid {pid})")
+    mode = "TLS 1.3, client certificates" if certs is not None else "plaintext"
+    log(f"postgres ready on {LOOPBACK}:{port} ({mode}) in {time.monotonic() - started:.1f} s (pid {pid})")
     return pid
 
 
-def _psql(bindir: Path, port: int, database: str, sql: str, timeout_s: float = 30) -> str:
+def _psql(bindir: Path, pg_paths: PgPaths, port: int, database: str, sql: str, timeout_s: float = 30) -> str:
+    """psql over the stack's unix socket: our own tools need no certificate, with TLS on or off."""
     argv = [str(bindir / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-tA"]
-    argv += ["-h", LOOPBACK, "-p", str(port), "-U", SUPERUSER, "-d", database, "-c", sql]
+    argv += ["-h", str(pg_paths.sockets), "-p", str(port), "-U", SUPERUSER, "-d", database, "-c", sql]
     env = {**_clean_env(), "PGCONNECT_TIMEOUT": "5"}
     return run_checked(argv, what=f"psql {sql!r}", timeout_s=timeout_s, env=env).strip()
 
 
-def ensure_database(bindir: Path, port: int) -> None:
+def ensure_database(bindir: Path, pg_paths: PgPaths, port: int) -> None:
     """Create the `treasury` database owned by `treasury` unless it exists."""
     # DATABASE and SUPERUSER are constants of this module, not input: no injection possible.
     query = f"select 1 from pg_database where datname = '{DATABASE}'"  # noqa: S608  # nosec B608
     # (bandit 1.9 may also warn "nosec encountered (B608), but no failed test" here: PyCQA/bandit#1204)
-    exists = _psql(bindir, port, "postgres", query)
+    exists = _psql(bindir, pg_paths, port, "postgres", query)
     if exists != "1":
-        _psql(bindir, port, "postgres", f"create database {DATABASE} owner {SUPERUSER}")
+        _psql(bindir, pg_paths, port, "postgres", f"create database {DATABASE} owner {SUPERUSER}")
         log(f"created database {DATABASE}")
 
 
-def answers(bindir: Path, port: int) -> bool:
+def answers(bindir: Path, pg_paths: PgPaths, port: int) -> bool:
     """True when the treasury database answers a query (the health check behind an idempotent `up`)."""
     try:
-        return _psql(bindir, port, DATABASE, "select 1", timeout_s=10) == "1"
+        return _psql(bindir, pg_paths, port, DATABASE, "select 1", timeout_s=10) == "1"
     except InfraError:
         return False
 

@@ -20,7 +20,9 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from devstack import consul, kafka, openbao, postgres, tls_front
+from actors import kafka_clients
+from devstack import certs, consul, kafka, openbao, postgres, tls_front
+from devstack.certs import StackCerts
 from devstack.common import (
     InfraError,
     atomic_write_text,
@@ -69,11 +71,17 @@ class StackInfo:
     vault_addr: str
     vault_token_file: str
     consul_http_addr: str | None = None
+    tls_env: Mapping[str, str] = field(default_factory=dict)
+    """With `--tls`: the client certificate settings of Kafka, Vault and Consul (StackCerts.client_env)."""
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.tls_env)
 
     def env(self) -> dict[str, str]:
         """The variables RuntimeSettings.from_env reads."""
         env = {"KAFKA_BOOTSTRAP": self.kafka_bootstrap, "DATABASE_URL": self.postgres_dsn,
-               "VAULT_ADDR": self.vault_addr, "VAULT_TOKEN_FILE": self.vault_token_file}
+               "VAULT_ADDR": self.vault_addr, "VAULT_TOKEN_FILE": self.vault_token_file, **self.tls_env}
         if self.consul_http_addr:
             env["CONSUL_HTTP_ADDR"] = self.consul_http_addr
         return env
@@ -122,6 +130,7 @@ class State:
     postgres: PostgresState = field(default_factory=PostgresState)
     openbao: OpenBaoState = field(default_factory=OpenBaoState)
     consul: ConsulState = field(default_factory=ConsulState)
+    tls: bool = False  # every part started with mutual TLS 1.3 (`up --tls`), or every part plaintext
 
     def ports_in_use(self) -> set[int]:
         bao_cluster = self.openbao.port + 1 if self.openbao.port is not None else None
@@ -170,6 +179,7 @@ def parse_state(text: str) -> State:
         postgres=PostgresState(port=_int_or_none(p.get("port")), pid=_int_or_none(p.get("pid"))),
         openbao=OpenBaoState(port=_int_or_none(b.get("port")), pid=_int_or_none(b.get("pid"))),
         consul=ConsulState(**{name: _int_or_none(c.get(name)) for name in ConsulState.__dataclass_fields__}),
+        tls=raw.get("tls") is True,
     )
 
 
@@ -189,16 +199,17 @@ def recorded_env(home: Path | None = None) -> dict[str, str]:
     """
     home = _resolve(home)
     state = load_state(home)
-    env: dict[str, str] = {}
+    stack_certs = _certs(home, state)
+    env: dict[str, str] = dict(stack_certs.client_env()) if stack_certs else {}
     if state.kafka.port is not None:
         env["KAFKA_BOOTSTRAP"] = kafka.bootstrap(state.kafka.port)
     if state.postgres.port is not None:
-        env["DATABASE_URL"] = postgres.dsn(state.postgres.port)
+        env["DATABASE_URL"] = postgres.dsn(state.postgres.port, stack_certs)
     if state.openbao.port is not None:
-        env["VAULT_ADDR"] = openbao.address(state.openbao.port)
+        env["VAULT_ADDR"] = openbao.address(state.openbao.port, state.tls)
         env["VAULT_TOKEN_FILE"] = str(openbao.paths(home).token)
     if state.consul.port is not None and consul.is_ours(state.consul.pid, consul.paths(home)):
-        env["CONSUL_HTTP_ADDR"] = consul.http_addr(state.consul.port)
+        env["CONSUL_HTTP_ADDR"] = consul.http_addr(state.consul.port, state.tls)
     return env
 
 
@@ -212,15 +223,34 @@ def _locked(home: Path) -> Iterator[None]:
         yield
 
 
+def _certs(home: Path, state: State) -> StackCerts | None:
+    """The stack's certificates when it runs with TLS (made on first use), else None."""
+    return certs.ensure(home) if state.tls else None
+
+
+def _kafka_security(home: Path, state: State) -> dict[str, str]:
+    """librdkafka's TLS settings for our own admin client (the same mapping every client uses)."""
+    stack_certs = _certs(home, state)
+    return kafka_clients.security(stack_certs.client_env()) if stack_certs else {}
+
+
+def tls_requested(environ: Mapping[str, str] | None = None) -> bool:
+    """TREASURY_TLS=1 (or `--tls`): every part of the stack with mutual TLS 1.3."""
+    env = os.environ if environ is None else environ
+    return env.get("TREASURY_TLS", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
 def _info(home: Path, state: State) -> StackInfo:
     assert state.kafka.port is not None and state.postgres.port is not None and state.openbao.port is not None
+    stack_certs = _certs(home, state)
     consul_addr = (
-        consul.http_addr(state.consul.port)
+        consul.http_addr(state.consul.port, state.tls)
         if state.consul.port is not None and consul.is_ours(state.consul.pid, consul.paths(home))
         else None
     )
-    return StackInfo(kafka.bootstrap(state.kafka.port), postgres.dsn(state.postgres.port), home,
-                     openbao.address(state.openbao.port), str(openbao.paths(home).token), consul_addr)
+    return StackInfo(kafka.bootstrap(state.kafka.port), postgres.dsn(state.postgres.port, stack_certs), home,
+                     openbao.address(state.openbao.port, state.tls), str(openbao.paths(home).token), consul_addr,
+                     tls_env=stack_certs.client_env() if stack_certs else {})
 
 
 def consul_enabled(environ: dict[str, str] | None = None) -> bool:
@@ -239,9 +269,10 @@ def _start_consul(home: Path, state: State) -> None:
     for _ in state.consul.ports():
         ports.append(choose_port(None, avoid=state.ports_in_use() - set(state.consul.ports()) | set(ports)))
     state.consul.port, state.consul.serf_lan_port, state.consul.serf_wan_port, state.consul.server_port = ports
-    state.consul.pid = consul.spawn(binary, consul.paths(home), consul.ConsulPorts(*ports))
+    stack_certs = _certs(home, state)
+    state.consul.pid = consul.spawn(binary, consul.paths(home), consul.ConsulPorts(*ports), stack_certs)
     save_state(home, state)
-    consul.wait_ready(ports[0], state.consul.pid, consul.paths(home))
+    consul.wait_ready(ports[0], state.consul.pid, consul.paths(home), stack_certs)
 
 
 def _stop_consul(home: Path, state: State) -> None:
@@ -287,7 +318,10 @@ def _spawn_kafka(home: Path, state: State, *, keep_ports: bool) -> int:
     else:
         _choose_kafka_ports(state)
     assert state.kafka.port is not None and state.kafka.controller_port is not None
-    kafka.write_properties(paths, state.kafka.port, state.kafka.controller_port)
+    stack_certs = _certs(home, state)
+    broker_tls = (kafka.make_keystore(paths, stack_certs.cert("kafka"), stack_certs.key("kafka"), stack_certs.ca)
+                  if stack_certs else None)
+    kafka.write_properties(paths, state.kafka.port, state.kafka.controller_port, broker_tls)
     kafka.format_storage(java, libs, paths)
     state.kafka.pid = kafka.spawn(java, libs, paths)
     save_state(home, state)
@@ -298,8 +332,10 @@ def _await_kafka(home: Path, state: State, *, just_started: bool = True) -> None
     """Wait for the broker (briefly when it was already running) and make sure the topics exist."""
     assert state.kafka.port is not None and state.kafka.pid is not None
     timeout_s = kafka.READY_TIMEOUT_S if just_started else KAFKA_RUNNING_READY_S
-    kafka.wait_ready(state.kafka.port, state.kafka.pid, kafka.paths(home), timeout_s, announce=just_started)
-    kafka.ensure_topics(kafka.bootstrap(state.kafka.port), ALL_TOPICS)
+    security = _kafka_security(home, state)
+    kafka.wait_ready(state.kafka.port, state.kafka.pid, kafka.paths(home), security, timeout_s,
+                     announce=just_started)
+    kafka.ensure_topics(kafka.bootstrap(state.kafka.port), ALL_TOPICS, security)
 
 
 def _stop_kafka(home: Path, state: State) -> None:
@@ -322,9 +358,9 @@ def _start_postgres(home: Path, state: State, *, keep_port: bool) -> None:
         require_free_port(state.postgres.port, "postgres")
     else:
         state.postgres.port = choose_port(state.postgres.port, avoid=state.ports_in_use() - {state.postgres.port})
-    state.postgres.pid = postgres.start(bindir, paths, state.postgres.port)
+    state.postgres.pid = postgres.start(bindir, paths, state.postgres.port, _certs(home, state))
     save_state(home, state)
-    postgres.ensure_database(bindir, state.postgres.port)
+    postgres.ensure_database(bindir, paths, state.postgres.port)
 
 
 def _stop_postgres(home: Path, state: State) -> None:
@@ -340,7 +376,7 @@ def _postgres_healthy(home: Path, state: State) -> bool:
         bindir is not None
         and state.postgres.port is not None
         and postgres.is_ours(state.postgres.pid, postgres.paths(home))
-        and postgres.answers(bindir, state.postgres.port)
+        and postgres.answers(bindir, postgres.paths(home), state.postgres.port)
     )
 
 
@@ -361,7 +397,8 @@ def _start_openbao(home: Path, state: State) -> None:
     avoid = others | {p - 1 for p in others}
     state.openbao.port = choose_port(state.openbao.port, is_free=lambda p: port_is_free(p) and port_is_free(p + 1),
                                      pick=_free_pair, avoid=avoid)
-    state.openbao.pid = openbao.start(openbao.paths(home), state.openbao.port, RuntimeSettings().key_names())
+    state.openbao.pid = openbao.start(openbao.paths(home), state.openbao.port, RuntimeSettings().key_names(),
+                                      _certs(home, state))
     save_state(home, state)
 
 
@@ -373,18 +410,20 @@ def _stop_openbao(home: Path, state: State) -> None:
 
 def _openbao_healthy(home: Path, state: State) -> bool:
     return (state.openbao.port is not None and openbao.is_ours(state.openbao.pid, openbao.paths(home))
-            and openbao.answers(state.openbao.port))
+            and openbao.answers(state.openbao.port, _certs(home, state)))
 
 
 # ------------------------------------------------------------------------------------------- public API
 
 
-def up(home: Path | None = None, *, with_consul: bool | None = None) -> StackInfo:
+def up(home: Path | None = None, *, with_consul: bool | None = None, tls: bool | None = None) -> StackInfo:
     """Start whatever part of the stack is not running; return where the stack answers.
 
     A part whose recorded pid is alive is only health-checked, so a second `up` costs a few
     milliseconds and changes nothing. If a start fails, what this call started is stopped again.
-    Consul is started when `with_consul` (default: TREASURY_CONSUL) asks for it.
+    Consul is started when `with_consul` (default: TREASURY_CONSUL) asks for it. `tls` (default:
+    TREASURY_TLS, else the mode the stack already runs in) starts every part with mutual TLS 1.3;
+    asking for the other mode than a running stack's restarts its parts in that mode (data kept).
     """
     with_consul = consul_enabled() if with_consul is None else with_consul
     home = _resolve(home)
@@ -392,6 +431,12 @@ def up(home: Path | None = None, *, with_consul: bool | None = None) -> StackInf
     started_at = time.monotonic()
     with _locked(home):
         state = load_state(home)
+        wanted = tls if tls is not None else (tls_requested() or state.tls)
+        if wanted != state.tls:
+            log(f"switching the stack in {home} to {'TLS' if wanted else 'plaintext'}: restarting its parts")
+            _stop_parts(home, state)
+            state.tls = wanted
+            save_state(home, state)
         before = (state.kafka.pid, state.postgres.pid, state.openbao.pid, state.consul.pid)
         started: list[str] = []
         try:
@@ -441,16 +486,22 @@ def down(home: Path | None = None) -> None:
         return
     tls_front.stop(home)  # the run command's TLS front, should a crashed run have left it
     with _locked(home):
-        state = load_state(home)
-        _stop_kafka(home, state)
-        _stop_strays(kafka.paths(home).properties, "kafka")
-        _stop_postgres(home, state)
-        _stop_openbao(home, state)
-        _stop_consul(home, state)
+        _stop_parts(home, load_state(home))
+
+
+def _stop_parts(home: Path, state: State) -> None:
+    _stop_kafka(home, state)
+    _stop_strays(kafka.paths(home).properties, "kafka")
+    _stop_postgres(home, state)
+    _stop_openbao(home, state)
+    _stop_consul(home, state)
 
 
 def status(home: Path | None = None) -> dict[str, dict[str, object]]:
-    """Per part: whether its process runs, its address, its pid and its log file."""
+    """Per part: whether its process runs, its address, `tls` or `plaintext`, its pid and its log file.
+
+    Postgres's address is its DSN without the certificate parameters (``infra up`` prints the full one).
+    """
     home = _resolve(home)
     state = load_state(home)
     kafka_paths, pg_paths = kafka.paths(home), postgres.paths(home)
@@ -458,22 +509,26 @@ def status(home: Path | None = None) -> dict[str, dict[str, object]]:
     pg_up = postgres.is_ours(state.postgres.pid, pg_paths)
     bao_paths = openbao.paths(home)
     bao_up = openbao.is_ours(state.openbao.pid, bao_paths)
+    transport = "tls" if state.tls else "plaintext"
     parts: dict[str, dict[str, object]] = {
         "kafka": {
             "running": kafka_up,
             "address": kafka.bootstrap(state.kafka.port) if state.kafka.port else None,
+            "transport": transport,
             "pid": state.kafka.pid if kafka_up else None,
             "log": str(kafka_paths.log),
         },
         "postgres": {
             "running": pg_up,
             "address": postgres.dsn(state.postgres.port) if state.postgres.port else None,
+            "transport": transport,
             "pid": state.postgres.pid if pg_up else None,
             "log": str(pg_paths.log),
         },
         "openbao": {
             "running": bao_up,
-            "address": openbao.address(state.openbao.port) if state.openbao.port else None,
+            "address": openbao.address(state.openbao.port, state.tls) if state.openbao.port else None,
+            "transport": transport,
             "pid": state.openbao.pid if bao_up else None,
             "log": str(bao_paths.log),
         },
@@ -482,7 +537,8 @@ def status(home: Path | None = None) -> dict[str, dict[str, object]]:
         consul_up = consul.is_ours(state.consul.pid, consul.paths(home))
         parts["consul"] = {
             "running": consul_up,
-            "address": consul.http_addr(state.consul.port),
+            "address": consul.http_addr(state.consul.port, state.tls),
+            "transport": transport,
             "pid": state.consul.pid if consul_up else None,
             "log": str(consul.paths(home).log),
         }
@@ -523,7 +579,7 @@ def restart_postgres(home: Path | None = None) -> str:
         _stop_postgres(home, state)
         _start_postgres(home, state, keep_port=True)
         assert state.postgres.port is not None
-        return postgres.dsn(state.postgres.port)
+        return postgres.dsn(state.postgres.port, _certs(home, state))
 
 
 def kill_postgres(home: Path | None = None) -> None:
@@ -546,14 +602,14 @@ def _print_parts(parts: dict[str, dict[str, object]]) -> None:
             continue
         part = parts[name]
         state = f"running (pid {part['pid']})" if part["running"] else "stopped"
-        print(f"# {name:<8} {part['address'] or '-'}  {state}  log: {part['log']}")
+        print(f"# {name:<8} {part['address'] or '-'}  {part['transport']}  {state}  log: {part['log']}")
 
 
-def main(action: str, with_parts: Sequence[str] = ()) -> int:
+def main(action: str, with_parts: Sequence[str] = (), tls: bool = False) -> int:
     """`treasury-orch infra up|down|status`; exit 1 on failure (status: 1 unless all parts run)."""
     try:
         if action == "up":
-            info = up(with_consul=True if "consul" in with_parts else None)
+            info = up(with_consul=True if "consul" in with_parts else None, tls=True if tls else None)
             _print_parts(status(info.home))
             for key, value in info.env().items():
                 print(f"export {key}={shlex.quote(value)}")

@@ -5,13 +5,16 @@
 #   server.pem / server.key      the front's certificate for localhost and 127.0.0.1 (TLS_CERT_FILE, TLS_KEY_FILE)
 #   client.pem / client.key      a client certificate from the CA (CN=bank-connector)
 #   <NAME>.pem / <NAME>.key      one more client certificate from the CA per --client NAME (CN=NAME)
+#   <NAME>.pem / <NAME>.key      a service certificate per --service NAME (CN=NAME): server and client
+#                                authentication, for localhost, 127.0.0.1, ::1 and every --ip; what the
+#                                stack's Kafka, Postgres, OpenBao, Consul and Ray present under `infra up --tls`
 #   rogue-ca.pem, rogue-client.pem / .key   a client certificate from another CA, which the front must refuse
 #
 # Development only: the keys are unencrypted, in a git-ignored folder (default .stack/certs), readable
 # by their owner alone. Existing files are kept (so running it again changes nothing); --force makes
 # everything anew. ECDSA P-256 keys, SHA-256 signatures, SANs on every leaf.
 #
-# Usage: bash scripts/dev_ca.sh [--out DIR] [--client NAME]... [--days N] [--force]
+# Usage: bash scripts/dev_ca.sh [--out DIR] [--client NAME]... [--service NAME]... [--ip ADDR]... [--days N] [--force]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,19 +22,26 @@ out=.stack/certs
 days=825
 force=0
 clients=()
+services=()
+ips=()
 while [ $# -gt 0 ]; do
   case "$1" in
     --out) out=$2; shift 2 ;;
     --client) clients+=("$2"); shift 2 ;;
+    --service) services+=("$2"); shift 2 ;;
+    --ip) ips+=("$2"); shift 2 ;;
     --days) days=$2; shift 2 ;;
     --force) force=1; shift ;;
-    -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "dev_ca.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
-for name in "${clients[@]}"; do
+for name in ${clients[@]+"${clients[@]}"} ${services[@]+"${services[@]}"}; do
   [[ "$name" =~ ^[A-Za-z0-9._-]+$ ]] || { echo "dev_ca.sh: client name $name: letters, digits, . _ - only" >&2; exit 2; }
   case "$name" in ca|server|client|rogue-ca|rogue-client) echo "dev_ca.sh: $name is taken" >&2; exit 2 ;; esac
+done
+for ip in ${ips[@]+"${ips[@]}"}; do
+  [[ "$ip" =~ ^[0-9A-Fa-f.:]+$ ]] || { echo "dev_ca.sh: --ip $ip is not an IP address" >&2; exit 2; }
 done
 
 command -v openssl >/dev/null 2>&1 || { echo "dev_ca.sh: openssl not found: apt-get install -y openssl" >&2; exit 1; }
@@ -79,6 +89,12 @@ make_leaf client ca "/O=Treasury Orchestrator dev/OU=clients/CN=bank-connector" 
   "${client_ext}subjectAltName=DNS:bank-connector\n"
 for name in ${clients[@]+"${clients[@]}"}; do
   make_leaf "$name" ca "/O=Treasury Orchestrator dev/OU=clients/CN=$name" "${client_ext}subjectAltName=DNS:$name\n"
+done
+service_ext='basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth,clientAuth\n'
+for name in ${services[@]+"${services[@]}"}; do
+  sans="DNS:$name,DNS:localhost,IP:127.0.0.1,IP:::1"
+  for ip in ${ips[@]+"${ips[@]}"}; do sans+=",IP:$ip"; done
+  make_leaf "$name" ca "/O=Treasury Orchestrator dev/OU=services/CN=$name" "${service_ext}subjectAltName=$sans\n"
 done
 make_ca rogue-ca "/O=Somebody else/CN=Rogue CA"
 make_leaf rogue-client rogue-ca "/O=Somebody else/CN=bank-connector" "${client_ext}subjectAltName=DNS:bank-connector\n"

@@ -82,8 +82,13 @@ class VaultKeyring:
         self._mount = mount
 
     @classmethod
-    def connect(cls, addr: str, token: str, mount: str = "transit") -> VaultKeyring:
-        return cls(hvac.Client(url=addr, token=token, timeout=VAULT_TIMEOUT_S), mount)
+    def connect(cls, addr: str, token: str, mount: str = "transit", *, cacert: Path | None = None,
+                client_cert: tuple[Path, Path] | None = None) -> VaultKeyring:
+        """``cacert``: the only CA the server's certificate may come from (else the system's);
+        ``client_cert``: (certificate, key) presented to a server that requires one (mutual TLS)."""
+        verify: bool | str = str(cacert) if cacert is not None else True
+        cert = (str(client_cert[0]), str(client_cert[1])) if client_cert is not None else None
+        return cls(hvac.Client(url=addr, token=token, timeout=VAULT_TIMEOUT_S, verify=verify, cert=cert), mount)
 
     def _call(self, what: str, key: str, fn, **kwargs):  # type: ignore[no-untyped-def]
         try:
@@ -202,4 +207,7 @@ def keyring_from_settings(settings: RuntimeSettings) -> Keyring:
             "VAULT_ADDR: not set. Orders must be signed through Vault Transit; to run without Vault, choose the "
             "development signer explicitly with SIGNER=dev"
         )
-    return VaultKeyring.connect(settings.vault_addr, vault_token(settings), settings.transit_mount)
+    client_cert = ((settings.vault_client_cert, settings.vault_client_key)
+                   if settings.vault_client_cert is not None and settings.vault_client_key is not None else None)
+    return VaultKeyring.connect(settings.vault_addr, vault_token(settings), settings.transit_mount,
+                                cacert=settings.vault_cacert, client_cert=client_cert)

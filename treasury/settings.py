@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationIn
 from treasury.business_calendar import CALENDARS, DEFAULT_CALENDAR, BusinessCalendar, calendar
 from treasury.clock import parse_cutoff
 from treasury.money import MAX_ABS_USD
+from treasury.order_status import ApprovalRule
 
 # How far ahead of the service's clock a balance's as-of time may be (MAX_CLOCK_SKEW_S): bank and
 # connector clocks drift by seconds, a wrong year or a value date in the as-of field by far more.
@@ -142,7 +143,9 @@ class RuntimeSettings(BaseModel):
     tls_host: str = "127.0.0.1"
     tls_port: Annotated[int, Field(ge=0, le=65535)] = 8443
 
-    @field_validator("tls_cert_file", "tls_key_file", "tls_client_ca_file")
+    @field_validator("tls_cert_file", "tls_key_file", "tls_client_ca_file", "kafka_ssl_ca_location",
+                     "kafka_ssl_certificate_location", "kafka_ssl_key_location", "vault_cacert", "vault_client_cert",
+                     "vault_client_key", "consul_cacert", "consul_client_cert", "consul_client_key")
     @classmethod
     def _readable_file(cls, value: Path | None) -> Path | None:
         if value is None:
@@ -167,6 +170,37 @@ class RuntimeSettings(BaseModel):
     @property
     def tls_enabled(self) -> bool:
         return self.tls_cert_file is not None
+
+    # Mutual TLS to the services (issue 18, docs/security.md): unset is plaintext, as a laptop's stack
+    # is without `--tls`. Kafka's are librdkafka's settings (actors.kafka_clients reads them in every
+    # process); Vault's and Consul's carry the names their own CLIs read. Postgres's are in the DSN
+    # (``sslmode=verify-full&sslrootcert=...&sslcert=...&sslkey=...``), as libpq and asyncpg read them.
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL"] = "PLAINTEXT"
+    kafka_ssl_ca_location: Path | None = None
+    kafka_ssl_certificate_location: Path | None = None
+    kafka_ssl_key_location: Path | None = None
+    vault_cacert: Path | None = None
+    vault_client_cert: Path | None = None
+    vault_client_key: Path | None = None
+    consul_cacert: Path | None = None
+    consul_client_cert: Path | None = None
+    consul_client_key: Path | None = None
+
+    @model_validator(mode="after")
+    def _client_cert_with_key(self) -> RuntimeSettings:
+        pairs = (("KAFKA_SSL_CERTIFICATE_LOCATION", self.kafka_ssl_certificate_location,
+                  "KAFKA_SSL_KEY_LOCATION", self.kafka_ssl_key_location),
+                 ("VAULT_CLIENT_CERT", self.vault_client_cert, "VAULT_CLIENT_KEY", self.vault_client_key),
+                 ("CONSUL_CLIENT_CERT", self.consul_client_cert, "CONSUL_CLIENT_KEY", self.consul_client_key))
+        for cert_key, cert, key_key, key in pairs:
+            if (cert is None) != (key is None):
+                missing = key_key if key is None else cert_key
+                raise ValueError(f"{missing}: required with {key_key if missing == cert_key else cert_key} "
+                                 "(a client certificate is presented with its key)")
+        if self.kafka_security_protocol == "PLAINTEXT" and self.kafka_ssl_certificate_location is not None:
+            raise ValueError("KAFKA_SECURITY_PROTOCOL: must be SSL when KAFKA_SSL_CERTIFICATE_LOCATION is set "
+                             "(a certificate is never sent in clear)")
+        return self
 
     # Autoscaling of the REST ingress on its replicas' P95 latency (spec section 10: 800 ms).
     serve_p95_target_ms: Annotated[float, Field(gt=0, le=600_000)] = 800.0
@@ -227,6 +261,14 @@ class RuntimeSettings(BaseModel):
     @classmethod
     def _valid_calendar(cls, value: Any) -> str:
         return _known_calendar(value)
+
+    # Four-eyes approval (issue 20, docs/approval.md): an order of at least this many USD waits,
+    # signed and pending but unpublished, for this many approvals by distinct people; 0 turns it off.
+    approval_threshold_usd: Annotated[Decimal, Field(ge=0, le=MAX_ABS_USD)] = Decimal("25000000")
+    approvals_required: Annotated[int, Field(ge=1, le=10)] = 2
+
+    def approval_rule(self) -> ApprovalRule:
+        return ApprovalRule(self.approval_threshold_usd, self.approvals_required)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> RuntimeSettings:
@@ -297,6 +339,16 @@ _RUNTIME_ENV = {
     "tls_client_ca_file": "TLS_CLIENT_CA_FILE",
     "tls_host": "TLS_HOST",
     "tls_port": "TLS_PORT",
+    "kafka_security_protocol": "KAFKA_SECURITY_PROTOCOL",
+    "kafka_ssl_ca_location": "KAFKA_SSL_CA_LOCATION",
+    "kafka_ssl_certificate_location": "KAFKA_SSL_CERTIFICATE_LOCATION",
+    "kafka_ssl_key_location": "KAFKA_SSL_KEY_LOCATION",
+    "vault_cacert": "VAULT_CACERT",
+    "vault_client_cert": "VAULT_CLIENT_CERT",
+    "vault_client_key": "VAULT_CLIENT_KEY",
+    "consul_cacert": "CONSUL_CACERT",
+    "consul_client_cert": "CONSUL_CLIENT_CERT",
+    "consul_client_key": "CONSUL_CLIENT_KEY",
     "serve_p95_target_ms": "SERVE_P95_TARGET_MS",
     "serve_min_replicas": "SERVE_MIN_REPLICAS",
     "serve_max_replicas": "SERVE_MAX_REPLICAS",
@@ -312,4 +364,6 @@ _RUNTIME_ENV = {
     "maturity_grace_days": "MATURITY_GRACE_DAYS",
     "carbon_note_tenor_days": "CARBON_NOTE_TENOR_DAYS",
     "business_calendar": "BUSINESS_CALENDAR",
+    "approval_threshold_usd": "APPROVAL_THRESHOLD_USD",
+    "approvals_required": "APPROVALS_REQUIRED",
 }

@@ -99,12 +99,16 @@ def _add_local_commands(sub: Subparsers) -> None:
     run.add_argument("--no-prometheus", action="store_true", help="do not start the Prometheus server")
     run.add_argument("--with", dest="with_parts", action="append", default=[], choices=["consul"],
                      help="also start Consul and follow live configuration (or set TREASURY_CONSUL=1)")
+    run.add_argument("--tls", action="store_true",
+                     help="mutual TLS 1.3 on every hop: stack, Ray and the REST front (or TREASURY_TLS=1)")
     run.set_defaults(handler=_run)
 
     infra = sub.add_parser("infra", help="start, stop or inspect the local Kafka and Postgres")
     infra.add_argument("action", choices=["up", "down", "status"])
     infra.add_argument("--with", dest="with_parts", action="append", default=[], choices=["consul"],
                        help="also start an optional part (consul; or set TREASURY_CONSUL=1)")
+    infra.add_argument("--tls", action="store_true",
+                       help="up: every part with mutual TLS 1.3 and the stack's own CA (or TREASURY_TLS=1)")
     infra.set_defaults(handler=_infra)
 
     decide = sub.add_parser("decide", help="what-if: evaluate the sweep policy with the active configuration "
@@ -305,7 +309,7 @@ def _run(args: argparse.Namespace) -> int:
 
     consul = True if "consul" in args.with_parts else None
     return run(RunOptions(args.accounts, args.rate, not args.no_simulator, args.keep_stack, not args.no_prometheus,
-                          consul, bank=not args.no_bank))
+                          consul, bank=not args.no_bank, tls=True if args.tls else None))
 
 
 def _infra(args: argparse.Namespace) -> int:
@@ -314,7 +318,7 @@ def _infra(args: argparse.Namespace) -> int:
     except ModuleNotFoundError as exc:
         return _without_devstack("infra", exc)
 
-    return stack.main(args.action, args.with_parts)
+    return stack.main(args.action, args.with_parts, tls=args.tls)
 
 
 def _decide(args: argparse.Namespace) -> int:

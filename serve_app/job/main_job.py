@@ -23,7 +23,7 @@ from ray import serve
 
 from actors import kafka_clients
 from actors.system import start_actors, stop_actors
-from devstack import prometheus, stack, tls_front
+from devstack import certs, prometheus, stack, tls_front
 from devstack.common import InfraError
 from serve_app.job import simulator
 from serve_app.job.bank.demo import DemoOptions, run_demo
@@ -49,6 +49,22 @@ class RunOptions:
     prometheus: bool = True
     consul: bool | None = None  # None: TREASURY_CONSUL decides
     bank: bool = True  # the demo bank (with the simulator): seeded history, orders executed, maturities back
+    tls: bool | None = None  # None: TREASURY_TLS decides; True: mutual TLS 1.3 on every hop (`run --tls`)
+
+
+def tls_environment(info: stack.StackInfo, base: RuntimeSettings) -> dict[str, str]:
+    """What `run --tls` adds to this process's environment, which Ray's processes and our actors inherit.
+
+    The stack's client certificate settings (Kafka, Vault, Consul; Postgres's are in the DSN), Ray's own
+    TLS switches for its gRPC, and the REST front's files from the stack's CA unless the operator named
+    their own (TLS_CERT_FILE, ...): the Bank-Connector then presents ``client.pem`` of that CA.
+    """
+    stack_certs = certs.ensure(info.home)
+    env = {**info.tls_env, **stack_certs.ray_env()}
+    if not base.tls_enabled:
+        env |= {"TLS_CERT_FILE": str(stack_certs.cert("server")), "TLS_KEY_FILE": str(stack_certs.key("server")),
+                "TLS_CLIENT_CA_FILE": str(stack_certs.ca)}
+    return env
 
 
 async def seed_accounts(settings: RuntimeSettings, profiles: list[simulator.SimProfile]) -> None:
@@ -114,7 +130,10 @@ def run(opts: RunOptions) -> int:
     configure_logging()
     policy = policy_from_env()
     base = RuntimeSettings.from_env()
-    info = stack.up(with_consul=opts.consul)
+    info = stack.up(with_consul=opts.consul, tls=opts.tls)
+    if info.tls:
+        os.environ.update(tls_environment(info, base))
+        base = RuntimeSettings.from_env()
     update = {"kafka_bootstrap": info.kafka_bootstrap, "database_url": info.postgres_dsn,
               "consul_http_addr": info.consul_http_addr or base.consul_http_addr}
     if base.signer == "vault" and not base.vault_addr:  # no Vault of the operator's own: the stack's OpenBao
@@ -139,6 +158,9 @@ def run(opts: RunOptions) -> int:
         if scraper is not None:
             print(f"Prometheus    {scraper.url} (targets: {scraper.paths.targets})", flush=True)
         print(f"Kafka         {settings.kafka_bootstrap}\nPostgres      {settings.database_url}", flush=True)
+        if info.tls:
+            print(f"Transport     mutual TLS 1.3 on Kafka, Postgres, OpenBao, Consul and Ray's gRPC; certificates in "
+                  f"{info.home / 'certs'} (docs/security.md)", flush=True)
         if settings.auth == "jwt":
             print("REST token    export TOKEN=$(treasury-orch token --subject me --scopes orders:read "
                   "balances:read)", flush=True)

@@ -23,7 +23,8 @@ __all__ = ["close_producer", "high_watermarks", "payloads", "poll_until", "produ
 def read_from(bootstrap: str, topic: str, start: dict[int, int], expect: int, timeout: float = 30.0,
               settle: float = 1.0) -> list[Message]:
     """Every message after ``start`` until ``expect`` arrived and ``settle`` s passed without more."""
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "test-reader", "enable.auto.commit": False})
+    c = Consumer({**kafka_clients.security(), "bootstrap.servers": bootstrap, "group.id": "test-reader",
+                  "enable.auto.commit": False})
     c.assign([TopicPartition(topic, p, o) for p, o in start.items()])
     out: list[Message] = []
     deadline = time.monotonic() + timeout

@@ -173,16 +173,65 @@ def test_port_choice_gives_up_with_a_clear_error() -> None:
 
 
 def test_postgres_conf_listens_on_loopback_with_sockets_in_the_home(tmp_path: Path) -> None:
-    conf = postgres.render_conf(45432, tmp_path / "postgres" / "sockets")
+    conf = postgres.render_conf(45432, tmp_path / "postgres" / "sockets", tmp_path / "postgres" / "data")
 
     assert "listen_addresses = '127.0.0.1'" in conf
     assert "port = 45432" in conf
     assert f"unix_socket_directories = '{tmp_path / 'postgres' / 'sockets'}'" in conf
-    assert "/var/run" not in conf
+    assert f"hba_file = '{tmp_path / 'postgres' / 'data' / 'treasury_hba.conf'}'" in conf
+    assert "/var/run" not in conf and "ssl" not in conf
 
 
 def test_postgres_conf_quotes_paths() -> None:
-    assert "unix_socket_directories = '/tmp/o''brien/sockets'" in postgres.render_conf(1, Path("/tmp/o'brien/sockets"))
+    conf = postgres.render_conf(1, Path("/tmp/o'brien/sockets"), Path("/tmp/o'brien/data"))
+    assert "unix_socket_directories = '/tmp/o''brien/sockets'" in conf
+
+
+def test_postgres_with_tls_takes_tls13_and_certificates_only(tmp_path: Path) -> None:
+    conf = postgres.render_conf(1, tmp_path / "sockets", tmp_path / "data", tls=True)
+    assert "ssl = on" in conf and "ssl_min_protocol_version = 'TLSv1.3'" in conf
+    assert f"ssl_ca_file = '{tmp_path / 'data' / 'root.crt'}'" in conf
+    assert "unix_socket_permissions = 0700" in conf
+    hba = [line.split() for line in postgres.render_hba(tls=True).splitlines() if not line.startswith("#")]
+    tcp = [line for line in hba if line[0] != "local"]
+    assert tcp and all(line[0] == "hostssl" and line[4:] == ["cert", "map=treasury"] for line in tcp)
+    plain = [line.split() for line in postgres.render_hba(tls=False).splitlines() if not line.startswith("#")]
+    assert {line[0] for line in plain} == {"local", "host"}
+    assert postgres.render_ident().splitlines()[-1].split() == ["treasury", "treasury-app", "treasury"]
+
+
+def test_postgres_dsn_with_tls_verifies_the_server_and_presents_our_certificate(tmp_path: Path) -> None:
+    from urllib.parse import parse_qs, urlsplit
+
+    from devstack.certs import StackCerts
+
+    dsn = postgres.dsn(45432, StackCerts(tmp_path))
+    query = parse_qs(urlsplit(dsn).query)
+    assert dsn.startswith("postgresql://treasury@127.0.0.1:45432/treasury?")
+    assert query == {"sslmode": ["verify-full"], "sslrootcert": [str(tmp_path / "ca.pem")],
+                     "sslcert": [str(tmp_path / "treasury-app.pem")], "sslkey": [str(tmp_path / "treasury-app.key")],
+                     "ssl_min_protocol_version": ["TLSv1.3"]}
+
+
+def test_kafka_with_tls_has_no_plaintext_listener(tmp_path: Path) -> None:
+    tls = kafka.KafkaTls(tmp_path / "broker.p12", "pw", tmp_path / "ca.pem")
+    props = kafka.parse_properties(kafka.render_server_properties(40001, 40002, tmp_path / "data", tls))
+    assert props["listeners"] == "SSL://127.0.0.1:40001,CONTROLLER://127.0.0.1:40002"
+    assert props["listener.security.protocol.map"] == "SSL:SSL,CONTROLLER:SSL"
+    assert props["inter.broker.listener.name"] == "SSL"
+    assert props["ssl.client.auth"] == "required" and props["ssl.enabled.protocols"] == "TLSv1.3"
+    assert props["ssl.truststore.location"] == str(tmp_path / "ca.pem")
+    assert "PLAINTEXT" not in kafka.render_server_properties(40001, 40002, tmp_path / "data", tls)
+
+
+def test_kafka_clients_take_their_tls_settings_from_the_environment() -> None:
+    from actors import kafka_clients
+
+    env = {"KAFKA_SECURITY_PROTOCOL": "SSL", "KAFKA_SSL_CA_LOCATION": "/ca.pem",
+           "KAFKA_SSL_CERTIFICATE_LOCATION": "/c.pem", "KAFKA_SSL_KEY_LOCATION": "/c.key", "OTHER": "x"}
+    assert kafka_clients.security(env) == {"security.protocol": "SSL", "ssl.ca.location": "/ca.pem",
+                                           "ssl.certificate.location": "/c.pem", "ssl.key.location": "/c.key"}
+    assert kafka_clients.security({}) == {}
 
 
 def test_socket_paths_beyond_sockaddr_un_are_detected() -> None:

@@ -216,6 +216,18 @@ def test_agent_argv_is_dev_mode_on_the_home_config(tmp_path: Path) -> None:
     assert consul.agent_argv(Path("/c/consul"), paths) == [
         "/c/consul", "agent", "-dev", f"-config-file={tmp_path / 'consul' / 'agent.json'}"]
     assert consul.http_addr(8555) == "http://127.0.0.1:8555"
+    assert consul.http_addr(8555, tls=True) == "https://127.0.0.1:8555"
+
+
+def test_consul_with_tls_serves_https_only_and_verifies_clients(tmp_path: Path) -> None:
+    from devstack.certs import StackCerts
+
+    certs = StackCerts(tmp_path / "certs")
+    config = json.loads(consul.render_config(consul.ConsulPorts(41001, 41002, 41003, 41004), tmp_path / "data", certs))
+    assert config["ports"]["http"] == -1 and config["ports"]["https"] == 41001
+    tls = config["tls"]["defaults"]
+    assert tls["verify_incoming"] is True and tls["tls_min_version"] == "TLSv1_3"
+    assert tls["ca_file"] == str(certs.ca) and tls["cert_file"] == str(certs.cert("consul"))
 
 
 def test_the_binary_cache_is_per_version_and_needs_its_marker(tmp_path: Path) -> None:
