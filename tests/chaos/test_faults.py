@@ -91,19 +91,23 @@ def chaos(chaos_stack: StackInfo, chaos_headers: dict[str, str],
     # One Serve replica throughout: the replica fault kills *the* replica, so that Serve has to
     # replace it (with autoscaling on, a busy machine could add a second one that takes over).
     settings = chaos_stack.settings(shards=SHARDS, serve_port=free_port(), serve_min_replicas=1, serve_max_replicas=1)
-    skip_to_end(chaos_stack.kafka_bootstrap, CONSUMER_GROUP, "balance_events")
-    env = {**settings.as_env(), "LOG_LEVEL": "WARNING", "TREASURY_CRASH_AT": "coordinator_after_write",
-           "TREASURY_CRASH_ONCE_FILE": str(marker)}
-    system = RaySystem(env, settings.serve_port, tmp / "system.log")
-    system.start()
-    try:
-        yield Chaos(chaos_stack, system, marker, chaos_headers)
-    finally:
-        system.stop()
-        if RESULTS:
-            TABLE.parent.mkdir(parents=True, exist_ok=True)
-            TABLE.write_text(f"# Faults and recovery ({datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ})\n\n"
-                             f"{table(RESULTS)}\n")
+    assert settings.kafka_security_protocol == "SSL" and "sslcert=" in settings.database_url
+    with pytest.MonkeyPatch.context() as env_of_this_module:
+        for key, value in chaos_stack.tls_env.items():  # this process's Kafka clients: the load and the checks
+            env_of_this_module.setenv(key, value)
+        skip_to_end(chaos_stack.kafka_bootstrap, CONSUMER_GROUP, "balance_events")
+        env = {**settings.as_env(), "LOG_LEVEL": "WARNING", "TREASURY_CRASH_AT": "coordinator_after_write",
+               "TREASURY_CRASH_ONCE_FILE": str(marker)}
+        system = RaySystem(env, settings.serve_port, tmp / "system.log")
+        system.start()
+        try:
+            yield Chaos(chaos_stack, system, marker, chaos_headers)
+        finally:
+            system.stop()
+            if RESULTS:
+                TABLE.parent.mkdir(parents=True, exist_ok=True)
+                TABLE.write_text(f"# Faults and recovery ({datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ})\n\n"
+                                 f"{table(RESULTS)}\n")
 
 
 @pytest.fixture
