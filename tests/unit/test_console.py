@@ -264,7 +264,9 @@ def test_docs_state_the_policy_sent_and_every_route() -> None:
     doc = (root / "docs" / "console.md").read_text(encoding="utf-8")
     assert f"`{console.CSP}`" in doc
     rest = (root / "docs" / "rest-api.md").read_text(encoding="utf-8")
-    for row in ("`GET /accounts`", "`GET /orders`", "`GET /config`", "`GET /accounts/{account_id}/var/backtest`",
-                "`POST /accounts/{account_id}/what-if`", "`GET /metrics/series`", "`GET /console`"):
-        assert row in rest, row
+    for verb, path in (("GET", "/accounts"), ("GET", "/orders"), ("GET", "/config"),
+                       ("GET", "/accounts/{account_id}/var/backtest"), ("POST", "/accounts/{account_id}/what-if"),
+                       ("GET", "/metrics/series")):
+        assert f"| `{verb}` | `{path}` |" in rest, (verb, path)
+    assert "`GET /console`" in rest
     assert "docs/console.md" in (root / "README.md").read_text(encoding="utf-8")
