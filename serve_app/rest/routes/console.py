@@ -217,7 +217,8 @@ class Prometheus:
                     out[name] = []
                     for label, expr in exprs.items():
                         result = await self._get(http, "/api/v1/query_range", {"query": expr, **span})
-                        out[name].extend(prometheus_points(result, label))
+                        # no series yet (a quantile of no decisions): the chart still names it
+                        out[name].extend(prometheus_points(result, label) or [{"label": label, "points": []}])
                 return out
         except (httpx.HTTPError, ValueError, KeyError, TypeError):
             return None
