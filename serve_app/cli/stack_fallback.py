@@ -31,11 +31,15 @@ if TYPE_CHECKING:
 
 # Variables filled from the stack together, and only when the environment sets none of the
 # `unless` ones: a VAULT_TOKEN of the operator's own must not be paired with the stack's OpenBao.
+# A stack started with `--tls` records its client certificate settings too: they go with the address.
+KAFKA_TLS = ("KAFKA_SECURITY_PROTOCOL", "KAFKA_SSL_CA_LOCATION", "KAFKA_SSL_CERTIFICATE_LOCATION",
+             "KAFKA_SSL_KEY_LOCATION")
 _GROUPS: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
-    (("KAFKA_BOOTSTRAP",), ("KAFKA_BOOTSTRAP",)),
+    (("KAFKA_BOOTSTRAP", *KAFKA_TLS), ("KAFKA_BOOTSTRAP",)),
     (("DATABASE_URL",), ("DATABASE_URL",)),
-    (("VAULT_ADDR", "VAULT_TOKEN_FILE"), ("VAULT_ADDR", "VAULT_TOKEN", "VAULT_TOKEN_FILE")),
-    (("CONSUL_HTTP_ADDR",), ("CONSUL_HTTP_ADDR",)),
+    (("VAULT_ADDR", "VAULT_TOKEN_FILE", "VAULT_CACERT", "VAULT_CLIENT_CERT", "VAULT_CLIENT_KEY"),
+     ("VAULT_ADDR", "VAULT_TOKEN", "VAULT_TOKEN_FILE")),
+    (("CONSUL_HTTP_ADDR", "CONSUL_CACERT", "CONSUL_CLIENT_CERT", "CONSUL_CLIENT_KEY"), ("CONSUL_HTTP_ADDR",)),
 )
 PROBE_TIMEOUT_S = 3.0
 _REASON_CHARS = 160
@@ -95,6 +99,8 @@ def resolve(environ: Mapping[str, str] | None = None) -> Resolved:
     env = os.environ if environ is None else environ
     recorded = recorded_env(env)
     merged = with_stack_fallback(env, recorded)
+    if environ is None:  # librdkafka clients read their TLS settings from this process's environment
+        os.environ.update({key: merged[key] for key in KAFKA_TLS if merged.get(key)})
     return Resolved(RuntimeSettings.from_env(merged), env, recorded, stack_home(env))
 
 

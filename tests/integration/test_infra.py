@@ -60,6 +60,7 @@ def test_status_reports_every_part_running(stack: StackInfo) -> None:
     assert parts["postgres"]["running"] is True
     assert parts["postgres"]["address"] == stack.postgres_dsn
     assert parts["openbao"]["running"] is True and parts["openbao"]["address"] == stack.vault_addr
+    assert {part["transport"] for part in parts.values()} == {"plaintext"}
     assert stack.env() == {"KAFKA_BOOTSTRAP": stack.kafka_bootstrap, "DATABASE_URL": stack.postgres_dsn,
                            "VAULT_ADDR": stack.vault_addr, "VAULT_TOKEN_FILE": stack.vault_token_file}
     token = Path(stack.vault_token_file)

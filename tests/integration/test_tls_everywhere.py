@@ -98,6 +98,17 @@ def handshake(address: tuple[str, int], context: ssl.SSLContext) -> str:
         return version
 
 
+def test_status_and_the_recorded_settings_say_tls(tls_stack: StackInfo) -> None:
+    parts = infra_stack.status(tls_stack.home)
+    assert set(parts) == {"kafka", "postgres", "openbao", "consul"}
+    assert {name: part["transport"] for name, part in parts.items()} == dict.fromkeys(parts, "tls")
+    assert all(part["running"] for part in parts.values())
+    recorded = infra_stack.recorded_env(tls_stack.home)  # what a CLI in another terminal connects with
+    assert recorded["KAFKA_SECURITY_PROTOCOL"] == "SSL" and "sslmode=verify-full" in recorded["DATABASE_URL"]
+    assert recorded["VAULT_ADDR"].startswith("https://") and recorded["CONSUL_HTTP_ADDR"].startswith("https://")
+    assert infra_stack.up(tls_stack.home).tls, "a plain `up` switched a running TLS stack to plaintext"
+
+
 # ------------------------------------------------------------------------------------------------ kafka
 
 

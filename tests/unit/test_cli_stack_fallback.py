@@ -168,3 +168,17 @@ def test_recorded_env_names_only_what_ran(tmp_path: Path) -> None:
     stack.save_state(tmp_path, stack.State(kafka=stack.KafkaState(port=19092),
                                            consul=stack.ConsulState(port=18500, pid=None)))
     assert stack.recorded_env(tmp_path) == {"KAFKA_BOOTSTRAP": "127.0.0.1:19092"}  # consul only while it runs
+
+
+def test_a_tls_stack_lends_its_certificates_with_its_addresses() -> None:
+    recorded = {"KAFKA_BOOTSTRAP": "127.0.0.1:1", "KAFKA_SECURITY_PROTOCOL": "SSL",
+                "KAFKA_SSL_CA_LOCATION": "/c/ca.pem", "VAULT_ADDR": "https://127.0.0.1:2",
+                "VAULT_TOKEN_FILE": "/t", "VAULT_CACERT": "/c/ca.pem",
+                "CONSUL_HTTP_ADDR": "https://127.0.0.1:3", "CONSUL_CLIENT_CERT": "/c/app.pem"}
+    merged = fb.with_stack_fallback({}, recorded)
+    assert merged == recorded
+    # an operator's own Kafka is never given the stack's certificates, nor its own Vault the stack's CA
+    mine = fb.with_stack_fallback({"KAFKA_BOOTSTRAP": "kafka.example:9093", "VAULT_ADDR": "https://vault.example"},
+                                  recorded)
+    assert "KAFKA_SECURITY_PROTOCOL" not in mine and "VAULT_CACERT" not in mine
+    assert mine["CONSUL_CLIENT_CERT"] == "/c/app.pem"
