@@ -158,17 +158,18 @@ async def raw_baseline(bootstrap: str, dsn: str, ranges: dict[int, tuple[int, in
     t0 = time.perf_counter()
     try:
         while any(v > 0 for v in left.values()):
-            rows = []
+            rows: list[tuple[str, str, str, datetime | None]] = []
             for msg in c.consume(num_messages=5000, timeout=1.0):
-                if msg.error() is not None or left.get(msg.partition(), 0) <= 0:
+                partition, value = msg.partition(), msg.value()
+                if msg.error() is not None or partition is None or value is None or left.get(partition, 0) <= 0:
                     continue
-                left[msg.partition()] -= 1
+                left[partition] -= 1
                 version = dict(msg.headers() or []).get(VERSION_HEADER)
                 if version == entry_version:
-                    entry, _ = decode_with_source(StatementEntry, msg.value())
+                    entry, _ = decode_with_source(StatementEntry, value)
                     rows.append((entry.account_id, entry.entry_id, "ENTRY", None))
                 else:
-                    event, _ = decode_with_source(BalanceEvent, msg.value())
+                    event, _ = decode_with_source(BalanceEvent, value)
                     rows.append((event.account_id, event.event_id, str(event.kind), event.as_of_ts))
             if rows:
                 await conn.copy_records_to_table("bench_raw_event", records=rows,
@@ -219,7 +220,12 @@ def main() -> None:
     parser.add_argument("--tls", action="store_true",
                         help="mutual TLS 1.3 on every hop: a stack of its own (.stack/bench-tls) started with "
                              "`--tls`, and Ray's gRPC with the stack's node certificate (docs/security.md)")
+    parser.add_argument("--no-raw-baseline", action="store_true", help="skip the raw baseline after phase 1")
+    parser.add_argument("--raw-from", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.raw_from is not None:
+        raw_child(args.raw_from)
+        return
     if args.worker_niceness is not None:
         os.environ[RAY_WORKER_NICENESS] = str(args.worker_niceness)
     niceness = decisions_first()
