@@ -358,3 +358,53 @@ async def test_two_approvers_release_a_large_order_and_a_reader_can_neither_see_
     for context in (alice_ctx, bob_ctx, carol_ctx):
         await context.close()
     assert desk.problems == [], desk.problems
+
+
+@pytest.fixture
+async def bare() -> AsyncIterator[str]:
+    """The app alone (no stack: the page and its files touch no backend), on 127.0.0.1 in this loop."""
+    from tests.unit.test_console import FakeBackend
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(build_app(FakeBackend()), log_level="warning", lifespan="off"))  # type: ignore[arg-type]
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started:
+        assert not task.done(), "uvicorn stopped"
+        await asyncio.sleep(0.05)
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    server.should_exit = True
+    await task
+    sock.close()
+
+
+async def test_the_browser_enforces_the_policy_and_the_helpers_make_text_not_markup(
+        bare: str, browser: Browser) -> None:
+    page = await browser.new_page()
+    await page.goto(bare + "/console", wait_until="load")
+    await page.wait_for_selector("textarea#token", timeout=WAIT_MS)
+    found = await page.evaluate("""async () => {
+        const dom = await import("/console/dom.js");
+        const api = await import("/console/api.js");
+        const out = {};
+        try { document.body.innerHTML = "<b>x</b>"; out.innerHTML = "allowed"; }
+        catch (e) { out.innerHTML = e.name; }
+        try { dom.h("div", { onclick: "alert(1)" }); out.onclick = "allowed"; } catch (e) { out.onclick = "refused"; }
+        try { dom.h("div", { style: "color: red" }); out.style = "allowed"; } catch (e) { out.style = "refused"; }
+        const p = dom.h("p", null, "<img src=x id=pwned>", 7, null);
+        out.text = p.textContent; out.children = p.children.length;
+        out.usd = [dom.usd("1234567.891"), dom.usd("-5"), dom.usd("1000000.0000"), dom.usd(null), dom.usd("abc")];
+        const jwt = ["e30", btoa(JSON.stringify({sub: "a<b>", scope: "orders:read orders:approve", exp: 1}))
+            .replace(/=+$/, ""), "sig"].join(".");
+        const c = api.claims(jwt);
+        out.claims = [c.sub, [...c.scopes].sort().join(" "), c.exp.toISOString()];
+        out.notJwt = api.claims("not a token");
+        return out;
+    }""")
+    await page.close()
+    assert found["innerHTML"] == "TypeError"  # Trusted Types required, no policy: markup from a string throws
+    assert found["onclick"] == "refused" and found["style"] == "refused"
+    assert found["text"] == "<img src=x id=pwned>7" and found["children"] == 0
+    assert found["usd"] == ["1,234,567.89", "-5.00", "1,000,000.00", "-", "abc"]
+    assert found["claims"] == ["a<b>", "orders:approve orders:read", "1970-01-01T00:00:01.000Z"]
+    assert found["notJwt"] is None
