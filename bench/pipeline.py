@@ -24,7 +24,7 @@ import argparse
 import asyncio
 import json
 import os
-import subprocess  # nosec B404 - the raw baseline child, a fixed argv
+import subprocess  # nosec B404
 import sys
 import threading
 import time
