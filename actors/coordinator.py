@@ -5,6 +5,13 @@ One writer committing one transaction at a time keeps ids in commit order, which
 produced (idempotent, acks=all) and marked SENT on delivery. On start, NEW orders left by a
 crash are checked against the topic itself, so an order produced just before the crash is
 marked SENT rather than published a second time.
+
+Four-eyes approval (docs/approval.md): an order of at least APPROVAL_THRESHOLD_USD is written
+AWAITING_APPROVAL instead, signed and durable but not published. Approvals arrive over REST, which
+sets a released order NEW; the run loop looks for released orders every ``APPROVAL_CHECK_S``,
+claims them (so one coordinator publishes each) and publishes them through the same outbox, and
+marks EXPIRED those still awaiting approval at their cut-off. The pull's order is the ledger's
+release sequence, not the id, so the id order this writer keeps matters to nobody any more.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -26,9 +33,10 @@ from actors import kafka_clients
 from schemas.catalog import VERSIONS
 from storage import orders
 from storage.orders import NewOrder
+from treasury.clock import utc_now
 from treasury.faults import crash_point
 from treasury.keyring import Keyring
-from treasury.order_status import UNPUBLISHED
+from treasury.order_status import NO_APPROVAL, UNPUBLISHED, ApprovalRule
 from treasury.signing import sign_orders
 from treasury.topics import SWEEP_INTENT
 
@@ -41,6 +49,8 @@ RECONCILE_SLACK = timedelta(minutes=5)
 IN_DOUBT_RECHECK_S = 1.0
 # ... or until this long has passed without it: by then a commit would be visible, so it never happened.
 IN_DOUBT_FORGET_S = 60.0
+# How often the run loop looks for approved orders to publish and unapproved ones past their cut-off.
+APPROVAL_CHECK_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -53,8 +63,11 @@ class SubmitResult:
 
 class Coordinator:
     def __init__(self, pool: asyncpg.Pool, producer: Producer, bootstrap: str, *, keyring: Keyring,
-                 signing_key: str) -> None:
+                 signing_key: str, approval: ApprovalRule = NO_APPROVAL) -> None:
+        """``approval``: which orders wait for approvers (the settings' APPROVAL_THRESHOLD_USD and
+        APPROVALS_REQUIRED; the default waits for none)."""
         self._pool = pool
+        self.approval = approval
         self._keyring = keyring
         self._signing_key = signing_key
         self._producer = producer
@@ -75,7 +88,10 @@ class Coordinator:
         # decision_key -> when: orders of a submit that raised, which may have committed anyway.
         self._in_doubt: dict[str, float] = {}
         self._next_doubt_check = 0.0
+        self._next_approval_check = 0.0
         self.published = 0
+        self.released = 0
+        self.expired = 0
 
     async def start(self) -> dict[str, int]:
         """Finish what a previous incarnation left: mark or re-publish every NEW order."""
@@ -112,7 +128,9 @@ class Coordinator:
         # Only what this call inserted, plus what an earlier call of this process wrote without
         # learning it. An order another call inserted is that call's to publish: a call Ray
         # re-sends to a restarted coordinator finds its orders already published by `start`.
-        self._publish([row for row in rows if row["order_id"] in inserted] + self._found_in_doubt(rows))
+        # An order awaiting approval is not published: its release makes it NEW (`release_and_expire`).
+        self._publish([row for row in rows if row["order_id"] in inserted and row["status"] == UNPUBLISHED]
+                      + self._found_in_doubt(rows))
         return [
             SubmitResult(row["order_id"], row["decision_key"], row["status"], row["order_id"] in inserted)
             for row in rows
@@ -141,10 +159,30 @@ class Coordinator:
             if now - since > IN_DOUBT_FORGET_S:
                 del self._in_doubt[key]
 
+    async def release_and_expire(self, now: datetime | None = None) -> tuple[int, int]:
+        """Publish the orders approvers released since the last look, and expire those still
+        awaiting approval at their cut-off (``now``); returns (published, expired)."""
+        expired = await orders.expire_due(self._pool, now or utc_now())
+        for row in expired:
+            log.warning("order %s EXPIRED: not approved by its cut-off %s", row["order_id"], row["cutoff_utc"],
+                        extra={"order_id": row["order_id"], "trace_id": row["trace_id"],
+                               "account_id": row["account_id"]})
+        released = await orders.claim_released(self._pool)
+        for row in released:
+            log.info("order %s approved: publishing", row["order_id"],
+                     extra={"order_id": row["order_id"], "trace_id": row["trace_id"], "account_id": row["account_id"]})
+        self._publish(released)
+        self.released += len(released)
+        self.expired += len(expired)
+        return len(released), len(expired)
+
     def _signed(self, new_orders: Sequence[NewOrder]) -> list[NewOrder]:
-        """Signed before they are written: the ledger, the topic and the REST pull carry one payload."""
+        """Signed before they are written: the ledger, the topic and the REST pull carry one payload.
+        The approval rule gives each its initial status (signing does not cover the status)."""
         payloads = sign_orders(self._keyring, self._signing_key, [o.payload for o in new_orders])
-        return [dataclasses.replace(o, payload=p) for o, p in zip(new_orders, payloads, strict=True)]
+        return [dataclasses.replace(o, payload=p, status=self.approval.status_for(o.amount_usd),
+                                    approvals_required=self.approval.required_for(o.amount_usd))
+                for o, p in zip(new_orders, payloads, strict=True)]
 
     def _publish(self, rows: Sequence[asyncpg.Record]) -> None:
         for row in rows:
@@ -207,6 +245,9 @@ class Coordinator:
             try:
                 await self.settle()
                 await self.recheck_in_doubt()
+                if time.monotonic() >= self._next_approval_check:
+                    self._next_approval_check = time.monotonic() + APPROVAL_CHECK_S
+                    await self.release_and_expire()
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:  # Postgres away: retry
                 log.warning("coordinator could not settle deliveries: %s", exc)
                 await asyncio.sleep(0.5)
@@ -215,7 +256,8 @@ class Coordinator:
         return len(self._in_flight)
 
     async def stats(self) -> dict[str, Any]:
-        return {"in_flight": len(self._in_flight), "published": self.published}
+        return {"in_flight": len(self._in_flight), "published": self.published, "released": self.released,
+                "expired": self.expired}
 
 
 def _text(value: object) -> str | None:

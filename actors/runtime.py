@@ -63,7 +63,8 @@ class CoordinatorActor:
         producer = kafka_clients.producer(self._settings.kafka_bootstrap, **{"linger.ms": 1})
         self._core = Coordinator(pool, producer, self._settings.kafka_bootstrap,
                                  keyring=keyring_from_settings(self._settings),
-                                 signing_key=self._settings.order_signing_key)
+                                 signing_key=self._settings.order_signing_key,
+                                 approval=self._settings.approval_rule())
         await self._core.start()
         self._started.set()
         try:

@@ -266,7 +266,8 @@ class ShardWorker:
         have invested."""
         stored, open_orders, invested = await asyncio.gather(
             self._with_conn(balances.stored, query.keys),
-            self._with_conn(orders.open_orders, query.accounts, query.earliest),
+            # `now`: an order awaiting approval at its cut-off no longer counts (it can only expire)
+            self._with_conn(orders.open_orders, query.accounts, query.earliest, self._clock()),
             self._with_conn(investments.invested, query.accounts),
         )
         existing = {key: (row.row_id, row.decided) for key, row in stored.items()}
@@ -334,7 +335,8 @@ class ShardWorker:
         if state is None or state.available_usd is None or state.as_of_ts is None:
             return None
         as_of = state.as_of_ts
-        open_orders, invested = await asyncio.gather(self._with_conn(orders.open_orders, [account_id], as_of),
+        open_orders, invested = await asyncio.gather(self._with_conn(orders.open_orders, [account_id], as_of,
+                                                                     self._clock()),
                                                      self._with_conn(investments.invested, [account_id]))
         return cash_position(state, pending_sweeps(open_orders, as_of), None, self._clock(),
                              invested.get(account_id, ZERO))

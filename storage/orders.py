@@ -1,6 +1,9 @@
 """SWEEP_ORDER rows, which double as the outbox: NEW rows are the ones still to publish.
 
-Status lifecycle ``NEW -> SENT -> ACK | FAILED``, ``SENT | ACK -> SETTLED`` (``treasury.order_status``). The queries the
+Status lifecycle ``NEW -> SENT -> ACK | FAILED``, ``SENT | ACK -> SETTLED``, and for a large order
+``AWAITING_APPROVAL -> NEW | REJECTED | EXPIRED`` first (``treasury.order_status``; its approvals are
+``storage.approvals``). The Bank-Connector's pull pages by ``release_seq``, which the ledger assigns
+when an order becomes pullable (migration 006), not by id. The queries the
 partial indexes of migration 001 serve (the outbox, the open orders) name their statuses as SQL
 literals, so that Postgres can prove the index predicate under a generic plan too; a unit test
 keeps every literal an ``OrderStatus`` and the table's CHECK equal to the enum. Repeating the
@@ -20,6 +23,9 @@ import asyncpg
 
 from storage.db import Executor
 from treasury.order_status import TRANSITIONS, OrderStatus
+
+# The transaction-scoped advisory lock under which migration 006's trigger assigns release_seq.
+RELEASE_LOCK_KEY = 0x7EB5_0006
 
 
 class OrderNotFound(LookupError):
@@ -45,6 +51,10 @@ class NewOrder:
     payload: dict[str, Any]
     decision: dict[str, Any]
     trace_id: str | None
+    # AWAITING_APPROVAL for an order of at least APPROVAL_THRESHOLD_USD (the coordinator decides,
+    # ``treasury.order_status.ApprovalRule``), with the number of approvals it then needs.
+    status: OrderStatus = OrderStatus.NEW
+    approvals_required: int | None = None
 
 
 @dataclass(frozen=True)
@@ -71,9 +81,10 @@ async def insert_new(conn: asyncpg.Connection, orders: Sequence[NewOrder]) -> tu
         inserted = await conn.fetch(
             """
             INSERT INTO sweep_order (order_id, decision_key, account_id, amount_usd, product, cutoff_utc,
-                                     created_ts, payload, decision, trace_id)
+                                     created_ts, payload, decision, trace_id, status, approvals_required)
             SELECT * FROM unnest($1::varchar[], $2::varchar[], $3::varchar[], $4::numeric[], $5::varchar[],
-                                 $6::timestamptz[], $7::timestamptz[], $8::jsonb[], $9::jsonb[], $10::varchar[])
+                                 $6::timestamptz[], $7::timestamptz[], $8::jsonb[], $9::jsonb[], $10::varchar[],
+                                 $11::varchar[], $12::smallint[])
             ON CONFLICT (decision_key) DO NOTHING
             RETURNING order_id
             """,
@@ -87,6 +98,8 @@ async def insert_new(conn: asyncpg.Connection, orders: Sequence[NewOrder]) -> tu
             [o.payload for o in orders],
             [o.decision for o in orders],
             [o.trace_id for o in orders],
+            [str(o.status) for o in orders],
+            [o.approvals_required for o in orders],
         )
         rows = await by_decision_keys(conn, [o.decision_key for o in orders])
         return rows, {r["order_id"] for r in inserted}
@@ -115,11 +128,25 @@ async def unsent(db: Executor) -> list[asyncpg.Record]:
     return list(await db.fetch("SELECT * FROM sweep_order WHERE status = 'NEW' ORDER BY id"))
 
 
-async def page_after(db: Executor, after_id: int, limit: int) -> list[asyncpg.Record]:
-    """Orders with id > after_id. Ids are committed in order by the single writer, so pages never skip."""
-    return list(
-        await db.fetch("SELECT * FROM sweep_order WHERE id > $1 ORDER BY id LIMIT $2", after_id, limit)
-    )
+async def claim_released(db: Executor) -> list[asyncpg.Record]:
+    """Orders released from approval (NEW again, by a REST replica) that no coordinator has taken
+    yet; marks them taken, so that of two coordinators on one ledger only one publishes each. A
+    coordinator that dies after claiming leaves them NEW: the next one's ``start`` publishes every
+    NEW order, claimed or not, once it has checked the topic."""
+    return list(await db.fetch(
+        "UPDATE sweep_order SET release_claimed_ts = now()"
+        " WHERE status = 'NEW' AND released_ts IS NOT NULL AND release_claimed_ts IS NULL RETURNING *"
+    ))
+
+
+async def page_after(db: Executor, after_seq: int, limit: int) -> list[asyncpg.Record]:
+    """Pullable orders with release_seq > after_seq, in release order. The sequence is assigned
+    when an order becomes pullable (written NEW, or released from approval) under a lock held to
+    commit (migration 006), so sequences commit in order and a page never skips one: an order
+    released late comes after every order a client has already paged past."""
+    return list(await db.fetch(
+        "SELECT * FROM sweep_order WHERE release_seq > $1 ORDER BY release_seq LIMIT $2", after_seq, limit
+    ))
 
 
 async def get(db: Executor, order_id: str) -> asyncpg.Record | None:
@@ -158,14 +185,60 @@ async def transition(
     raise IllegalTransition(order_id, current["status"], wanted)
 
 
-async def open_orders(db: Executor, account_ids: Sequence[str], booked_after: datetime) -> list[OpenOrder]:
+async def leave_approval(conn: asyncpg.Connection, order_id: str, wanted: OrderStatus,
+                         at: datetime) -> asyncpg.Record | None:
+    """Move an order out of AWAITING_APPROVAL to ``wanted`` (NEW: released; REJECTED; EXPIRED),
+    stamping the matching column with ``at``; None when it was not awaiting approval. Releasing
+    sets status NEW, on which migration 006's trigger gives it its release sequence (pullable from
+    then on) and the coordinator's next look publishes it (``claim_released``)."""
+    if (OrderStatus.AWAITING_APPROVAL, wanted) not in TRANSITIONS:
+        raise ValueError(f"{wanted} is not a way out of {OrderStatus.AWAITING_APPROVAL}")
+    return await conn.fetchrow(
+        "UPDATE sweep_order SET status = $2::varchar,"
+        " released_ts = CASE WHEN $2::varchar = $4::varchar THEN $3 ELSE released_ts END,"
+        " rejected_ts = CASE WHEN $2::varchar = $5::varchar THEN $3 ELSE rejected_ts END,"
+        " expired_ts = CASE WHEN $2::varchar = $6::varchar THEN $3 ELSE expired_ts END"
+        " WHERE order_id = $1 AND status = 'AWAITING_APPROVAL' RETURNING *",
+        order_id, wanted, at, OrderStatus.NEW, OrderStatus.REJECTED, OrderStatus.EXPIRED,
+    )
+
+
+async def expire_due(db: Executor, now: datetime, limit: int = 1000) -> list[asyncpg.Record]:
+    """Mark EXPIRED every order still awaiting approval at its cut-off (``now`` at or past it): it
+    was not approved in time, so it no longer counts as pending and is never released. One
+    statement: an approval committing meanwhile holds the row, and the row it leaves (NEW) no
+    longer matches, so an order is released or expired, never both."""
+    return list(await db.fetch(
+        "UPDATE sweep_order SET status = 'EXPIRED', expired_ts = $1 WHERE order_id IN ("
+        " SELECT order_id FROM sweep_order WHERE status = 'AWAITING_APPROVAL' AND cutoff_utc <= $1"
+        " ORDER BY cutoff_utc LIMIT $2) AND status = 'AWAITING_APPROVAL' RETURNING *",
+        now, limit,
+    ))
+
+
+async def awaiting(db: Executor, now: datetime, limit: int) -> list[asyncpg.Record]:
+    """Orders awaiting approval that can still be approved (cut-off ahead), soonest cut-off first."""
+    return list(await db.fetch(
+        "SELECT * FROM sweep_order WHERE status = 'AWAITING_APPROVAL' AND cutoff_utc > $1"
+        " ORDER BY cutoff_utc, id LIMIT $2",
+        now, limit,
+    ))
+
+
+async def open_orders(db: Executor, account_ids: Sequence[str], booked_after: datetime,
+                      now: datetime | None = None) -> list[OpenOrder]:
     """What the pending-sweeps rule needs, in few rows however many orders an account has:
-    unsettled (NEW, SENT, ACK) amounts summed per account and status, plus each SETTLED order whose
-    debit was booked after ``booked_after`` (the earliest balance time the caller will compare with)."""
+    unsettled (AWAITING_APPROVAL, NEW, SENT, ACK) amounts summed per account and status, plus each
+    SETTLED order whose debit was booked after ``booked_after`` (the earliest balance time the
+    caller will compare with). An order still awaiting approval at its cut-off (``now``, the
+    decision's clock; the database's when None) can only expire: it no longer counts, so the next
+    balance decides afresh even before the coordinator has marked it EXPIRED."""
     records = await db.fetch(
         """
         SELECT account_id, status, sum(amount_usd) AS amount_usd, NULL::timestamptz AS booked_ts FROM sweep_order
-        WHERE account_id = ANY($1::varchar[]) AND status IN ('NEW', 'SENT', 'ACK')
+        WHERE account_id = ANY($1::varchar[])
+          AND (status <> 'AWAITING_APPROVAL' OR cutoff_utc > COALESCE($3::timestamptz, now()))
+          AND status IN ('AWAITING_APPROVAL', 'NEW', 'SENT', 'ACK')
         GROUP BY account_id, status
         UNION ALL
         SELECT account_id, status, amount_usd, booked_ts FROM sweep_order
@@ -173,6 +246,7 @@ async def open_orders(db: Executor, account_ids: Sequence[str], booked_after: da
         """,
         list(account_ids),
         booked_after,
+        now,
     )
     return [OpenOrder(r["account_id"], r["amount_usd"], OrderStatus(r["status"]), r["booked_ts"]) for r in records]
 

@@ -34,6 +34,7 @@ class Scope(StrEnum):
     BALANCES_WRITE = "balances:write"  # post balance events
     BALANCES_READ = "balances:read"  # read positions and stored raw events
     RISK = "risk:run"  # start and follow VaR jobs
+    ORDERS_APPROVE = "orders:approve"  # approve or reject large orders (four-eyes, docs/approval.md)
 
 
 class AuthError(Exception):

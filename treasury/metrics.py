@@ -16,7 +16,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
-from treasury.order_status import UNPUBLISHED, OrderStatus
+from treasury.order_status import AWAITING, UNPUBLISHED, OrderStatus
 
 # 1 ms to 2 s, as issue 6 asks; +Inf is implicit.
 LATENCY_BUCKETS: tuple[float, ...] = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
@@ -128,6 +128,9 @@ class _Snapshot:
         yield orders
         yield GaugeMetricFamily("treasury_outbox_orders", "Orders written but not yet published (status NEW)",
                                 value=self._orders.get(UNPUBLISHED, 0))
+        yield GaugeMetricFamily("treasury_orders_awaiting_approval", "Orders written AWAITING_APPROVAL (at least "
+                                "APPROVAL_THRESHOLD_USD), not yet approved, rejected or expired",
+                                value=self._orders.get(AWAITING, 0))
         events = CounterMetricFamily("treasury_balance_events", "Balance events, by outcome (future: as-of time "
                                      "too far ahead; conflict: an event_id re-used with other content)",
                                      labels=["outcome"])

@@ -19,8 +19,10 @@ from treasury.keyring import Keyring, parse_signature
 
 SIGNATURE_FIELDS = ("signature", "signing_key_version")
 # Not part of the order but of its view: the REST pull adds the order's live status beside it, and
-# ``GET /sweep-intent/{id}`` what became of it (serve_app/rest/routes/orders.py ``order_detail``).
-VIEW_FIELDS = ("status", "status_history", "failure_reason", "settlement", "investment")
+# ``GET /sweep-intent/{id}`` what became of it (serve_app/rest/routes/orders.py ``order_detail``),
+# its approvers included (docs/approval.md).
+VIEW_FIELDS = ("status", "status_history", "failure_reason", "settlement", "investment", "approvals_required",
+               "approvals", "rejection")
 
 
 class SignatureInvalid(ValueError):

@@ -17,7 +17,7 @@ from serve_app.rest import errors
 from serve_app.rest.backend import Backend, RiskJobs, ShardLookup
 from serve_app.rest.errors import error
 from serve_app.rest.openapi import RequestBodies
-from serve_app.rest.routes import accounts, balances, book, console, docs_ui, ops, orders, risk
+from serve_app.rest.routes import accounts, approvals, balances, book, console, docs_ui, ops, orders, risk
 from serve_app.rest.routes.balances import MAX_BODY_BYTES
 from serve_app.rest.routes.orders import decode_cursor, encode_cursor
 from serve_app.rest.routes.risk import RecomputeRequest
@@ -50,6 +50,7 @@ def build_app(backend: Backend) -> FastAPI:
     app.middleware("http")(_trace)
     app.include_router(ops.router(backend))
     app.include_router(orders.router(backend, bodies))
+    app.include_router(approvals.router(backend, bodies))  # four-eyes approval (docs/approval.md)
     app.include_router(balances.router(backend, bodies))
     app.include_router(accounts.router(backend))
     app.include_router(book.router(backend))

@@ -40,11 +40,11 @@ async def test_post_balance_to_ack(api: httpx.AsyncClient, pipeline: Pipeline) -
     await pipeline.drain([a.account_id], events=1)
 
     [row] = await pipeline.orders_for([a.account_id])
-    cursor = encode_cursor(row["id"] - 1)
+    cursor = encode_cursor(row["release_seq"] - 1)  # the pull pages by release sequence
     page = (await api.get("/sweep-intent", params={"after": cursor, "limit": 1})).json()
     assert page["count"] == 1 and page["orders"][0]["order_id"] == row["order_id"]
     assert page["orders"][0]["status"] == "SENT" and page["orders"][0]["trace_id"] == "api-trace-1"
-    assert decode_cursor(page["next_cursor"]) == row["id"]
+    assert decode_cursor(page["next_cursor"]) == row["release_seq"]
 
     pos = (await api.get(f"/accounts/{a.account_id}/position")).json()
     # the order counts as pending, as it does for the next decision (issue 16: the view and the decision agree)

@@ -57,7 +57,7 @@ async def test_write_and_read_an_order_and_its_lifecycle(pool: asyncpg.Pool) -> 
         await orders.transition(pool, o.order_id, "FAILED")
     with pytest.raises(OrderNotFound):
         await orders.transition(pool, "nope", "ACK")
-    page = await orders.page_after(pool, row["id"] - 1, 10)
+    page = await orders.page_after(pool, row["release_seq"] - 1, 10)  # pulled by release sequence
     assert page[0]["order_id"] == o.order_id
 
 

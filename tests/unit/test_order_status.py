@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from treasury.order_status import TRANSITIONS, UNSETTLED, OrderStatus
+from treasury.order_status import INITIAL, TRANSITIONS, UNSETTLED, OrderStatus
 
 REPO = Path(__file__).resolve().parents[2]
 QUOTED_STATUS = re.compile(r"'([A-Z_]+)'")
@@ -36,5 +36,8 @@ def test_the_open_orders_query_names_the_executing_statuses() -> None:
 
 
 def test_transitions_go_forward_only() -> None:
+    """Every status is written (INITIAL) or reached; the only way into NEW after writing is a release."""
     assert all(src != dst for src, dst in TRANSITIONS)
-    assert {dst for _, dst in TRANSITIONS} == set(OrderStatus) - {OrderStatus.NEW}
+    assert {dst for _, dst in TRANSITIONS} | INITIAL == set(OrderStatus)
+    assert OrderStatus.AWAITING_APPROVAL not in {dst for _, dst in TRANSITIONS}
+    assert {src for src, dst in TRANSITIONS if dst == OrderStatus.NEW} == {OrderStatus.AWAITING_APPROVAL}

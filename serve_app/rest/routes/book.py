@@ -22,7 +22,7 @@ from serve_app.rest.backend import Backend
 from serve_app.rest.errors import error, responses
 from serve_app.rest.routes.accounts import ACCOUNT_ID
 from serve_app.rest.routes.orders import order_detail
-from storage import accounts, entries, investments, orders
+from storage import accounts, approvals, entries, investments, orders
 from treasury.auth import Scope
 from treasury.clock import utc_now
 
@@ -76,9 +76,10 @@ def router(backend: Backend) -> APIRouter:
     @api.get("/settlement/overdue", dependencies=order_readers, responses=responses(401, 403, 422, 503))
     async def overdue(limit: int = Query(default=100, ge=1, le=1000)) -> dict[str, Any]:
         """Orders the bank has not shown debited SETTLEMENT_OVERDUE_AFTER_S after their cut-off."""
-        rows = await orders.overdue(await backend.pool(), utc_now(), backend.settings.settlement_overdue_after_s,
-                                    limit)
-        return {"orders": [order_detail(r, None) for r in rows], "count": len(rows),
+        pool = await backend.pool()
+        rows = await orders.overdue(pool, utc_now(), backend.settings.settlement_overdue_after_s, limit)
+        trails = await approvals.trails(pool, [r["order_id"] for r in rows])
+        return {"orders": [order_detail(r, None, trails[r["order_id"]]) for r in rows], "count": len(rows),
                 "overdue_after_s": backend.settings.settlement_overdue_after_s}
 
     @api.get("/settlement/breaks", dependencies=order_readers, responses=responses(401, 403, 422, 503))

@@ -1,7 +1,9 @@
 """Orders for the Bank-Connector: the idempotent pull (``GET /sweep-intent``) and the outcomes it reports.
 
 The pull pages by an opaque cursor; the outcome routes move an order SENT -> ACK or SENT -> FAILED
-(repeating an outcome is harmless, contradicting one is 409).
+(repeating an outcome is harmless, contradicting one is 409). Orders awaiting approval are not
+pulled until released (``serve_app.rest.routes.approvals``); the cursor stands for the ledger's
+release sequence, so an order released late is still returned to a client that paged past its id.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from serve_app.rest.errors import error, responses
 from serve_app.rest.idempotency import IdempotencyKey, idempotent
 from serve_app.rest.openapi import RequestBodies, constraints
 from storage import investments, orders
+from storage.approvals import Trail, trails
 from storage.orders import IllegalTransition, OrderNotFound
 from treasury.auth import Scope
 from treasury.clock import iso_z, utc_now
@@ -38,7 +41,8 @@ ORDER_ID = Path(description="an order's order_id", json_schema_extra=constraints
 
 
 def _cursor_pattern() -> str:
-    """The cursors this service issues: ``c1.`` + unpadded base64url of a ledger id's decimal digits.
+    """The cursors this service issues: ``c1.`` + unpadded base64url of a release sequence's decimal
+    digits (a ledger id before migration 006: the same number for those orders).
 
     Stated exactly, so a client (or a generated test) can tell a cursor from garbage without asking:
     a 4-character group encodes three digits, a trailing group of 2 or 3 characters one or two.
@@ -56,12 +60,12 @@ CURSOR_PATTERN = _cursor_pattern()
 _CURSOR = re.compile(CURSOR_PATTERN)
 
 
-def encode_cursor(last_id: int) -> str:
-    return CURSOR_PREFIX + base64.urlsafe_b64encode(str(last_id).encode()).decode().rstrip("=")
+def encode_cursor(last_seq: int) -> str:
+    return CURSOR_PREFIX + base64.urlsafe_b64encode(str(last_seq).encode()).decode().rstrip("=")
 
 
 def decode_cursor(cursor: str | None) -> int:
-    """Opaque to clients; here just the last ledger id they have seen."""
+    """Opaque to clients; here just the last release sequence they have seen (``storage.orders.page_after``)."""
     if not cursor:
         return 0
     if not _CURSOR.fullmatch(cursor):  # what the document states; also keeps a forged huge id from Postgres
@@ -80,20 +84,32 @@ def order_view(row: asyncpg.Record) -> dict[str, Any]:
     return {**row["payload"], "status": row["status"]}
 
 
-def order_detail(row: asyncpg.Record, investment: asyncpg.Record | None) -> dict[str, Any]:
+def status_history(row: asyncpg.Record) -> dict[str, str]:
+    """When the order reached each status it went through. An order that needed approval was
+    written AWAITING_APPROVAL and became NEW when released; its approvals are in its trail."""
+    written = OrderStatus.AWAITING_APPROVAL if row["approvals_required"] is not None else OrderStatus.NEW
+    stamps = ((written, "created_ts"), (OrderStatus.NEW, "released_ts"), (OrderStatus.REJECTED, "rejected_ts"),
+              (OrderStatus.EXPIRED, "expired_ts"), (OrderStatus.SENT, "sent_ts"), (OrderStatus.ACK, "acked_ts"),
+              (OrderStatus.FAILED, "failed_ts"), (OrderStatus.SETTLED, "settled_ts"))
+    return {str(name): iso_z(row[column]) for name, column in stamps if row[column] is not None}
+
+
+def order_detail(row: asyncpg.Record, investment: asyncpg.Record | None, trail: Trail | None = None) -> dict[str, Any]:
     """One order as a treasurer follows it: the signed payload, its status and when it reached each,
     its settlement (the booked entry: id, bank reference, booking time, how it was matched), and
-    the investment it opened."""
-    history = {name: iso_z(row[column]) for name, column in
-               (("NEW", "created_ts"), ("SENT", "sent_ts"), ("ACK", "acked_ts"), ("FAILED", "failed_ts"),
-                ("SETTLED", "settled_ts")) if row[column] is not None}
-    return {
+    the investment it opened. With its ``trail`` (``storage.approvals.trails``), who approved or
+    rejected it, when and why; a caller that did not read the trail shows none rather than an empty one."""
+    detail = {
         **order_view(row),
-        "status_history": history,
+        "status_history": status_history(row),
         "failure_reason": row["failure_reason"],
         "settlement": row["settlement"],
         "investment": None if investment is None else investments.view(investment),
+        "approvals_required": row["approvals_required"],
     }
+    if trail is not None:
+        detail.update(trail.view())
+    return detail
 
 
 class TransitionBody(BaseModel):
@@ -111,11 +127,13 @@ def router(backend: Backend, bodies: RequestBodies) -> APIRouter:
                            json_schema_extra={"pattern": CURSOR_PATTERN}),
         limit: int = Query(default=100, ge=1, le=1000),
     ) -> dict[str, Any]:
-        """Idempotent pull: the same cursor always returns the same orders, in creation order."""
-        after_id = decode_cursor(after)
-        rows = await orders.page_after(await backend.pool(), after_id, limit)
-        next_id = rows[-1]["id"] if rows else after_id
-        return {"orders": [order_view(r) for r in rows], "next_cursor": encode_cursor(next_id), "count": len(rows)}
+        """Idempotent pull: the same cursor always returns the same orders, in the order they became
+        pullable (written, or released by their approvers); an order awaiting approval is not returned
+        until it is released, and then comes after everything already pulled."""
+        after_seq = decode_cursor(after)
+        rows = await orders.page_after(await backend.pool(), after_seq, limit)
+        next_seq = rows[-1]["release_seq"] if rows else after_seq
+        return {"orders": [order_view(r) for r in rows], "next_cursor": encode_cursor(next_seq), "count": len(rows)}
 
     async def transition(order_id: str, wanted: OrderStatus, request: Request) -> JSONResponse:
         body = await request.body()
@@ -135,7 +153,8 @@ def router(backend: Backend, bodies: RequestBodies) -> APIRouter:
     @api.get("/sweep-intent/{order_id}", dependencies=[scope(backend, Scope.ORDERS_READ)],
              responses=responses(401, 403, 404, 422, 503))
     async def one(order_id: str = ORDER_ID) -> JSONResponse:
-        """One order with its status history, its settlement (entry reference, booking time) and its investment."""
+        """One order with its status history, its approvals, its settlement (entry reference, booking
+        time) and its investment."""
         if len(order_id) > MAX_ORDER_ID or "\x00" in order_id:
             return error(404, "order_id", f"no order {order_id[:80]!r}")
         pool = await backend.pool()
@@ -143,7 +162,7 @@ def router(backend: Backend, bodies: RequestBodies) -> APIRouter:
         if row is None:
             return error(404, "order_id", f"no order {order_id!r}")
         held = await investments.of_order(pool, order_id, utc_now().date(), backend.settings.maturity_grace_days)
-        return JSONResponse(order_detail(row, held))
+        return JSONResponse(order_detail(row, held, (await trails(pool, [order_id]))[order_id]))
 
     body, writer = bodies(TransitionBody, required=False), [scope(backend, Scope.ORDERS_WRITE)]
     answers = responses(401, 403, 404, 409, 422, 503)
