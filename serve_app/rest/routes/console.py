@@ -351,7 +351,7 @@ def router(backend: Backend, bodies: RequestBodies) -> APIRouter:
             "what_if": decide(inputs, changed).as_record(),
         }, headers=NO_STORE)
 
-    @api.get("/metrics/series", dependencies=readers, responses=responses(401, 403, 503))
+    @api.get("/metrics/series", dependencies=readers, responses=responses(401, 403, 422, 503))
     async def metric_series(window_s: int = Query(default=1800, ge=60, le=86_400)) -> JSONResponse:
         """Swept USD by product, the largest VaR in bps and the decision latency p50/p95 over the last
         ``window_s`` seconds from the Prometheus ``run`` started (when it scrapes this service), else the
