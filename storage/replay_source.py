@@ -70,7 +70,8 @@ class EntryRec:
 @dataclass(frozen=True)
 class LiveOrder:
     """A live order and its life: ``settled_ts`` is when the entry that settled it was applied (the
-    same transaction), ``booked_ts`` that entry's booking time, ``failed_ts`` when it failed."""
+    same transaction), ``booked_ts`` that entry's booking time, ``failed_ts`` when it failed (or was
+    rejected or expired: it counts for nothing from then on, as a failed one)."""
 
     order_id: str
     decision_key: str
@@ -143,14 +144,17 @@ _ENTRIES = """
                            AND created_ts < $4 AND (created_ts >= $5 OR status <> 'FAILED')))
     ORDER BY received_ts, id
 """
-# Orders of the period, and the older ones that may still have been pending in it.
+# Orders of the period, and the older ones that may still have been pending in it. A rejected or
+# expired order (four-eyes approval, docs/approval.md) stops counting when it ended, as a failed
+# one does: the replay reads its end as ``failed_ts``.
 _ORDERS = """
     SELECT order_id, decision_key, account_id, amount_usd, product, created_ts, cutoff_utc, status, booked_ts,
-           settled_ts, failed_ts, decision->>'ladder_days' AS ladder
+           settled_ts, COALESCE(failed_ts, rejected_ts, expired_ts) AS failed_ts,
+           decision->>'ladder_days' AS ladder
     FROM sweep_order
     WHERE account_id = ANY($1::varchar[]) AND created_ts < $2
       AND (created_ts >= $3 OR settled_ts IS NULL OR settled_ts >= $3 OR booked_ts >= $3)
-      AND (failed_ts IS NULL OR failed_ts >= $3)
+      AND COALESCE(failed_ts, rejected_ts, expired_ts, $3) >= $3
     ORDER BY created_ts, id
 """
 _STARTS = """

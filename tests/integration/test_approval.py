@@ -21,10 +21,11 @@ from confluent_kafka import Producer
 
 from actors import kafka_clients
 from actors.coordinator import Coordinator
+from actors.replay import live_open
 from actors.shard import ShardWorker
 from schemas.balance_event import BalanceEvent, BalanceKind
 from serve_app.rest.api import Backend, build_app
-from storage import orders
+from storage import orders, replay_source
 from storage.orders import NewOrder
 from tests.integration.conftest import LocalShards, new_accounts, register
 from tests.integration.kafka_tools import (
@@ -426,3 +427,42 @@ async def test_after_expiry_the_next_balance_decides_afresh(
     finally:
         await worker.close()
         close_producer(producer)
+
+
+async def test_a_replay_counts_a_rejected_order_for_nothing_from_its_rejection(desk: Desk) -> None:
+    [a] = new_accounts()
+    await register(desk.pool, [a])
+    o = big(a.account_id, 1)
+    await written(desk, o)
+    async with desk.client("carol@treasury") as carol:
+        assert (await carol.post(f"/sweep-intent/{o.order_id}/reject")).json()["status"] == "REJECTED"
+    rejected_ts = await desk.pool.fetchval("SELECT rejected_ts FROM sweep_order WHERE order_id = $1", o.order_id)
+    today = datetime.now(UTC).date()
+    source = await replay_source.load(desk.pool, today, today, [a.account_id])
+    [live] = [x for x in source.orders if x.order_id == o.order_id]
+    assert live.failed_ts == rejected_ts
+    assert live_open(live, rejected_ts - timedelta(seconds=1), set()).status == "SENT"  # pending while it waited
+    assert live_open(live, rejected_ts, set()).status == "FAILED"  # nothing from its rejection on
+
+
+async def test_the_coordinators_run_loop_publishes_released_orders_and_expires_late_ones(desk: Desk) -> None:
+    """What the coordinator actor runs, untouched: no test step drives the release or the expiry."""
+    [a] = new_accounts()
+    await register(desk.pool, [a])
+    o, late = big(a.account_id, 1), big(a.account_id, 2, cutoff_in=timedelta(seconds=-1))
+    await written(desk, o, late)
+    stop = asyncio.Event()
+    running = asyncio.ensure_future(desk.coordinator.run(stop))
+    try:
+        async with desk.client("alice@treasury") as alice, desk.client("bob@treasury") as bob:
+            for approver in (alice, bob):
+                assert (await approver.post(f"/sweep-intent/{o.order_id}/approve")).status_code == 200
+
+        async def done() -> bool:
+            return (await desk.status(o.order_id), await desk.status(late.order_id)) == ("SENT", "EXPIRED")
+
+        await poll_until(lambda: asyncio.sleep(0.05), done, timeout=30)
+    finally:
+        stop.set()
+        await running
+    assert desk.published(o.order_id, expect=1) == 1 and desk.published(late.order_id, expect=1) == 0
