@@ -34,7 +34,7 @@ from decimal import Decimal
 from html import escape
 from importlib.resources import files
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
 from fastapi import APIRouter, Query, Request
@@ -53,7 +53,7 @@ from serve_app.rest.errors import error, responses
 from serve_app.rest.openapi import RequestBodies
 from serve_app.rest.routes.accounts import ACCOUNT_ID
 from serve_app.rest.routes.orders import order_detail
-from serve_app.rest.routes.risk import PolicySet
+from serve_app.rest.routes.risk import NOT_BOOL, PolicySet
 from storage import accounts, balances, forecasts, history, orders, var_results
 from treasury.auth import Scope
 from treasury.clock import utc_now
@@ -108,16 +108,22 @@ _RECENT_ORDERS = """
 """
 
 
+# A what-if's figures: a decimal string of USD, at most 4 places (the document states exactly what is taken,
+# so a generated client cannot send a string the server then refuses).
+UsdText = Annotated[str, Field(pattern=r"^[0-9]{1,16}(\.[0-9]{1,4})?$", max_length=21)]
+
+
 class WhatIfRequest(BaseModel):
     """One decision on the account as it stands now, with some keys changed; figures left out are the live ones."""
 
     model_config = ConfigDict(extra="forbid")
 
     set: PolicySet = Field(default_factory=PolicySet, description="keys changed from the configuration in force")
-    available_usd: Decimal | None = Field(default=None, ge=0, le=Decimal("1e15"), description="default: live balance")
-    eod_projection_usd: Decimal | None = Field(default=None, ge=0, le=Decimal("1e15"),
+    available_usd: UsdText | None = Field(default=None, description="default: the live balance")
+    eod_projection_usd: UsdText | None = Field(default=None,
                                                description="default: the projection the next decision would use")
-    var_bps: float | None = Field(default=None, ge=0, le=1_000_000, description="default: the observed VaR in bps")
+    var_bps: Annotated[float, NOT_BOOL] | None = Field(default=None, ge=0, le=1_000_000,
+                                                       description="default: the observed VaR in bps")
 
 
 def security_headers(extra: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -338,9 +344,9 @@ def router(backend: Backend, bodies: RequestBodies) -> APIRouter:
             pending = pending_sweeps(await orders.open_orders(await backend.pool(), [account_id], state.as_of_ts),
                                      state.as_of_ts)
         if wanted.available_usd is not None:
-            state.available_usd = wanted.available_usd
+            state.available_usd = Decimal(wanted.available_usd)
         if wanted.eod_projection_usd is not None:
-            state.last_projection_usd, state.last_projection_ts = wanted.eod_projection_usd, None
+            state.last_projection_usd, state.last_projection_ts = Decimal(wanted.eod_projection_usd), None
         inputs = decision_inputs(state, None, pending_sweeps_usd=pending, now=now,
                                  var_bps=OBSERVED if wanted.var_bps is None else wanted.var_bps)
         return JSONResponse({
