@@ -105,11 +105,14 @@ async def decide(conn: asyncpg.Connection, order_id: str, subject: str, verdict:
         await conn.execute(
             "INSERT INTO order_approval (order_id, subject, verdict, comment, ts) VALUES ($1, $2, $3, $4, $5)",
             order_id, subject, verdict, comment, now)
-        trail = (await trails(conn, [order_id]))[order_id]
+        given = Approval(subject, verdict, comment, now)  # the row just written: the trail as it now stands
         if verdict is Verdict.REJECT:
+            trail = Trail(trail.approvals, given)
             row = await orders.leave_approval(conn, order_id, OrderStatus.REJECTED, now)
-        elif len({a.subject for a in trail.approvals}) >= row["approvals_required"]:
-            row = await orders.leave_approval(conn, order_id, OrderStatus.NEW, now)
+        else:
+            trail = Trail((*trail.approvals, given), trail.rejection)
+            if len({a.subject for a in trail.approvals}) >= row["approvals_required"]:
+                row = await orders.leave_approval(conn, order_id, OrderStatus.NEW, now)
         assert row is not None
         return Outcome(row, trail, True)
 

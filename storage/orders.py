@@ -128,14 +128,24 @@ async def unsent(db: Executor) -> list[asyncpg.Record]:
     return list(await db.fetch("SELECT * FROM sweep_order WHERE status = 'NEW' ORDER BY id"))
 
 
-async def claim_released(db: Executor) -> list[asyncpg.Record]:
+# A released order still NEW this long after a coordinator claimed it was never produced by that
+# claim (a claim whose reply was lost, say): it may be claimed again. Twice librdkafka's default
+# message.timeout.ms, so a claim still being retried by a live producer is not taken from it.
+RECLAIM_AFTER_S = 600
+
+
+async def claim_released(db: Executor, reclaim_after_s: int = RECLAIM_AFTER_S) -> list[asyncpg.Record]:
     """Orders released from approval (NEW again, by a REST replica) that no coordinator has taken
     yet; marks them taken, so that of two coordinators on one ledger only one publishes each. A
     coordinator that dies after claiming leaves them NEW: the next one's ``start`` publishes every
-    NEW order, claimed or not, once it has checked the topic."""
+    NEW order, claimed or not, once it has checked the topic; a claim ``reclaim_after_s`` old whose
+    order is still NEW is taken again (the claimer skips an order it still has in flight)."""
     return list(await db.fetch(
         "UPDATE sweep_order SET release_claimed_ts = now()"
-        " WHERE status = 'NEW' AND released_ts IS NOT NULL AND release_claimed_ts IS NULL RETURNING *"
+        " WHERE status = 'NEW' AND released_ts IS NOT NULL"
+        " AND (release_claimed_ts IS NULL OR release_claimed_ts < now() - make_interval(secs => $1::int))"
+        " RETURNING *",
+        reclaim_after_s,
     ))
 
 

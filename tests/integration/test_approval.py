@@ -466,3 +466,21 @@ async def test_the_coordinators_run_loop_publishes_released_orders_and_expires_l
         stop.set()
         await running
     assert desk.published(o.order_id, expect=1) == 1 and desk.published(late.order_id, expect=1) == 0
+
+
+async def test_a_claim_is_taken_once_until_it_is_stale(desk: Desk) -> None:
+    """A claim whose order stays NEW (its claimer never produced it) is taken again, but only after
+    RECLAIM_AFTER_S: a claim still in flight is not taken from a live coordinator."""
+    [a] = new_accounts()
+    await register(desk.pool, [a])
+    o = big(a.account_id, 1)
+    await written(desk, o)
+    async with desk.client("alice@treasury") as alice, desk.client("bob@treasury") as bob:
+        for approver in (alice, bob):
+            assert (await approver.post(f"/sweep-intent/{o.order_id}/approve")).status_code == 200
+    assert o.order_id in [r["order_id"] for r in await orders.claim_released(desk.pool)]
+    assert o.order_id not in [r["order_id"] for r in await orders.claim_released(desk.pool)]
+    assert o.order_id in [r["order_id"] for r in await orders.claim_released(desk.pool, reclaim_after_s=0)]
+    await desk.coordinator.start()  # what a restarted coordinator does with a claimed, unpublished order
+    await desk.publish_released(o.order_id)
+    assert desk.published(o.order_id, expect=1) == 1
