@@ -219,6 +219,7 @@ async def test_config_says_the_policy_in_force_and_its_version() -> None:
     assert body["version"] == 3 and body["source"] == "environment"
     assert body["policy"]["LIQ_BUFFER_PCT"] == "0.25" and body["policy"]["SWEEP_CUTOFFS_UTC"] == ["00:30", "15:30"]
     assert body["settings"]["business_calendar"] == "fed"
+    assert body["settings"]["approval_threshold_usd"] == "25000000" and body["settings"]["approvals_required"] == 2
 
 
 async def test_metric_series_fall_back_to_the_service_without_a_prometheus_of_its_own() -> None:

@@ -286,14 +286,14 @@ def router(backend: Backend, bodies: RequestBodies) -> APIRouter:
         """The policy this replica decides what-ifs with (the shards apply the same live version) and its
         version: 0 is the environment's configuration, each live Consul change adds one."""
         s = backend.settings
-        extra = {k: str(getattr(s, k)) for k in ("approval_threshold_usd", "approvals_required") if hasattr(s, k)}
         return JSONResponse({
             "version": backend.config_version,
             "source": "consul" if s.consul_http_addr else "environment",
             "policy": backend.policy.as_wire(),
             "settings": {"business_calendar": s.business_calendar, "var_window_days": s.var_window_days,
                          "shards": s.shards, "settlement_overdue_after_s": s.settlement_overdue_after_s,
-                         **extra},
+                         "approval_threshold_usd": format(s.approval_threshold_usd, "f"),
+                         "approvals_required": s.approvals_required},
         }, headers=NO_STORE)
 
     @api.get("/accounts/{account_id}/var/backtest", dependencies=readers,
