@@ -76,7 +76,8 @@ async def account_flows(db: Executor, account_id: str, days: int) -> list[asyncp
 # (account's position in $1, day as days since 1970-01-01, close in units of 0.0001 USD). The close
 # column is numeric(20,4), so ``* 10000`` is an exact integer; a balance beyond int8 raises, and the
 # caller falls back to ``_FLOWS``. Fixed-width columns let the binary COPY be read by numpy
-# without a Python object per row.
+# without a Python object per row. The index balance_close_window_idx (migration 007) has these
+# closes in this order with the close itself: an index-only scan that stops after $2 days.
 _WINDOW_CLOSES = """
     SELECT i.ord::int4, (c.day - DATE '1970-01-01')::int4, (c.booked_usd * 10000)::int8
     FROM unnest($1::varchar[]) WITH ORDINALITY AS i(account_id, ord)

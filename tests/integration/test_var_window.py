@@ -12,6 +12,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import asyncpg
 import numpy as np
@@ -102,3 +103,20 @@ async def test_forecast_history_cut_to_the_lookback_forecasts_as_the_whole_histo
 
 async def _none(*args: object) -> None:
     return None
+
+
+async def test_bench_var_recompute_runs_small(stack: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    """bench/var_recompute seeded and timed at 30 accounts x 40 days, so the benchmark does not rot."""
+    from bench import var_recompute as bench
+
+    dsn = stack.settings().database_url
+    prefix = f"VT{uuid.uuid4().hex[:6]}"
+    await bench.seed(dsn, 30, 40, 7, reseed=True, prefix=prefix)
+    with bench.RssSampler() as sampler:
+        phases = bench.Phases(sampler)
+        summary = await bench.run_recompute(dsn, 30, 1, phases, accounts=[f"{prefix}{i:06d}" for i in range(1, 31)],
+                                            inline_max_rows=100)
+        phases.print(1.0)
+    assert summary.accounts == 30 and summary.with_var == 30
+    printed = capsys.readouterr().out
+    assert "SQL read + matrix (binary COPY)" in printed and "write var_result" in printed
