@@ -90,7 +90,10 @@ def chaos(chaos_stack: StackInfo, chaos_headers: dict[str, str],
     marker.write_text("disarmed: delete this file to crash the coordinator once, after its next write")
     # One Serve replica throughout: the replica fault kills *the* replica, so that Serve has to
     # replace it (with autoscaling on, a busy machine could add a second one that takes over).
-    settings = chaos_stack.settings(shards=SHARDS, serve_port=free_port(), serve_min_replicas=1, serve_max_replicas=1)
+    # Four-eyes approval off: orders above the threshold would wait for approvers; this run counts
+    # orders lost or doubled (approval itself: tests/integration/test_approval.py).
+    settings = chaos_stack.settings(shards=SHARDS, serve_port=free_port(), serve_min_replicas=1, serve_max_replicas=1,
+                                    approval_threshold_usd=Decimal(0))
     assert settings.kafka_security_protocol == "SSL" and "sslcert=" in settings.database_url
     with pytest.MonkeyPatch.context() as env_of_this_module:
         for key, value in chaos_stack.tls_env.items():  # this process's Kafka clients: the load and the checks
