@@ -180,7 +180,7 @@ async def seed(dsn: str, accounts: int, days: int, sweep_every: int, reseed: boo
                                          own_transfer, order_id, content_sha256, raw_entry)
             SELECT $1 || lpad(a::text, 6, '0'), k || '-' || a || '-' || d, dir, 'BOOK',
                    round((50000 + 10 * a + 1000 * (d % 7))::numeric, 2), 'USD', $2::date + d + lag,
-                   k, 'O-' || a || '-' || d, repeat('0', 64), '{}'::jsonb
+                   k, $1 || '-O-' || a || '-' || d, repeat('0', 64), '{}'::jsonb
             FROM generate_series(1, $3::int) a, generate_series(0, $4::int - 1) d,
                  (VALUES ('SWEEP', 'DBIT', 0), ('MATURITY', 'CRDT', 7)) AS t(k, dir, lag)
             WHERE (d + a) % $5::int = 0 AND d + lag < $4::int

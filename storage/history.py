@@ -15,6 +15,8 @@ where ``own_transfers(d)`` is the signed sum of the booked entries marked ``own_
 
 from __future__ import annotations
 
+import asyncio
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -89,7 +91,6 @@ _WINDOW_CLOSES = """
         ORDER BY (b.as_of_ts AT TIME ZONE 'UTC')::date DESC, b.as_of_ts DESC, b.id DESC
         LIMIT $2::int
     ) c
-    ORDER BY i.ord, c.day DESC
 """
 
 # Own transfers inside each account's window (after $2, its oldest close read), summed per booking
@@ -179,27 +180,69 @@ class _Read:
 
 
 async def _read_newest(db: Executor, closes_per_account: int, account_ids: Sequence[str] | None) -> _Read | None:
+    """Both reads in one repeatable-read snapshot. From a pool of two or more connections the
+    closes are read in two halves at once, the second connection on the first one's exported
+    snapshot: Postgres's share of the read is most of the recompute, and there are two cores."""
     if isinstance(db, asyncpg.Pool):
         async with db.acquire() as conn:
-            return await _read_newest(conn, closes_per_account, account_ids)
-    async with db.transaction(isolation="repeatable_read", readonly=True):  # closes and entries of one moment
+            if db.get_max_size() < 2:
+                return await _read_newest(conn, closes_per_account, account_ids)
+            async with db.acquire() as other:
+                return await _read_in_snapshot(conn, other, closes_per_account, account_ids)
+    return await _read_in_snapshot(db, None, closes_per_account, account_ids)
+
+
+async def _read_in_snapshot(conn: asyncpg.Connection, other: asyncpg.Connection | None, closes_per_account: int,
+                            account_ids: Sequence[str] | None) -> _Read | None:
+    async with conn.transaction(isolation="repeatable_read", readonly=True):  # closes and entries of one moment
         if account_ids is None:
-            ids = sorted(r["account_id"] for r in await db.fetch("SELECT account_id FROM account"))
+            ids = sorted(r["account_id"] for r in await conn.fetch("SELECT account_id FROM account"))
         else:
             ids = sorted(set(account_ids))
         try:
-            ords, days, closes = await _copy_rows(db, _WINDOW_CLOSES, ids, closes_per_account)
+            if other is None or len(ids) < 2:
+                ords, days, closes = await _copy_rows(conn, _WINDOW_CLOSES, ids, closes_per_account)
+            else:
+                ords, days, closes = await _two_halves(conn, other, ids, closes_per_account)
         except asyncpg.NumericValueOutOfRangeError:
             return None
         if len(closes) and int(np.abs(closes).max()) >= _MAX_CLOSE_UNITS:
             return None
         codes = ords - 1  # 1-based ordinality -> index into ids
+        if len(codes) and not _grouped_newest_first(codes, days):  # the plan's order is not promised
+            order = np.lexsort((-days, codes))
+            codes, days, closes = codes[order], days[order], closes[order]
         counts = np.bincount(codes, minlength=len(ids)).astype(np.int64)
         starts = np.cumsum(counts) - counts
         oldest = days[np.maximum(starts + counts - 1, 0)] if len(days) else np.zeros(len(ids), dtype=np.int64)
         after = [_EPOCH + timedelta(days=int(oldest[i])) if counts[i] else _EPOCH for i in range(len(ids))]
-        own_ords, own_days, own_micros = await _copy_rows(db, _WINDOW_OWN, ids, after)
+        own_ords, own_days, own_micros = await _copy_rows(conn, _WINDOW_OWN, ids, after)
     return _operating(ids, codes, days, closes, counts, starts, own_ords - 1, own_days, own_micros)
+
+
+_SNAPSHOT_ID = re.compile(r"^[0-9A-F]+-[0-9A-F]+-[0-9]+$")
+
+
+async def _two_halves(conn: asyncpg.Connection, other: asyncpg.Connection, ids: list[str],
+                      closes_per_account: int) -> tuple[npt.NDArray[np.int64], ...]:
+    """The closes of ``ids`` read by ``conn`` (first half) and ``other`` (second half, on
+    ``conn``'s snapshot), concatenated with the second half's positions shifted."""
+    snapshot = str(await conn.fetchval("SELECT pg_export_snapshot()"))
+    if not _SNAPSHOT_ID.match(snapshot):
+        raise ValueError(f"unexpected snapshot id {snapshot!r}")
+    half = len(ids) // 2
+    async with other.transaction(isolation="repeatable_read", readonly=True):
+        await other.execute("SET TRANSACTION SNAPSHOT '" + snapshot + "'")
+        first, second = await asyncio.gather(
+            _copy_rows(conn, _WINDOW_CLOSES, ids[:half], closes_per_account),
+            _copy_rows(other, _WINDOW_CLOSES, ids[half:], closes_per_account))
+    return (np.concatenate([first[0], second[0] + half]), np.concatenate([first[1], second[1]]),
+            np.concatenate([first[2], second[2]]))
+
+
+def _grouped_newest_first(codes: npt.NDArray[np.int64], days: npt.NDArray[np.int64]) -> bool:
+    key = codes * (int(days.max()) - int(days.min()) + 1) + (int(days.max()) - days)
+    return bool((key[1:] > key[:-1]).all())
 
 
 def _operating(ids: list[str], codes: npt.NDArray[np.int64], days: npt.NDArray[np.int64],
