@@ -265,10 +265,13 @@ def main() -> None:
         with RssSampler() as sampler:
             phases = Phases(sampler)
             t0 = time.perf_counter()
-            summary = asyncio.run(run_recompute(dsn, args.window, args.workers, phases))
+            try:
+                summary: Any = asyncio.run(run_recompute(dsn, args.window, args.workers, phases))
+            except Exception as exc:  # a figure too: how far it got, and after how long
+                summary = f"FAILED: {type(exc).__name__}: {exc}"
             total = time.perf_counter() - t0
         phases.print(total)
-        print(f"  summary: {summary.as_dict()}")
+        print(f"  summary: {summary if isinstance(summary, str) else summary.as_dict()}")
         print(f"  load after: {uptime()}")
     finally:
         ray.shutdown()
