@@ -99,9 +99,8 @@ def chaos(chaos_stack: StackInfo, chaos_headers: dict[str, str],
         for key, value in chaos_stack.tls_env.items():  # this process's Kafka clients: the load and the checks
             env_of_this_module.setenv(key, value)
         skip_to_end(chaos_stack.kafka_bootstrap, CONSUMER_GROUP, "balance_events")
-        # Four-eyes approval off: the faults are checked against every order published, with nobody to approve
         env = {**settings.as_env(), "LOG_LEVEL": "WARNING", "TREASURY_CRASH_AT": "coordinator_after_write",
-               "TREASURY_CRASH_ONCE_FILE": str(marker), "APPROVAL_THRESHOLD_USD": "0"}
+               "TREASURY_CRASH_ONCE_FILE": str(marker)}
         system = RaySystem(env, settings.serve_port, tmp / "system.log")
         system.start()
         try:
