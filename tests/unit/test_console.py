@@ -254,6 +254,8 @@ async def test_the_read_routes_need_their_scopes() -> None:
     ({"set": {"NOT_A_KEY": 1}}, "set.NOT_A_KEY"),
     ({"set": {"VAR_LIMIT_BPS": True}}, "set.VAR_LIMIT_BPS"),
     ({"available_usd": "-1"}, "available_usd"),
+    ({"available_usd": "1.23456"}, "available_usd"),
+    ({"var_bps": -1}, "var_bps"),
     ({"extra": 1}, "extra"),
 ])
 async def test_a_what_if_refuses_bad_keys_before_reading_the_ledger(body: dict[str, Any], field: str) -> None:

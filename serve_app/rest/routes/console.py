@@ -111,6 +111,8 @@ _RECENT_ORDERS = """
 # A what-if's figures: a decimal string of USD, at most 4 places (the document states exactly what is taken,
 # so a generated client cannot send a string the server then refuses).
 UsdText = Annotated[str, Field(pattern=r"^[0-9]{1,16}(\.[0-9]{1,4})?$", max_length=21)]
+# Bounds inside the type, so the document states them on the number (on an optional field they would be lost).
+VarBps = Annotated[float, Field(ge=0, le=1_000_000), NOT_BOOL]
 
 
 class WhatIfRequest(BaseModel):
@@ -122,8 +124,7 @@ class WhatIfRequest(BaseModel):
     available_usd: UsdText | None = Field(default=None, description="default: the live balance")
     eod_projection_usd: UsdText | None = Field(default=None,
                                                description="default: the projection the next decision would use")
-    var_bps: Annotated[float, NOT_BOOL] | None = Field(default=None, ge=0, le=1_000_000,
-                                                       description="default: the observed VaR in bps")
+    var_bps: VarBps | None = Field(default=None, description="default: the observed VaR in bps")
 
 
 def security_headers(extra: Mapping[str, str] | None = None) -> dict[str, str]:
