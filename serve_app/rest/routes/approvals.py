@@ -24,7 +24,7 @@ from serve_app.rest.backend import Backend
 from serve_app.rest.errors import error, responses
 from serve_app.rest.idempotency import IdempotencyKey, idempotent
 from serve_app.rest.openapi import RequestBodies
-from serve_app.rest.routes.orders import MAX_ORDER_ID, ORDER_ID
+from serve_app.rest.routes.orders import ORDER_ID, never_issued
 from storage import approvals, orders
 from storage.approvals import MAX_COMMENT, MAX_SUBJECT, Verdict
 from storage.orders import OrderNotFound
@@ -68,8 +68,8 @@ def router(backend: Backend, bodies: RequestBodies) -> APIRouter:
     async def record(order_id: str, verdict: Verdict, request: Request) -> JSONResponse:
         body = await request.body()
         comment = (decode(VerdictBody, body).comment or None) if body.strip() else None
-        if len(order_id) > MAX_ORDER_ID or "\x00" in order_id:
-            return error(404, "order_id", f"no order {order_id[:80]!r}")  # could never have been issued
+        if (refused := never_issued(order_id)) is not None:
+            return refused
         caller: Caller | None = getattr(request.state, "caller", None)
         if caller is None:
             return error(403, "authorization", "four-eyes approval records who approved: it needs signed-in "

@@ -80,6 +80,14 @@ def decode_cursor(cursor: str | None) -> int:
     return value
 
 
+def never_issued(order_id: str) -> JSONResponse | None:
+    """404 for an id this service could never have issued (too long, or a NUL Postgres text cannot
+    hold), answered before any query; None for an id worth looking up."""
+    if len(order_id) > MAX_ORDER_ID or "\x00" in order_id:
+        return error(404, "order_id", f"no order {order_id[:80]!r}")
+    return None
+
+
 def order_view(row: asyncpg.Record) -> dict[str, Any]:
     return {**row["payload"], "status": row["status"]}
 
@@ -138,8 +146,8 @@ def router(backend: Backend, bodies: RequestBodies) -> APIRouter:
     async def transition(order_id: str, wanted: OrderStatus, request: Request) -> JSONResponse:
         body = await request.body()
         reason = (decode(TransitionBody, body).reason or None) if body.strip() else None
-        if len(order_id) > MAX_ORDER_ID or "\x00" in order_id:
-            return error(404, "order_id", f"no order {order_id[:80]!r}")  # could never have been issued
+        if (refused := never_issued(order_id)) is not None:
+            return refused
         try:
             row, changed = await orders.transition(await backend.pool(), order_id, wanted, reason)
         except OrderNotFound:
@@ -155,8 +163,8 @@ def router(backend: Backend, bodies: RequestBodies) -> APIRouter:
     async def one(order_id: str = ORDER_ID) -> JSONResponse:
         """One order with its status history, its approvals, its settlement (entry reference, booking
         time) and its investment."""
-        if len(order_id) > MAX_ORDER_ID or "\x00" in order_id:
-            return error(404, "order_id", f"no order {order_id[:80]!r}")
+        if (refused := never_issued(order_id)) is not None:
+            return refused
         pool = await backend.pool()
         row = await orders.get(pool, order_id)
         if row is None:
