@@ -8,10 +8,12 @@ subjects, signed by the stack's Transit key. The last test runs balances through
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -26,6 +28,7 @@ from actors.shard import ShardWorker
 from schemas.balance_event import BalanceEvent, BalanceKind
 from serve_app.rest.api import Backend, build_app
 from storage import orders, replay_source
+from storage.migrate import discover, migrate
 from storage.orders import NewOrder
 from tests.integration.conftest import LocalShards, new_accounts, register
 from tests.integration.kafka_tools import (
@@ -484,3 +487,35 @@ async def test_a_claim_is_taken_once_until_it_is_stale(desk: Desk) -> None:
     await desk.coordinator.start()  # what a restarted coordinator does with a claimed, unpublished order
     await desk.publish_released(o.order_id)
     assert desk.published(o.order_id, expect=1) == 1
+
+
+async def test_migration_006_keeps_old_cursors_and_pages_new_orders_after_them(
+        stack: Any, tmp_path: Path) -> None:
+    """A ledger written before the release sequence: its orders keep their id as their place, so a
+    cursor issued then still means the same rows, and orders written after come after them all."""
+    for m in discover():
+        if m.version < 6:
+            (tmp_path / f"{m.version:03d}_{m.name}.sql").write_text(m.sql)
+    conn = await asyncpg.connect(stack.postgres_dsn)
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")  # as the pool's
+    try:
+        await conn.execute("DROP SCHEMA IF EXISTS migration_006_check CASCADE")
+        await conn.execute("CREATE SCHEMA migration_006_check")
+        await conn.execute("SET search_path TO migration_006_check")
+        assert await migrate(conn, tmp_path) == [1, 2, 3, 4, 5]
+        await conn.execute("INSERT INTO account (account_id) VALUES ('U1')")
+        old = [await conn.fetchval(
+            "INSERT INTO sweep_order (order_id, decision_key, account_id, amount_usd, product, cutoff_utc, status,"
+            " payload, decision) VALUES ($1, $2, 'U1', 1000000, 'FED_RRP', now(), $3, '{}', '{}') RETURNING id",
+            f"old-{n}", f"U1:old-{n}", status) for n, status in enumerate(["SETTLED", "SENT", "NEW"])]
+        assert 6 in await migrate(conn)  # and any later migration
+        assert [r["release_seq"] for r in await conn.fetch("SELECT release_seq FROM sweep_order ORDER BY id")] == old
+        new = big("U1", 1, Decimal("1000000"))
+        _, inserted = await orders.insert_new(conn, [new])
+        assert inserted == {new.order_id}
+        page = await orders.page_after(conn, old[0], 10)  # a cursor issued before the migration
+        assert [r["order_id"] for r in page] == ["old-1", "old-2", new.order_id]
+        assert page[-1]["release_seq"] > max(old)
+    finally:
+        await conn.execute("DROP SCHEMA IF EXISTS migration_006_check CASCADE")
+        await conn.close()
