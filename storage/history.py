@@ -145,10 +145,17 @@ class _BinaryRows:
         return (rows["ord"].astype(np.int64), rows["day"].astype(np.int64), rows["value"].astype(np.int64))
 
 
+# A recompute is a batch job: a read of every account may take longer than a request's timeout
+# (the pool's command_timeout), so each read is given this many seconds, and reads are of at most
+# CHUNK_ACCOUNTS accounts each.
+READ_TIMEOUT_S = 600.0
+CHUNK_ACCOUNTS = 10_000
+
+
 async def _copy_rows(conn: asyncpg.Connection, query: str, *args: object) -> tuple[
         npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
     sink = _BinaryRows()
-    await conn.copy_from_query(query, *args, output=sink, format="binary")
+    await conn.copy_from_query(query, *args, output=sink, format="binary", timeout=READ_TIMEOUT_S)
     return sink.columns()
 
 
@@ -200,10 +207,7 @@ async def _read_in_snapshot(conn: asyncpg.Connection, other: asyncpg.Connection 
         else:
             ids = sorted(set(account_ids))
         try:
-            if other is None or len(ids) < 2:
-                ords, days, closes = await _copy_rows(conn, _WINDOW_CLOSES, ids, closes_per_account)
-            else:
-                ords, days, closes = await _two_halves(conn, other, ids, closes_per_account)
+            ords, days, closes = await _two_halves(conn, other, ids, closes_per_account)
         except asyncpg.NumericValueOutOfRangeError:
             return None
         if len(closes) and int(np.abs(closes).max()) >= _MAX_CLOSE_UNITS:
@@ -223,21 +227,35 @@ async def _read_in_snapshot(conn: asyncpg.Connection, other: asyncpg.Connection 
 _SNAPSHOT_ID = re.compile(r"^[0-9A-F]+-[0-9A-F]+-[0-9]+$")
 
 
-async def _two_halves(conn: asyncpg.Connection, other: asyncpg.Connection, ids: list[str],
+async def _two_halves(conn: asyncpg.Connection, other: asyncpg.Connection | None, ids: list[str],
                       closes_per_account: int) -> tuple[npt.NDArray[np.int64], ...]:
-    """The closes of ``ids`` read by ``conn`` (first half) and ``other`` (second half, on
-    ``conn``'s snapshot), concatenated with the second half's positions shifted."""
-    snapshot = str(await conn.fetchval("SELECT pg_export_snapshot()"))
-    if not _SNAPSHOT_ID.match(snapshot):
-        raise ValueError(f"unexpected snapshot id {snapshot!r}")
-    half = len(ids) // 2
-    async with other.transaction(isolation="repeatable_read", readonly=True):
-        await other.execute("SET TRANSACTION SNAPSHOT '" + snapshot + "'")
-        first, second = await asyncio.gather(
-            _copy_rows(conn, _WINDOW_CLOSES, ids[:half], closes_per_account),
-            _copy_rows(other, _WINDOW_CLOSES, ids[half:], closes_per_account))
-    return (np.concatenate([first[0], second[0] + half]), np.concatenate([first[1], second[1]]),
-            np.concatenate([first[2], second[2]]))
+    """The closes of ``ids`` in chunks of CHUNK_ACCOUNTS, read by ``conn`` and ``other`` (on
+    ``conn``'s snapshot) at once, each taking every other chunk; positions shifted to ``ids``."""
+    bounds = [(lo, min(lo + CHUNK_ACCOUNTS, len(ids))) for lo in range(0, len(ids), CHUNK_ACCOUNTS)]
+    parts: dict[int, tuple[npt.NDArray[np.int64], ...]] = {}
+
+    async def read(on: asyncpg.Connection, mine: list[tuple[int, int]]) -> None:
+        for lo, hi in mine:
+            ords, days, closes = await _copy_rows(on, _WINDOW_CLOSES, ids[lo:hi], closes_per_account)
+            parts[lo] = (ords + lo, days, closes)
+
+    if other is None or len(bounds) < 2:
+        await read(conn, bounds)
+    else:
+        snapshot = str(await conn.fetchval("SELECT pg_export_snapshot()"))
+        if not _SNAPSHOT_ID.match(snapshot):
+            raise ValueError(f"unexpected snapshot id {snapshot!r}")
+        async with other.transaction(isolation="repeatable_read", readonly=True):
+            await other.execute("SET TRANSACTION SNAPSHOT '" + snapshot + "'")
+            await asyncio.gather(read(conn, bounds[0::2]), read(other, bounds[1::2]))
+    if not parts:
+        return _copy_empty()
+    ordered = [parts[lo] for lo, _ in bounds]
+    return tuple(np.concatenate([p[i] for p in ordered]) for i in range(3))
+
+
+def _copy_empty() -> tuple[npt.NDArray[np.int64], ...]:
+    return tuple(np.empty(0, dtype=np.int64) for _ in range(3))
 
 
 def _grouped_newest_first(codes: npt.NDArray[np.int64], days: npt.NDArray[np.int64]) -> bool:

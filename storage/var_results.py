@@ -30,6 +30,7 @@ class VarResult:
 # Above this many rows a write goes through COPY into a temporary table and one INSERT .. SELECT:
 # executemany is a round trip's worth of work per row (100,000 accounts: seconds), COPY is one stream.
 COPY_MIN_ROWS = 1000
+READ_TIMEOUT_S = 600.0  # as storage.history's window reads: a recompute is a batch job
 
 _UPSERT_FROM_COPY = """
     INSERT INTO var_result (account_id, as_of, window_days, confidence, days, var_usd, var_bps, es_usd)
@@ -72,11 +73,11 @@ async def _upsert_by_copy(db: Executor, results: Sequence[VarResult]) -> None:
             " confidence numeric(6,5), days integer, var_usd numeric(20,4), var_bps double precision,"
             " es_usd numeric(20,4)) ON COMMIT DROP"
         )
-        await db.copy_records_to_table("var_result_in", records=[
+        await db.copy_records_to_table("var_result_in", timeout=READ_TIMEOUT_S, records=[
             (r.account_id, r.as_of, r.window_days, r.confidence, r.days, r.var_usd, r.var_bps, r.es_usd)
             for r in results
         ])
-        await db.execute(_UPSERT_FROM_COPY)
+        await db.execute(_UPSERT_FROM_COPY, timeout=READ_TIMEOUT_S)
 
 
 async def latest_available(db: Executor, account_ids: Sequence[str]) -> dict[str, asyncpg.Record]:
@@ -96,6 +97,7 @@ async def latest_available(db: Executor, account_ids: Sequence[str]) -> dict[str
         ) p
         """,
         list(account_ids),
+        timeout=READ_TIMEOUT_S,  # a batch job's read of every account, not a request's
     )
     return {r["account_id"]: r for r in rows}
 

@@ -21,7 +21,7 @@ import pytest
 from actors.var_job import FORECAST_LOOKBACK_DAYS, load
 from risk.forecast import forecast_table
 from risk.history import build_matrix
-from storage import forecasts
+from storage import forecasts, history
 from storage.history import closing_flows, window_flows
 from treasury import business_calendar
 
@@ -64,7 +64,10 @@ async def _ledger(pool: asyncpg.Pool, prefix: str) -> list[str]:
     return ids
 
 
-async def test_window_read_is_bit_identical_to_the_decimal_read(pool: asyncpg.Pool) -> None:
+@pytest.mark.parametrize("chunk", [10_000, 2])  # 2: chunks on two connections, one snapshot
+async def test_window_read_is_bit_identical_to_the_decimal_read(pool: asyncpg.Pool, chunk: int,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(history, "CHUNK_ACCOUNTS", chunk)
     ids = await _ledger(pool, f"W{uuid.uuid4().hex[:8]}")
     for window in (1, 5, 30, 39, 60, 250):
         exact = build_matrix(await closing_flows(pool, ids), window)
