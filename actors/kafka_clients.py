@@ -11,7 +11,6 @@ import asyncio
 import functools
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -19,6 +18,7 @@ from typing import Any, TypeVar
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
+from treasury.tls import kafka_security
 from treasury.topics import PARTITIONER
 
 CONSUMER_GROUP = "treasury-orchestrator"
@@ -39,20 +39,9 @@ _COORDINATOR_ERRORS = {
 }
 
 
-SECURITY_SETTINGS = {
-    "KAFKA_SECURITY_PROTOCOL": "security.protocol",
-    "KAFKA_SSL_CA_LOCATION": "ssl.ca.location",
-    "KAFKA_SSL_CERTIFICATE_LOCATION": "ssl.certificate.location",
-    "KAFKA_SSL_KEY_LOCATION": "ssl.key.location",
-}
-"""The settings (RuntimeSettings, docs/configuration.md) that become librdkafka's TLS configuration."""
-
-
 def security(environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """librdkafka's TLS settings from this process's environment, where RuntimeSettings.as_env puts them
-    for every actor and replica: read here, so that no client of ours can be made without them."""
-    env = os.environ if environ is None else environ
-    return {conf: env[key] for key, conf in SECURITY_SETTINGS.items() if env.get(key)}
+    """librdkafka's TLS settings, read where every client is made, so that none is made without them."""
+    return kafka_security(environ)
 
 
 def producer(bootstrap: str, **overrides: Any) -> Producer:

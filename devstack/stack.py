@@ -20,7 +20,6 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from actors import kafka_clients
 from devstack import certs, consul, kafka, openbao, postgres, tls_front
 from devstack.certs import StackCerts
 from devstack.common import (
@@ -36,6 +35,7 @@ from devstack.common import (
     stop_group,
 )
 from treasury.settings import RuntimeSettings
+from treasury.tls import kafka_security
 from treasury.topics import ALL_TOPICS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -231,7 +231,7 @@ def _certs(home: Path, state: State) -> StackCerts | None:
 def _kafka_security(home: Path, state: State) -> dict[str, str]:
     """librdkafka's TLS settings for our own admin client (the same mapping every client uses)."""
     stack_certs = _certs(home, state)
-    return kafka_clients.security(stack_certs.client_env()) if stack_certs else {}
+    return kafka_security(stack_certs.client_env()) if stack_certs else {}
 
 
 def tls_requested(environ: Mapping[str, str] | None = None) -> bool:

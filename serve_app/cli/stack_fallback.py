@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from treasury.settings import RuntimeSettings
+from treasury.tls import KAFKA_SETTINGS
 
 if TYPE_CHECKING:
     import asyncpg
@@ -32,8 +33,7 @@ if TYPE_CHECKING:
 # Variables filled from the stack together, and only when the environment sets none of the
 # `unless` ones: a VAULT_TOKEN of the operator's own must not be paired with the stack's OpenBao.
 # A stack started with `--tls` records its client certificate settings too: they go with the address.
-KAFKA_TLS = ("KAFKA_SECURITY_PROTOCOL", "KAFKA_SSL_CA_LOCATION", "KAFKA_SSL_CERTIFICATE_LOCATION",
-             "KAFKA_SSL_KEY_LOCATION")
+KAFKA_TLS = tuple(KAFKA_SETTINGS)
 _GROUPS: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = (
     (("KAFKA_BOOTSTRAP", *KAFKA_TLS), ("KAFKA_BOOTSTRAP",)),
     (("DATABASE_URL",), ("DATABASE_URL",)),
