@@ -107,7 +107,7 @@ async def test_the_page_runs_no_inline_script_or_style_and_names_only_its_own_fi
     assert scripts == [(' type="module" src="/console/app.js"', "")]
     assert "<style" not in html and " style=" not in html and not re.search(r"\son\w+\s*=", html)
     found = links(html)
-    assert sorted(found) == ["/console/app.js", "/console/console.css"]
+    assert sorted(found) == ["/console/app.js", "/console/console.css", "/console/favicon.svg"]
     assert all(is_local(u) for u in found)
 
 
@@ -144,9 +144,11 @@ def test_no_script_turns_text_into_markup_or_code(sink: str) -> None:
         assert sink not in path.read_text(encoding="utf-8"), (path.name, sink)
 
 
-def test_the_stylesheet_loads_nothing() -> None:
+def test_the_stylesheet_and_the_icon_load_nothing() -> None:
     css = (CONSOLE_DIR / "console.css").read_text(encoding="utf-8")
     assert "url(" not in css and "@import" not in css
+    icon = (CONSOLE_DIR / "favicon.svg").read_text(encoding="utf-8")
+    assert "<script" not in icon and "href" not in icon and "url(" not in icon
 
 
 def test_the_charts_promql_names_only_metrics_the_service_exports() -> None:

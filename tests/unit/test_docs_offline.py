@@ -85,7 +85,8 @@ async def test_the_page_names_no_external_host_and_every_file_is_served(client: 
     assert found, "the page names its script"
     assert [u for u in found if not is_local(u)] == []
     assert "http://" not in answer.text and "https://" not in answer.text
-    expected = {".js": "text/javascript", ".css": "text/css", ".png": "image/png", ".json": "application/json"}
+    expected = {".js": "text/javascript", ".css": "text/css", ".png": "image/png", ".json": "application/json",
+                ".svg": "image/svg+xml"}
     for url in found:
         if url.startswith("data:"):
             continue

@@ -72,6 +72,7 @@ ASSETS: dict[str, str] = {
     "charts.js": _JS,
     "views.js": _JS,
     "console.css": "text/css; charset=utf-8",
+    "favicon.svg": "image/svg+xml",  # named by the page, so the browser asks no /favicon.ico
 }
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
        "font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'; "
@@ -139,6 +140,7 @@ def page(root: str) -> str:
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         "<title>Treasury Orchestrator - console</title>\n"
+        f'<link rel="icon" type="image/svg+xml" href="{base}/favicon.svg">\n'
         f'<link rel="stylesheet" href="{base}/console.css">\n'
         f'<script type="module" src="{base}/app.js"></script>\n'
         f'</head>\n<body data-api-root="{api}">\n'
