@@ -45,6 +45,7 @@ class RssSampler:
     def __init__(self, every_s: float = 0.01) -> None:
         self.every_s = every_s
         self.peak = 0
+        self.active: list[list[int]] = []  # the peak of each phase running now (phases nest)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -59,7 +60,10 @@ class RssSampler:
 
     def _run(self) -> None:
         while not self._stop.wait(self.every_s):
-            self.peak = max(self.peak, self.rss())
+            rss = self.rss()
+            self.peak = max(self.peak, rss)
+            for entry in list(self.active):
+                entry[0] = max(entry[0], rss)
 
     def __enter__(self) -> RssSampler:
         self.reset()
@@ -81,16 +85,19 @@ class Phases:
 
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:
-        start_rss = self.sampler.reset()
+        start_rss = self.sampler.rss()
+        entry = [start_rss]
+        self.sampler.active.append(entry)
         t0 = time.perf_counter()
         try:
             yield
         finally:
             row = self.rows.setdefault(name, [0.0, 0.0, 0.0])
             row[0] += time.perf_counter() - t0
-            self.sampler.peak = max(self.sampler.peak, self.sampler.rss())
-            row[1] = max(row[1], self.sampler.peak / 2**20)
-            row[2] = max(row[2], (self.sampler.peak - start_rss) / 2**20)
+            self.sampler.active[:] = [e for e in self.sampler.active if e is not entry]  # by identity
+            peak = max(entry[0], self.sampler.rss())
+            row[1] = max(row[1], peak / 2**20)
+            row[2] = max(row[2], (peak - start_rss) / 2**20)
 
     def wrap(self, module: Any, attr: str, name: str) -> None:
         """Time every call of ``module.attr`` (sync or async) as phase ``name``."""
@@ -234,6 +241,10 @@ _PHASES: list[tuple[str, str, str]] = [
     ("storage.var_results", "upsert_many", "write var_result"),
     ("actors.var_job", "push_to_shards", "push to shards"),
     ("actors.var_job", "recompute_forecasts", "outflow forecasts (whole)"),
+    ("storage.forecasts", "outflow_history", "  forecasts: SQL read (entries, closes)"),
+    ("actors.var_job", "forecast_table", "  forecasts: estimator per account"),
+    ("storage.forecasts", "expected_inflows", "  forecasts: SQL read (maturities)"),
+    ("storage.forecasts", "upsert_many", "  forecasts: write forecast_result"),
 ]
 
 

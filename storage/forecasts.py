@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 
+import asyncpg
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -143,7 +144,40 @@ async def expected_inflows(db: Executor, spans: Mapping[str, tuple[date, date]])
     return {r["account_id"]: r["usd"] for r in rows}
 
 
+# As storage.var_results: a recompute of every account writes by COPY into a temporary table and
+# one INSERT .. SELECT (executemany is a round trip's work per row), a small job row by row.
+COPY_MIN_ROWS = 1000
+WRITE_TIMEOUT_S = 600.0
+
+_UPSERT_FROM_COPY = """
+    INSERT INTO forecast_result (account_id, for_date, outflow_usd, method, expected_inflows_usd)
+    SELECT account_id, for_date, outflow_usd, method, expected_inflows_usd FROM forecast_result_in
+    ON CONFLICT (account_id, for_date) DO UPDATE SET
+        outflow_usd = EXCLUDED.outflow_usd, method = EXCLUDED.method,
+        expected_inflows_usd = EXCLUDED.expected_inflows_usd, computed_ts = now()
+"""
+
+
+async def _upsert_by_copy(db: Executor, rows: Sequence[ForecastRow]) -> None:
+    if isinstance(db, asyncpg.Pool):
+        async with db.acquire() as conn:
+            await _upsert_by_copy(conn, rows)
+            return
+    async with db.transaction():
+        await db.execute(
+            "CREATE TEMPORARY TABLE forecast_result_in (account_id varchar(64), for_date date,"
+            " outflow_usd numeric(20,4), method varchar(64), expected_inflows_usd numeric(20,4)) ON COMMIT DROP"
+        )
+        await db.copy_records_to_table("forecast_result_in", timeout=WRITE_TIMEOUT_S, records=[
+            (r.account_id, r.for_date, r.outflow_usd, r.method, r.expected_inflows_usd) for r in rows])
+        await db.execute(_UPSERT_FROM_COPY, timeout=WRITE_TIMEOUT_S)
+
+
 async def upsert_many(db: Executor, rows: Sequence[ForecastRow]) -> None:
+    """Insert or replace each (account, day)'s forecast; by COPY for a large recompute."""
+    if len(rows) >= COPY_MIN_ROWS:
+        await _upsert_by_copy(db, rows)
+        return
     await db.executemany(
         """
         INSERT INTO forecast_result (account_id, for_date, outflow_usd, method, expected_inflows_usd)

@@ -123,3 +123,27 @@ async def test_bench_var_recompute_runs_small(stack: Any, capsys: pytest.Capture
     assert summary.accounts == 30 and summary.with_var == 30
     printed = capsys.readouterr().out
     assert "SQL read + matrix (binary COPY)" in printed and "write var_result" in printed
+
+
+async def test_large_writes_go_by_copy_and_replace_as_row_by_row_does(pool: asyncpg.Pool) -> None:
+    from storage import var_results
+    from storage.forecasts import ForecastRow
+    from storage.var_results import VarResult
+
+    prefix = f"WC{uuid.uuid4().hex[:6]}"
+    ids = [f"{prefix}-{i}" for i in range(1200)]  # above both COPY_MIN_ROWS
+    await pool.executemany("INSERT INTO account (account_id) VALUES ($1)", [(a,) for a in ids])
+    for scale in (1, 2):  # the second write replaces the first (ON CONFLICT)
+        results = [VarResult(a, DAY0, 250, Decimal("0.99"), 250, Decimal(i * scale) / 4, 1.5 * i, None)
+                   for i, a in enumerate(ids)]
+        await var_results.upsert_many(pool, results)
+        made = [ForecastRow(a, DAY0, Decimal(i * scale) / 8, "weekday-q90-13w", Decimal(scale))
+                for i, a in enumerate(ids)]
+        await forecasts.upsert_many(pool, made)
+    stored = await var_results.latest(pool, ids)
+    assert [stored[a] for a in ids] == results
+    rows = await pool.fetch("SELECT account_id, for_date, outflow_usd, method, expected_inflows_usd"
+                            " FROM forecast_result WHERE account_id = ANY($1::varchar[])", ids)
+    assert sorted((r["account_id"], r["for_date"], r["outflow_usd"], r["method"], r["expected_inflows_usd"])
+                  for r in rows) == sorted((f.account_id, f.for_date, f.outflow_usd, f.method, f.expected_inflows_usd)
+                                           for f in made)
