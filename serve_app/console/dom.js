@@ -37,15 +37,18 @@ export function on(node, event, handler) {
   return node;
 }
 
-/** A decimal string (the API's money) with thousands separators, exactly: no float rounding. */
+/**
+ * A decimal string (the API's money) with thousands separators, exactly as given: never rounded nor
+ * cut (109046859.3250 shows as 109,046,859.325), trailing zeros dropped down to cents.
+ */
 export function usd(text) {
   if (text === null || text === undefined || text === "") return "-";
   const raw = String(text);
   const match = /^(-?)(\d+)(?:\.(\d+))?$/.exec(raw);
   if (!match) return raw;
   const whole = match[2].replace(/\B(?=(\d{3})+(?!\d))/g, ",");
-  const cents = (match[3] || "").padEnd(2, "0").slice(0, 2);
-  return `${match[1]}${whole}.${cents}`;
+  const fraction = (match[3] || "").replace(/0+$/, "").padEnd(2, "0");
+  return `${match[1]}${whole}.${fraction}`;
 }
 
 export function num(value, digits = 2) {

@@ -189,6 +189,12 @@ async def tab(page: Page, view: str, ready: str) -> None:
     await page.wait_for_selector(f"#view-{view} {ready}", timeout=WAIT_MS)
 
 
+def exact_usd(text: str) -> str:
+    """What the console shows for a decimal string: separators, every significant place, at least cents."""
+    whole, _, fraction = text.partition(".")
+    return f"{int(whole):,}.{fraction.rstrip('0').ljust(2, '0')}"
+
+
 def balance(account: str, event_id: str, available: str) -> dict[str, object]:
     from datetime import UTC, datetime
     return {"event_id": event_id, "account_id": account, "as_of_ts": datetime.now(UTC).isoformat(),
@@ -263,8 +269,14 @@ async def test_a_treasurer_signs_in_and_sees_positions_orders_charts_and_a_what_
 
     await tab(page, "ladder", "svg.chart rect.bar")
     ladder_text = await page.locator("#view-ladder").inner_text()
+    async with desk.http() as http:
+        rungs = (await http.get("/investments")).json()["ladder"]  # the ledger may hold other tests' too
     for r in ladder:
-        assert f"{r['amount_usd']:,.2f}" in ladder_text, (r, ladder_text)
+        day = (await desk.pool.fetchval("SELECT maturity_date FROM investment WHERE order_id = $1", r["order_id"]))
+        [rung] = [x for x in rungs if x["maturity_date"] == day.isoformat() and x["product"] == r["product"]]
+        assert Decimal(rung["principal_usd"]) >= r["amount_usd"]
+        shown = f"{rung['maturity_date']}\t{rung['product']}\t{exact_usd(rung['principal_usd'])}"
+        assert shown in ladder_text, (shown, [line for line in ladder_text.splitlines() if r["product"] in line])
     assert await page.locator("#view-ladder svg.chart rect.bar").count() >= 3
     await screenshot(page, "05-ladder")
 
@@ -405,6 +417,6 @@ async def test_the_browser_enforces_the_policy_and_the_helpers_make_text_not_mar
     assert found["innerHTML"] == "TypeError"  # Trusted Types required, no policy: markup from a string throws
     assert found["onclick"] == "refused" and found["style"] == "refused"
     assert found["text"] == "<img src=x id=pwned>7" and found["children"] == 0
-    assert found["usd"] == ["1,234,567.89", "-5.00", "1,000,000.00", "-", "abc"]
+    assert found["usd"] == ["1,234,567.891", "-5.00", "1,000,000.00", "-", "abc"]  # exact, never rounded
     assert found["claims"] == ["a<b>", "orders:approve orders:read", "1970-01-01T00:00:01.000Z"]
     assert found["notJwt"] is None
