@@ -71,6 +71,13 @@ def test_protected_operations_document_401_and_403_and_what_they_refuse(document
         "GET /risk/var/recompute/{job_id}": ["200", "401", "403", "404", "503"],
         "POST /risk/replay": ["202", "401", "403", "409", "422", "503"],
         "GET /risk/replay/{job_id}": ["200", "401", "403", "404", "503"],
+        # the console's reads (serve_app/rest/routes/console.py, docs/console.md)
+        "GET /accounts": ["200", "401", "403", "503"],
+        "GET /orders": ["200", "401", "403", "422", "503"],
+        "GET /config": ["200", "401", "403"],
+        "GET /accounts/{account_id}/var/backtest": ["200", "401", "403", "404", "422", "503"],
+        "POST /accounts/{account_id}/what-if": ["200", "401", "403", "404", "422", "503"],
+        "GET /metrics/series": ["200", "401", "403", "422", "503"],
     }
     for path, method, op in operations(document):
         if "401" in op["responses"]:

@@ -44,7 +44,7 @@ from starlette.exceptions import HTTPException
 
 from actors.account_state import OBSERVED, decision_inputs, pending_sweeps
 from actors.batch_plan import state_from_ledger
-from actors.policy import decide
+from actors.policy import DecisionInputs, decide
 from risk.backtest import backtest, var_forecasts
 from schemas.errors import decode
 from serve_app.rest.auth import scope
@@ -234,10 +234,17 @@ class Prometheus:
 
 
 def router(backend: Backend, bodies: RequestBodies) -> APIRouter:
+    """The page and its files, then the reads it needs: one router, built in parts short enough to read."""
     api = APIRouter(tags=["console"])
-    readers = [scope(backend, Scope.BALANCES_READ)]
+    _page_routes(api)
+    _read_routes(api, backend)
+    _what_if_route(api, backend, bodies)
+    return api
 
-    # -- the page and its files (outside the OpenAPI document) ------------------------------------
+
+def _page_routes(api: APIRouter) -> None:
+    """The page and its files, outside the OpenAPI document, each with the money screen's headers."""
+
     @api.get(ROOT, include_in_schema=False)
     async def console_page(request: Request) -> HTMLResponse:
         return HTMLResponse(page(request.scope.get("root_path", "")), headers=security_headers())
@@ -252,25 +259,15 @@ def router(backend: Backend, bodies: RequestBodies) -> APIRouter:
             raise HTTPException(404, "Not Found")
         return FileResponse(_FILES / name, media_type=ASSETS[name], headers=security_headers())
 
-    # -- reads the console needs ------------------------------------------------------------------
+
+def _read_routes(api: APIRouter, backend: Backend) -> None:
+    readers = [scope(backend, Scope.BALANCES_READ)]
+
     @api.get("/accounts", dependencies=readers, responses=responses(401, 403, 503))
     async def account_list() -> JSONResponse:
         """Every registered account (up to 500) with its live position and the projection its next decision
         would use (``projection_source``: event, last_seen, forecast:<method> or none)."""
-        pool = await backend.pool()
-        known = (await accounts.list_all(pool))[:MAX_ACCOUNTS]
-        states = await _ledger_states(backend, [a.account_id for a in known])
-        live = await asyncio.gather(*[backend.shards.position(a.account_id) for a in known])
-        now = utc_now()
-        out = []
-        for account, position in zip(known, live, strict=True):
-            state = states.get(account.account_id)
-            projection, source = state.projection(None, now) if state is not None else (None, "none")
-            out.append({"account_id": account.account_id, "esg_pref": account.esg_pref,
-                        "min_balance_usd": fmt(account.min_balance_usd), "position": position,
-                        "projection_usd": None if projection is None else fmt(projection),
-                        "projection_source": source})
-        return JSONResponse({"accounts": out, "count": len(out)}, headers=NO_STORE)
+        return JSONResponse(await accounts_payload(backend), headers=NO_STORE)
 
     @api.get("/orders", dependencies=[scope(backend, Scope.ORDERS_READ)], responses=responses(401, 403, 422, 503))
     async def recent_orders(
@@ -288,16 +285,7 @@ def router(backend: Backend, bodies: RequestBodies) -> APIRouter:
     async def config() -> JSONResponse:
         """The policy this replica decides what-ifs with (the shards apply the same live version) and its
         version: 0 is the environment's configuration, each live Consul change adds one."""
-        s = backend.settings
-        return JSONResponse({
-            "version": backend.config_version,
-            "source": "consul" if s.consul_http_addr else "environment",
-            "policy": backend.policy.as_wire(),
-            "settings": {"business_calendar": s.business_calendar, "var_window_days": s.var_window_days,
-                         "shards": s.shards, "settlement_overdue_after_s": s.settlement_overdue_after_s,
-                         "approval_threshold_usd": format(s.approval_threshold_usd, "f"),
-                         "approvals_required": s.approvals_required},
-        }, headers=NO_STORE)
+        return JSONResponse(config_payload(backend), headers=NO_STORE)
 
     @api.get("/accounts/{account_id}/var/backtest", dependencies=readers,
              responses=responses(401, 403, 404, 422, 503))
@@ -311,54 +299,11 @@ def router(backend: Backend, bodies: RequestBodies) -> APIRouter:
         pool = await backend.pool()
         if not await accounts.get_many(pool, [account_id]):
             return error(404, "account_id", f"no account {account_id!r}")
-        days = window or backend.settings.var_window_days
         table = await history.closing_flows(pool, [account_id])
         dates = [d.isoformat() for d in table.column("date").to_pylist()]
         flows = table.column("net_flow_usd").to_pylist()
-        return JSONResponse(backtest_payload(account_id, dates, flows, days, confidence), headers=NO_STORE)
-
-    @api.post("/accounts/{account_id}/what-if", dependencies=[scope(backend, Scope.RISK)],
-              openapi_extra=bodies(WhatIfRequest, required=False), responses=responses(401, 403, 404, 422, 503))
-    async def what_if(request: Request, account_id: str = ACCOUNT_ID) -> JSONResponse:
-        """The decision the policy would make on the account now, with the keys in ``set`` changed (and
-        any figure overridden), beside the decision under the configuration in force. Writes nothing."""
-        raw = await request.body()
-        wanted = decode(WhatIfRequest, raw) if raw.strip() else WhatIfRequest()
-        try:
-            changed = policy_from_mapping({k: (",".join(v) if isinstance(v, list) else v)
-                                           for k, v in wanted.set.model_dump(exclude_none=True).items()},
-                                          base=backend.policy)
-        except ConfigError as exc:
-            field, _, reason = str(exc).partition(": ")
-            return error(422, f"set.{field}", reason or str(exc))
-        states = await _ledger_states(backend, [account_id])
-        state = states.get(account_id)
-        if state is None:
-            return error(404, "account_id", f"no account {account_id!r}")
-        live = await backend.shards.position(account_id)
-        now = utc_now()
-        if live is not None:  # the shard may be ahead of the ledger's last decided balance
-            state.available_usd = Decimal(str(live["available_usd"]))
-            state.as_of_ts = datetime.fromisoformat(str(live["as_of_ts"]).replace("Z", "+00:00"))
-            pending = Decimal(str(live["pending_sweeps_usd"]))
-        else:
-            if state.available_usd is None or state.as_of_ts is None:
-                return error(404, "account_id", f"no balance for {account_id!r} yet")
-            pending = pending_sweeps(await orders.open_orders(await backend.pool(), [account_id], state.as_of_ts),
-                                     state.as_of_ts)
-        if wanted.available_usd is not None:
-            state.available_usd = Decimal(wanted.available_usd)
-        if wanted.eod_projection_usd is not None:
-            state.last_projection_usd, state.last_projection_ts = Decimal(wanted.eod_projection_usd), None
-        inputs = decision_inputs(state, None, pending_sweeps_usd=pending, now=now,
-                                 var_bps=OBSERVED if wanted.var_bps is None else wanted.var_bps)
-        return JSONResponse({
-            "account_id": account_id,
-            "config_version": backend.config_version,
-            "changed": wanted.set.model_dump(exclude_none=True),
-            "live": decide(inputs, backend.policy).as_record(),
-            "what_if": decide(inputs, changed).as_record(),
-        }, headers=NO_STORE)
+        body = backtest_payload(account_id, dates, flows, window or backend.settings.var_window_days, confidence)
+        return JSONResponse(body, headers=NO_STORE)
 
     @api.get("/metrics/series", dependencies=readers, responses=responses(401, 403, 422, 503))
     async def metric_series(window_s: int = Query(default=1800, ge=60, le=86_400)) -> JSONResponse:
@@ -374,7 +319,87 @@ def router(backend: Backend, bodies: RequestBodies) -> APIRouter:
         return JSONResponse({"source": "service", "prometheus": None,
                              "series": own_series(await backend.shards.metrics(), now)}, headers=NO_STORE)
 
-    return api
+
+def _what_if_route(api: APIRouter, backend: Backend, bodies: RequestBodies) -> None:
+    @api.post("/accounts/{account_id}/what-if", dependencies=[scope(backend, Scope.RISK)],
+              openapi_extra=bodies(WhatIfRequest, required=False), responses=responses(401, 403, 404, 422, 503))
+    async def what_if(request: Request, account_id: str = ACCOUNT_ID) -> JSONResponse:
+        """The decision the policy would make on the account now, with the keys in ``set`` changed (and
+        any figure overridden), beside the decision under the configuration in force. Writes nothing."""
+        raw = await request.body()
+        wanted = decode(WhatIfRequest, raw) if raw.strip() else WhatIfRequest()
+        try:
+            changed = policy_from_mapping({k: (",".join(v) if isinstance(v, list) else v)
+                                           for k, v in wanted.set.model_dump(exclude_none=True).items()},
+                                          base=backend.policy)
+        except ConfigError as exc:
+            field, _, reason = str(exc).partition(": ")
+            return error(422, f"set.{field}", reason or str(exc))
+        inputs = await what_if_inputs(backend, account_id, wanted)
+        if isinstance(inputs, JSONResponse):
+            return inputs
+        return JSONResponse({
+            "account_id": account_id,
+            "config_version": backend.config_version,
+            "changed": wanted.set.model_dump(exclude_none=True),
+            "live": decide(inputs, backend.policy).as_record(),
+            "what_if": decide(inputs, changed).as_record(),
+        }, headers=NO_STORE)
+
+
+async def accounts_payload(backend: Backend) -> dict[str, Any]:
+    pool = await backend.pool()
+    known = (await accounts.list_all(pool))[:MAX_ACCOUNTS]
+    states = await _ledger_states(backend, [a.account_id for a in known])
+    live = await asyncio.gather(*[backend.shards.position(a.account_id) for a in known])
+    now = utc_now()
+    out = []
+    for account, position in zip(known, live, strict=True):
+        state = states.get(account.account_id)
+        projection, source = state.projection(None, now) if state is not None else (None, "none")
+        out.append({"account_id": account.account_id, "esg_pref": account.esg_pref,
+                    "min_balance_usd": fmt(account.min_balance_usd), "position": position,
+                    "projection_usd": None if projection is None else fmt(projection),
+                    "projection_source": source})
+    return {"accounts": out, "count": len(out)}
+
+
+def config_payload(backend: Backend) -> dict[str, Any]:
+    s = backend.settings
+    return {
+        "version": backend.config_version,
+        "source": "consul" if s.consul_http_addr else "environment",
+        "policy": backend.policy.as_wire(),
+        "settings": {"business_calendar": s.business_calendar, "var_window_days": s.var_window_days,
+                     "shards": s.shards, "settlement_overdue_after_s": s.settlement_overdue_after_s,
+                     "approval_threshold_usd": format(s.approval_threshold_usd, "f"),
+                     "approvals_required": s.approvals_required},
+    }
+
+
+async def what_if_inputs(backend: Backend, account_id: str, wanted: WhatIfRequest) -> DecisionInputs | JSONResponse:
+    """The policy's inputs for the account as it stands (the shard's live position when it has one, else
+    the ledger's last decided balance), with the request's figures in place of the live ones; a 404 when
+    there is no such account or no balance yet."""
+    state = (await _ledger_states(backend, [account_id])).get(account_id)
+    if state is None:
+        return error(404, "account_id", f"no account {account_id!r}")
+    live = await backend.shards.position(account_id)
+    if live is not None:  # the shard may be ahead of the ledger's last decided balance
+        state.available_usd = Decimal(str(live["available_usd"]))
+        state.as_of_ts = datetime.fromisoformat(str(live["as_of_ts"]).replace("Z", "+00:00"))
+        pending = Decimal(str(live["pending_sweeps_usd"]))
+    else:
+        if state.available_usd is None or state.as_of_ts is None:
+            return error(404, "account_id", f"no balance for {account_id!r} yet")
+        pending = pending_sweeps(await orders.open_orders(await backend.pool(), [account_id], state.as_of_ts),
+                                 state.as_of_ts)
+    if wanted.available_usd is not None:
+        state.available_usd = Decimal(wanted.available_usd)
+    if wanted.eod_projection_usd is not None:
+        state.last_projection_usd, state.last_projection_ts = Decimal(wanted.eod_projection_usd), None
+    return decision_inputs(state, None, pending_sweeps_usd=pending, now=utc_now(),
+                           var_bps=OBSERVED if wanted.var_bps is None else wanted.var_bps)
 
 
 def backtest_payload(account_id: str, dates: Sequence[str], flows: Sequence[float], window: int,
