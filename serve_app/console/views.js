@@ -215,6 +215,7 @@ export async function backtestView(node) {
     const varLine = body.days.filter((d) => d.var_usd !== null).map((d) => [body.days.indexOf(d), -d.var_usd]);
     const marks = body.days.filter((d) => d.exception).map((d) => [body.days.indexOf(d), d.flow_usd]);
     const r = body.report;
+    out.dataset.account = body.account_id; // which account the plot below is of (a change of pick reloads it)
     out.replaceChildren(
       lineChart([{ label: "daily operating flow", points: flows }, { label: "-VaR (forecast)", points: varLine }],
         { title: "VaR backtest", markers: marks, xFormat: (v) => (body.days[Math.round(v)] || {}).date || "" }),

@@ -262,9 +262,10 @@ async def test_a_treasurer_signs_in_and_sees_positions_orders_charts_and_a_what_
 
     await tab(page, "backtest", "select#backtest-account")
     await page.select_option("#backtest-account", a.account_id)
-    await page.wait_for_selector("#view-backtest th:text-is('Basel traffic light')", timeout=WAIT_MS)
-    assert await page.locator("#view-backtest svg.chart path.marker").count() == 1  # the one large loss
-    assert await page.locator("#view-backtest svg.chart path.series").count() == 2  # flows and -VaR
+    plot = f"#view-backtest [data-account='{a.account_id}']"  # not the account shown before the pick
+    await page.wait_for_selector(f"{plot} th:text-is('Basel traffic light')", timeout=WAIT_MS)
+    assert await page.locator(f"{plot} svg.chart path.marker").count() == 1  # the one large loss
+    assert await page.locator(f"{plot} svg.chart path.series").count() == 2  # flows and -VaR
     await screenshot(page, "04-var-backtest")
 
     await tab(page, "ladder", "svg.chart rect.bar")
