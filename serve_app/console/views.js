@@ -94,12 +94,14 @@ export async function ordersView(node) {
   const account = h("input", { id: "order-account", placeholder: "account id", maxlength: 64 });
   const list = h("div");
   const panel = h("div", { class: "detail" });
+  let latest = 0; // only the answer to the latest filter is shown
   async function refresh() {
     const q = new URLSearchParams({ limit: "50" });
     if (status.value) q.set("status", status.value);
     if (account.value.trim()) q.set("account_id", account.value.trim());
+    const mine = ++latest;
     const body = await load(list, `/orders?${q}`);
-    if (!body) return;
+    if (!body || mine !== latest) return;
     const rows = body.orders.map((o) => [
       on(h("a", { href: "#orders", class: "order-link" }, o.order_id), "click", (e) => {
         e.preventDefault();
@@ -203,13 +205,15 @@ export async function backtestView(node) {
   const ids = await accountIds();
   const pick = accountPicker(ids, "backtest-account");
   const out = h("div");
+  let latest = 0; // a slower answer for an earlier pick must not replace the plot of the latest one
   async function refresh() {
     if (!pick.value) {
       out.replaceChildren(message("info", "No account."));
       return;
     }
+    const mine = ++latest;
     const body = await load(out, `/accounts/${enc(pick.value)}/var/backtest`);
-    if (!body) return;
+    if (!body || mine !== latest) return;
     const index = body.days.map((d, i) => i);
     const flows = body.days.map((d, i) => [i, d.flow_usd]);
     const varLine = body.days.filter((d) => d.var_usd !== null).map((d) => [body.days.indexOf(d), -d.var_usd]);
