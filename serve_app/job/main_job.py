@@ -150,6 +150,8 @@ def run(opts: RunOptions) -> int:
         if opts.prometheus:
             scraper = start_prometheus(settings, info.home)
         print(f"REST API      http://{settings.serve_host}:{settings.serve_port}/docs", flush=True)
+        print(f"Console       http://{settings.serve_host}:{settings.serve_port}/console (sign in with a REST token; "
+              "docs/console.md)", flush=True)
         front = tls_front.start_for(settings, info.home)
         if front is not None:
             print(f"REST API TLS  {front.url}/docs (TLS 1.3, client certificate from TLS_CLIENT_CA_FILE)", flush=True)
