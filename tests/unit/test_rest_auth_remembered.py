@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from typing import Any
 
 import httpx
@@ -52,7 +53,9 @@ def app_for(verifier: CountingVerifier) -> FastAPI:
 
 
 def token(exp: float) -> str:
-    return jwt.encode({"sub": "bank", "exp": int(exp)}, "not-checked-here-" * 3, algorithm="HS256")
+    """A distinct token each call (its ``jti``): two made in the same second must not be the same bytes."""
+    claims = {"sub": "bank", "exp": int(exp), "jti": uuid.uuid4().hex}
+    return jwt.encode(claims, "not-checked-here-" * 3, algorithm="HS256")
 
 
 async def call(app: FastAPI, path: str, bearer: str | None) -> int:
