@@ -303,6 +303,12 @@ def _without_devstack(command: str, exc: ModuleNotFoundError) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     try:
+        import os
+
+        from devstack import certs, stack
+
+        if args.tls or stack.tls_requested():  # Ray's TLS switches, before anything of Ray is loaded
+            os.environ.update(certs.ensure(stack.default_home()).ray_env())
         from serve_app.job.main_job import RunOptions, run
     except ModuleNotFoundError as exc:
         return _without_devstack("run", exc)

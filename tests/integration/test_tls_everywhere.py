@@ -202,6 +202,14 @@ def test_consul_takes_our_certificate_and_refuses_the_rest(tls_stack: StackInfo,
 # ------------------------------------------------------------------------------------ the whole pipeline
 
 
+async def order_ids(dsn: str) -> set[str]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return {str(r["order_id"]) for r in await conn.fetch("SELECT order_id FROM sweep_order")}
+    finally:
+        await conn.close()
+
+
 def gcs_port(run_pid: int) -> int | None:
     """The port Ray's GCS server (a child of the run command) listens on, once it does."""
     for child in psutil.Process(run_pid).children(recursive=True):
@@ -221,10 +229,13 @@ def test_run_tls_carries_a_balance_to_a_signed_order_over_tls(tls_stack: StackIn
     token = mint_token(keyring_from_settings(settings), settings.token_signing_key, "tls-test",
                        [s.value for s in Scope])
     headers = {"Authorization": f"Bearer {token}"}
-    env = {**os.environ, "TREASURY_STACK_HOME": str(tls_stack.home), "SERVE_PORT": str(port),
-           "RAY_DASHBOARD_PORT": str(dash_port), "TLS_PORT": str(front_port)}
+    # A clean slate: none of this session's Ray variables (it ran Ray in-process) nor stack addresses.
+    env = {key: value for key, value in os.environ.items() if not key.startswith("RAY_")}
+    env |= {"TREASURY_STACK_HOME": str(tls_stack.home), "SERVE_PORT": str(port),
+            "RAY_DASHBOARD_PORT": str(dash_port), "TLS_PORT": str(front_port)}
     for key in ("KAFKA_BOOTSTRAP", "DATABASE_URL", "VAULT_ADDR", "VAULT_TOKEN_FILE", "TLS_CERT_FILE"):
         env.pop(key, None)
+    earlier = asyncio.run(order_ids(tls_stack.postgres_dsn))  # a kept stack's orders, signed by a gone OpenBao
     log = tmp_path / "run.log"
     with log.open("w") as out:
         proc = subprocess.Popen([*CLI, "run", "--tls", "--accounts", "3", "--rate", "50", "--keep-stack",
@@ -240,8 +251,8 @@ def test_run_tls_carries_a_balance_to_a_signed_order_over_tls(tls_stack: StackIn
                 try:
                     page = pull.get(f"{front}/sweep-intent", params={"limit": 1000}, headers=headers)
                     if page.status_code == 200:
-                        order = next((o for o in page.json()["orders"]
-                                      if str(o.get("source_account", "")).startswith("970")), None)
+                        order = next((o for o in page.json()["orders"] if o["order_id"] not in earlier
+                                      and str(o.get("source_account", "")).startswith("970")), None)
                 except httpx.HTTPError:
                     pass
                 time.sleep(1)  # polling interval under the deadline
