@@ -203,9 +203,12 @@ def test_consul_takes_our_certificate_and_refuses_the_rest(tls_stack: StackInfo,
 
 
 async def order_ids(dsn: str) -> set[str]:
+    """The orders a kept stack already holds; none on a fresh one, whose ledger `run` creates."""
     conn = await asyncpg.connect(dsn)
     try:
         return {str(r["order_id"]) for r in await conn.fetch("SELECT order_id FROM sweep_order")}
+    except asyncpg.UndefinedTableError:
+        return set()
     finally:
         await conn.close()
 
