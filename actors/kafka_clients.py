@@ -39,14 +39,9 @@ _COORDINATOR_ERRORS = {
 }
 
 
-def security(environ: Mapping[str, str] | None = None) -> dict[str, str]:
-    """librdkafka's TLS settings, read where every client is made, so that none is made without them."""
-    return kafka_security(environ)
-
-
 def producer(bootstrap: str, **overrides: Any) -> Producer:
     config: dict[str, Any] = {
-        **security(),
+        **kafka_security(),
         "bootstrap.servers": bootstrap,
         "enable.idempotence": True,
         "acks": "all",
@@ -61,7 +56,7 @@ def producer(bootstrap: str, **overrides: Any) -> Producer:
 
 def consumer(bootstrap: str, group: str = CONSUMER_GROUP, **overrides: Any) -> Consumer:
     config: dict[str, Any] = {
-        **security(),
+        **kafka_security(),
         "bootstrap.servers": bootstrap,
         "group.id": group,
         "enable.auto.commit": False,
@@ -201,7 +196,7 @@ def _settle(done: asyncio.Future[Message], err: KafkaError | None, msg: Message)
 
 
 def high_watermarks(bootstrap: str, topic: str, timeout: float = 30.0) -> dict[int, int]:
-    c = Consumer({**security(), "bootstrap.servers": bootstrap, "group.id": "treasury-watermarks"})
+    c = Consumer({**kafka_security(), "bootstrap.servers": bootstrap, "group.id": "treasury-watermarks"})
     try:
         parts = c.list_topics(topic, timeout=10).topics[topic].partitions
 

@@ -15,6 +15,7 @@ from actors.kafka_clients import high_watermarks, skip_to_end
 from schemas.balance_event import BalanceEvent
 from schemas.balance_record import encode_entry
 from schemas.statement_entry import StatementEntry
+from treasury.tls import kafka_security
 
 __all__ = ["close_producer", "high_watermarks", "payloads", "poll_until", "produce_events", "read_from",
            "skip_to_end"]
@@ -23,7 +24,7 @@ __all__ = ["close_producer", "high_watermarks", "payloads", "poll_until", "produ
 def read_from(bootstrap: str, topic: str, start: dict[int, int], expect: int, timeout: float = 30.0,
               settle: float = 1.0) -> list[Message]:
     """Every message after ``start`` until ``expect`` arrived and ``settle`` s passed without more."""
-    c = Consumer({**kafka_clients.security(), "bootstrap.servers": bootstrap, "group.id": "test-reader",
+    c = Consumer({**kafka_security(), "bootstrap.servers": bootstrap, "group.id": "test-reader",
                   "enable.auto.commit": False})
     c.assign([TopicPartition(topic, p, o) for p, o in start.items()])
     out: list[Message] = []

@@ -28,7 +28,6 @@ import pytest
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
-from actors import kafka_clients
 from devstack import certs as stack_certs
 from devstack import stack as infra_stack
 from devstack.certs import APP, StackCerts
@@ -38,7 +37,7 @@ from tests.integration.conftest import free_port
 from tests.integration.test_run_command import CLI, alive
 from treasury.auth import Scope, mint_token
 from treasury.keyring import keyring_from_settings
-from treasury.tls import client_context
+from treasury.tls import client_context, kafka_security
 
 pytestmark = pytest.mark.integration
 REFUSED_WITHIN_S = 10.0
@@ -121,7 +120,7 @@ def kafka_lists_topics(bootstrap: str, config: dict[str, str]) -> bool:
 
 
 def test_kafka_takes_our_certificate_and_refuses_the_rest(tls_stack: StackInfo, certs: StackCerts) -> None:
-    security = kafka_clients.security(tls_stack.tls_env)
+    security = kafka_security(tls_stack.tls_env)
     assert security["security.protocol"] == "SSL"
     assert kafka_lists_topics(tls_stack.kafka_bootstrap, security)
     assert not kafka_lists_topics(tls_stack.kafka_bootstrap, {}), "plaintext client served"

@@ -225,13 +225,13 @@ def test_kafka_with_tls_has_no_plaintext_listener(tmp_path: Path) -> None:
 
 
 def test_kafka_clients_take_their_tls_settings_from_the_environment() -> None:
-    from actors import kafka_clients
+    from treasury.tls import kafka_security
 
     env = {"KAFKA_SECURITY_PROTOCOL": "SSL", "KAFKA_SSL_CA_LOCATION": "/ca.pem",
            "KAFKA_SSL_CERTIFICATE_LOCATION": "/c.pem", "KAFKA_SSL_KEY_LOCATION": "/c.key", "OTHER": "x"}
-    assert kafka_clients.security(env) == {"security.protocol": "SSL", "ssl.ca.location": "/ca.pem",
+    assert kafka_security(env) == {"security.protocol": "SSL", "ssl.ca.location": "/ca.pem",
                                            "ssl.certificate.location": "/c.pem", "ssl.key.location": "/c.key"}
-    assert kafka_clients.security({}) == {}
+    assert kafka_security({}) == {}
 
 
 def test_socket_paths_beyond_sockaddr_un_are_detected() -> None:
