@@ -38,6 +38,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import asyncpg
 from confluent_kafka import Message
 
 from actors import kafka_clients
@@ -48,6 +49,7 @@ from schemas.cash_position import CashPosition
 from schemas.catalog import VERSIONS
 from schemas.errors import MessageRejected, decode_with_source
 from schemas.sweep_order import RiskChecks, SweepOrder
+from storage import accounts, balances, forecasts, var_results
 from storage.accounts import Account
 from storage.balances import BalanceContent, BalanceRow, StoredBalance
 from storage.forecasts import ForecastRow
@@ -667,6 +669,23 @@ def state_from_ledger(account: Account, position: Mapping[str, Any] | None, proj
         state.var_usd = float(risk.var_usd)
         state.var_days = risk.days
     return state
+
+
+async def states_from_ledger(conn: asyncpg.Connection, account_ids: Sequence[str]) -> dict[str, AccountState]:
+    """``state_from_ledger`` for every known account of ``account_ids``, in one read of each table: what a
+    shard loads for accounts it has not seen, and what the console rebuilds to show a decision's inputs."""
+    known = await accounts.get_many(conn, account_ids)
+    ids = sorted(known)
+    positions = await balances.latest_positions(conn, ids)
+    projections = await forecasts.last_projections(conn, ids)
+    risks = await var_results.latest(conn, ids)
+    outflows = await forecasts.latest(conn, ids)
+    states = {}
+    for account_id, account in known.items():
+        projection, projection_ts = projections.get(account_id, (None, None))
+        states[account_id] = state_from_ledger(account, positions.get(account_id), projection, risks.get(account_id),
+                                               projection_ts=projection_ts, forecast=outflows.get(account_id))
+    return states
 
 
 # -- message helpers --------------------------------------------------------------------------

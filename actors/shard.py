@@ -43,7 +43,7 @@ from actors.batch_plan import (
     plan_batch,
     position_message,
     produced_at,
-    state_from_ledger,
+    states_from_ledger,
     validate,
 )
 from actors.coordinator import SubmitResult
@@ -51,7 +51,7 @@ from actors.entry_intake import IncomingEntry
 from actors.policy import decide, observed_var_bps
 from actors.settlement import Action, Mature, Settle, Terms
 from schemas.cash_position import CashPosition
-from storage import accounts, balances, forecasts, investments, orders, var_results
+from storage import balances, investments, orders
 from storage.entries import EntryRow
 from storage.forecasts import ForecastRow
 from storage.orders import NewOrder
@@ -316,17 +316,7 @@ class ShardWorker:
         if not missing:
             return
         async with self._pool.acquire() as conn:
-            known = await accounts.get_many(conn, missing)
-            ids = sorted(known)
-            positions = await balances.latest_positions(conn, ids)
-            projections = await forecasts.last_projections(conn, ids)
-            risks = await var_results.latest(conn, ids)
-            outflows = await forecasts.latest(conn, ids)
-        for account_id, account in known.items():
-            projection, projection_ts = projections.get(account_id, (None, None))
-            self._states[account_id] = state_from_ledger(
-                account, positions.get(account_id), projection, risks.get(account_id), projection_ts=projection_ts,
-                forecast=outflows.get(account_id))
+            self._states.update(await states_from_ledger(conn, missing))
 
     async def position(self, account_id: str) -> CashPosition | None:
         """The position as the next decision on this account sees it: pending sweeps by the decision's

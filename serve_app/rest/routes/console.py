@@ -43,7 +43,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
 from actors.account_state import OBSERVED, decision_inputs, pending_sweeps
-from actors.batch_plan import state_from_ledger
+from actors.batch_plan import states_from_ledger
 from actors.policy import DecisionInputs, decide
 from risk.backtest import backtest, var_forecasts
 from schemas.errors import decode
@@ -54,7 +54,7 @@ from serve_app.rest.openapi import RequestBodies
 from serve_app.rest.routes.accounts import ACCOUNT_ID
 from serve_app.rest.routes.orders import order_detail
 from serve_app.rest.routes.risk import NOT_BOOL, PolicySet
-from storage import accounts, balances, forecasts, history, orders, var_results
+from storage import accounts, history, orders
 from treasury.auth import Scope
 from treasury.clock import utc_now
 from treasury.metrics import LATENCY_BUCKETS, PRODUCTS, merge
@@ -425,24 +425,13 @@ def backtest_payload(account_id: str, dates: Sequence[str], flows: Sequence[floa
 
 
 async def _ledger_states(backend: Backend, account_ids: Sequence[str]) -> dict[str, Any]:
-    """Accounts' state as a shard rebuilds it from the ledger (``actors.batch_plan.state_from_ledger``): what
+    """Accounts' state as a shard rebuilds it from the ledger (``actors.batch_plan.states_from_ledger``): what
     the console needs for the projection a decision would use and its source, and for a what-if."""
     if not account_ids:
         return {}
     pool = await backend.pool()
     async with pool.acquire() as conn:
-        known = await accounts.get_many(conn, account_ids)
-        ids = sorted(known)
-        positions = await balances.latest_positions(conn, ids)
-        projections = await forecasts.last_projections(conn, ids)
-        risks = await var_results.latest(conn, ids)
-        outflows = await forecasts.latest(conn, ids)
-    out = {}
-    for account_id, account in known.items():
-        projection, projection_ts = projections.get(account_id, (None, None))
-        out[account_id] = state_from_ledger(account, positions.get(account_id), projection, risks.get(account_id),
-                                            projection_ts=projection_ts, forecast=outflows.get(account_id))
-    return out
+        return await states_from_ledger(conn, account_ids)
 
 
 __all__ = ["ASSETS", "CSP", "HEADERS", "PROMQL", "backtest_payload", "own_series", "page",
