@@ -12,11 +12,12 @@ the order the shard runs them (``(I/O)`` marks the shard's own steps):
    as-of time too far in the future, ``future_dated``; an event id already received with other
    content, ``repeat_conflict``), then the accounts' states after the batch, the balance rows to
    write, the orders to submit (one per decision key), the cash positions to publish, the dead
-   letters, the rows to mark decided once the orders are durable, the offsets to commit and the
+   letters, the rows to write after the orders are durable, the offsets to commit and the
    batch's statistics.
 6. (I/O) the shard executes the plan in the order that makes it safe: positions and dead letters
-   are produced; rows are written and orders submitted, concurrently, and both are durable before
-   a row of an account with an order in the batch is marked decided; the producer is flushed; only
+   are produced; the rows of accounts without an order are written while the orders are made
+   durable, and the rows of accounts with an order are written only after that, decided (rows a
+   crashed attempt left undecided are marked decided then too); the producer is flushed; only
    then are the offsets committed. A crash anywhere before the commit replays the batch, and
    planning the replay against the ledger (step 4) is what keeps it from making a second order.
 
@@ -28,6 +29,8 @@ are logged here, where they are made, with the order id they name.
 from __future__ import annotations
 
 import copy
+import dataclasses
+import functools
 import logging
 import re
 import time
@@ -208,15 +211,22 @@ class BatchPlan:
     orders: list[NewOrder]  # to the coordinator; at most one per decision key (account:event)
     positions: list[CashPosition]  # one per account whose position moved, the newest
     dead_letters: list[Rejected]
-    deferred: set[EventKey]  # inserted rows marked decided only after the orders are durable
+    deferred: set[EventKey]  # rows written (decided) only once the orders are durable
     redecided_row_ids: list[int]  # rows a crashed attempt stored undecided, decided again now
     offsets: dict[int, int]  # partition -> offset to commit (last consumed + 1)
     closes: list[str]  # accounts whose closing balance came in: VaR can include it
     stats: BatchStats
 
-    def rows_to_mark_decided(self, inserted: Mapping[EventKey, int]) -> list[int]:
-        """Row ids to mark decided once the orders are durable, given the ids the insert returned."""
-        return [row_id for key, row_id in inserted.items() if key in self.deferred] + self.redecided_row_ids
+    def rows_before_orders(self) -> list[RowPlan]:
+        """Rows decided as they are written: no order of their account in the batch. The shard
+        writes them while the coordinator makes the orders durable."""
+        return [r for r in self.rows if r.decided]
+
+    def rows_after_orders(self) -> list[RowPlan]:
+        """The other rows, written decided once the orders are durable: one insert, not an insert
+        now and an update of every row later. A crash before leaves them unwritten, so the replay
+        decides their events again, and the orders' decision keys keep that from making a second."""
+        return [dataclasses.replace(r, decided=True) for r in self.rows if not r.decided]
 
 
 # -- 1. validate ------------------------------------------------------------------------------
@@ -240,13 +250,14 @@ def validate(msgs: Sequence[Message]) -> tuple[list[Incoming], list[Rejected]]:
 def check_envelope(msg: Message, schema: str, major: str, what: str) -> None:
     """What is refused before the body is even parsed: size, and a schema version we do not read
     (none given: the current one). Balances and statement entries share ``balance_events``."""
-    size = message_bytes(msg)
+    headers = header_list(msg)  # once: every message of every batch comes through here
+    size = message_bytes(msg, headers)
     if size > MAX_EVENT_BYTES:
         raise MessageRejected("$", f"message is {size} bytes; {what} may be at most {MAX_EVENT_BYTES}")
-    version = kafka_clients.header_map(header_list(msg)).get("schema_version")
+    version = kafka_clients.header_map(headers).get("schema_version")
     if version is None:
         return
-    if not re.fullmatch(rf"{schema}/{major}\.\d+\.\d+", version):
+    if not _version_pattern(schema, major).fullmatch(version):
         raise MessageRejected(
             "schema_version", f"{version[:80]!r} is not a version this service reads ({schema}/{major}.x.y)"
         )
@@ -429,13 +440,15 @@ def repeat_conflict(item: Incoming, earlier: Incoming | None, held: StoredBalanc
     is not content. A held row without a fingerprint (stored before migration 003) proves nothing
     either way and is taken for a true repeat, as it always was.
     """
+    if earlier is None and (held is None or held.fingerprint is None):
+        return None  # nothing to compare with: the common case, so no content is built for it
     content = content_of(item.event)
     if earlier is not None:  # already checked against the ledger when it was accepted
         first = content_of(earlier.event)
         if first.fingerprint() == content.fingerprint():
             return None
         return _conflict(item.event.event_id, first, content, "earlier in this batch")
-    if held is None or held.fingerprint is None or held.fingerprint == content.fingerprint():
+    if held is None or held.fingerprint == content.fingerprint():  # held is set: see the first return
         return None
     return _conflict(item.event.event_id, held.content, content, "in the ledger")
 
@@ -694,8 +707,15 @@ def header_list(msg: Message) -> kafka_clients.Headers:
     return list(raw.items()) if isinstance(raw, dict) else list(raw or [])
 
 
-def message_bytes(msg: Message) -> int:
-    return len(msg.value() or b"") + len(msg.key() or b"") + sum(len(k) + len(v or b"") for k, v in header_list(msg))
+def message_bytes(msg: Message, headers: kafka_clients.Headers | None = None) -> int:
+    """Value, key and headers (``headers``: ``header_list(msg)`` when the caller has it already)."""
+    listed = header_list(msg) if headers is None else headers
+    return len(msg.value() or b"") + len(msg.key() or b"") + sum(len(k) + len(v or b"") for k, v in listed)
+
+
+@functools.lru_cache(maxsize=8)
+def _version_pattern(schema: str, major: str) -> re.Pattern[str]:
+    return re.compile(rf"{schema}/{major}\.\d+\.\d+")
 
 
 def produced_at(msg: Message, wall: Callable[[], float] = time.time) -> float:

@@ -36,6 +36,7 @@ from storage.orders import NewOrder
 from treasury.clock import utc_now
 from treasury.faults import crash_point
 from treasury.keyring import Keyring
+from treasury.metrics import Stopwatch
 from treasury.order_status import NO_APPROVAL, UNPUBLISHED, ApprovalRule
 from treasury.signing import sign_orders
 from treasury.topics import SWEEP_INTENT
@@ -92,6 +93,8 @@ class Coordinator:
         self.published = 0
         self.released = 0
         self.expired = 0
+        self.submits = 0
+        self.phase_s: dict[str, float] = {}  # where submits and settles spend their time (``Stopwatch``)
 
     async def start(self) -> dict[str, int]:
         """Finish what a previous incarnation left: mark or re-publish every NEW order."""
@@ -113,10 +116,14 @@ class Coordinator:
         """Make the orders durable (one transaction) and start publishing them; returns when durable."""
         if not new_orders:
             return []
+        mark = Stopwatch(self.phase_s)
         new_orders = await asyncio.to_thread(self._signed, new_orders)
+        mark("sign")
         try:
-            async with self._write_lock, self._pool.acquire() as conn:
-                rows, inserted = await orders.insert_new(conn, new_orders)
+            async with self._write_lock:
+                mark("wait for the write lock")
+                async with self._pool.acquire() as conn:
+                    rows, inserted = await orders.insert_new(conn, new_orders)
         except BaseException:
             # The commit may have gone through with its reply lost (Postgres killed at that
             # moment). Nobody else would publish such an order until a restart: remember it.
@@ -124,6 +131,7 @@ class Coordinator:
             for o in new_orders:
                 self._in_doubt.setdefault(o.decision_key, now)
             raise
+        mark("write")
         crash_point("coordinator_after_write")
         # Only what this call inserted, plus what an earlier call of this process wrote without
         # learning it. An order another call inserted is that call's to publish: a call Ray
@@ -131,6 +139,8 @@ class Coordinator:
         # An order awaiting approval is not published: its release makes it NEW (`release_and_expire`).
         self._publish([row for row in rows if row["order_id"] in inserted and row["status"] == UNPUBLISHED]
                       + self._found_in_doubt(rows))
+        mark("produce")
+        self.submits += 1
         return [
             SubmitResult(row["order_id"], row["decision_key"], row["status"], row["order_id"] in inserted)
             for row in rows
@@ -219,8 +229,10 @@ class Coordinator:
         while self._delivered:
             delivered.append(self._delivered.popleft())
         if delivered:
+            mark = Stopwatch(self.phase_s)
             try:
                 await orders.mark_sent(self._pool, delivered)
+                mark("mark sent")
             except BaseException:
                 # Postgres away: keep the delivery reports for the next round, or these orders
                 # would stay NEW (on the topic, but not SENT in the ledger) until a restart.
@@ -257,7 +269,7 @@ class Coordinator:
 
     async def stats(self) -> dict[str, Any]:
         return {"in_flight": len(self._in_flight), "published": self.published, "released": self.released,
-                "expired": self.expired}
+                "expired": self.expired, "submits": self.submits, "phase_s": dict(self.phase_s)}
 
 
 def _text(value: object) -> str | None:

@@ -52,13 +52,14 @@ from actors.policy import decide, observed_var_bps
 from actors.settlement import Action, Mature, Settle, Terms
 from schemas.cash_position import CashPosition
 from storage import balances, investments, orders
+from storage.balances import BalanceRow
 from storage.entries import EntryRow
 from storage.forecasts import ForecastRow
 from storage.orders import NewOrder
 from treasury.clock import utc_now
 from treasury.envelope import EnvelopeCipher, row_context
 from treasury.faults import crash_point
-from treasury.metrics import LatencyHistogram, ShardMetrics
+from treasury.metrics import LatencyHistogram, ShardMetrics, Stopwatch
 from treasury.money import ZERO
 from treasury.settings import DEFAULT_MAX_CLOCK_SKEW_S, PolicyConfig
 from treasury.topics import BALANCE_EVENTS
@@ -185,7 +186,7 @@ class ShardWorker:
         if not msgs:
             return BatchStats()
         received = time.time()
-        mark = _Stopwatch(self.phase_s)
+        mark = Stopwatch(self.phase_s)
         balance_msgs, entry_items, entry_rejects = entry_intake.split(msgs)
         events, rejected = validate(balance_msgs)
         mark("validate")
@@ -209,12 +210,16 @@ class ShardWorker:
         # the commit.
         self._produce(position_message(p) for p in plan.positions)
         self._dead_letter([*entry_dead, *plan.dead_letters])
-        # Balance rows and orders are independent until both are durable: write them concurrently.
-        inserted, _ = await asyncio.gather(self._store_balances(plan.rows), self._submit_orders(plan))
+        # Rows decided at once and the orders are independent: write them concurrently. The rows of
+        # accounts with an order follow the orders, decided (``BatchPlan.rows_after_orders``).
+        # Those later rows are encrypted meanwhile, so only their insert waits for the orders.
+        _, _, later = await asyncio.gather(self._store_balances(plan.rows_before_orders()), self._submit_orders(plan),
+                                           self._encrypted(plan.rows_after_orders()))
         mark("write balances + orders")
         crash_point("shard_after_orders")
-        await balances.mark_decided(self._pool, plan.rows_to_mark_decided(inserted))
-        mark("mark decided")
+        await self._insert(later)
+        await balances.mark_decided(self._pool, plan.redecided_row_ids)
+        mark("write decided rows")
         remaining = await asyncio.to_thread(self._producer.flush, 30.0)
         if remaining:
             raise RuntimeError(f"{remaining} position/dead-letter messages not delivered; batch will be replayed")
@@ -278,8 +283,18 @@ class ShardWorker:
             return await query(conn, *args)
 
     async def _store_balances(self, rows: Sequence[RowPlan]) -> dict[tuple[str, str], int]:
-        # Encryption may fetch a new data key from Vault (hourly): off the event loop.
-        records = await asyncio.to_thread(lambda: [r.row(self._cipher.encrypt(r.document, r.context)) for r in rows])
+        return await self._insert(await self._encrypted(rows))
+
+    async def _encrypted(self, rows: Sequence[RowPlan]) -> list[BalanceRow]:
+        """The rows to insert, each ``raw_event`` encrypted. Encryption may fetch a new data key
+        from Vault (hourly): off the event loop."""
+        if not rows:
+            return []
+        return await asyncio.to_thread(lambda: [r.row(self._cipher.encrypt(r.document, r.context)) for r in rows])
+
+    async def _insert(self, records: Sequence[BalanceRow]) -> dict[tuple[str, str], int]:
+        if not records:
+            return {}
         async with self._pool.acquire() as conn:
             inserted = await balances.insert_batch(conn, records)
         crash_point("shard_after_balances")
@@ -399,16 +414,3 @@ class ShardWorker:
     def stats(self) -> dict[str, Any]:
         return {"index": self.index, "partitions": self.partitions, "accounts": len(self._states), **self.totals,
                 "phase_s": dict(self.phase_s)}
-
-
-class _Stopwatch:
-    """Adds the time since the previous mark to a named phase: where a batch spends its time."""
-
-    def __init__(self, sums: dict[str, float]) -> None:
-        self._sums = sums
-        self._last = time.perf_counter()
-
-    def __call__(self, phase: str) -> None:
-        now = time.perf_counter()
-        self._sums[phase] += now - self._last
-        self._last = now

@@ -1,7 +1,7 @@
 """bench/pipeline: balance events through Kafka into the running shards; prints the figures.
 
     .venv/bin/python -m bench.pipeline [--events 200000] [--accounts 1000] [--rate 1000] [--seconds 30]
-                                       [--worker-niceness N]
+                                       [--worker-niceness N] [--nodes 2]
 
 Phase 1 pushes ``--events`` as fast as the broker takes them and reports the sustained rate at
 which the shards applied and decided them (and the best 60 s window). Phase 2 streams at
@@ -16,6 +16,18 @@ phase 1's very records from Kafka (by offset, a group of its own), decodes each 
 row per event into a scratch table (``bench_raw_event``), committing each batch: no decisions,
 no encryption, no signing. It prints ``raw baseline: N events/s``; phase 1's rate over it is
 ``ratio to raw baseline`` (issue 21's target: >= 0.30).
+
+Each phase also prints, per shard, the node it ran on, its partitions, events and orders, the
+mean time per batch in each phase of its loop (``phase_s``), and the CPU seconds each part of the
+system used (shards, coordinator, the rest of Ray, Postgres, Kafka, OpenBao, the producing driver),
+per event: what an event costs, to size a cluster with (``bench.spread``).
+
+``--nodes 2`` runs the same on a Ray cluster of two nodes on this machine, started as the
+multi-node rehearsal starts its own (``devstack.ray_cluster``: ``ray start --head`` and
+``ray start --address`` on 127.0.0.1, one CPU each, so the cluster has the two CPUs that
+``--nodes 1`` gives its single node); the shards are placed by ``treasury.placement`` (shard *i*
+on node *i* mod 2, workers first). On one 2-core machine this shows the mechanism and what it costs
+(a second raylet, the dashboard, cross-node object transfers), not more capacity.
 """
 
 from __future__ import annotations
@@ -28,6 +40,7 @@ import subprocess  # nosec B404
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -39,15 +52,18 @@ import ray
 from actors import kafka_clients
 from actors.kafka_clients import CONSUMER_GROUP
 from actors.system import shard_handles, start_actors
+from bench import spread
 from bench.procs import print_rss, rss_table
 from devstack import certs, stack
+from devstack.ray_cluster import LocalCluster, start_cluster
 from schemas import balance_record
 from serve_app.job import simulator
 from serve_app.job.bank.model import encode_report
 from storage import accounts, var_results
 from storage.db import create_pool
 from storage.var_results import VarResult
-from treasury.actor_names import NAMESPACE
+from treasury.actor_names import COORDINATOR, NAMESPACE, shard_name
+from treasury.placement import alive_nodes
 from treasury.priority import RAY_WORKER_NICENESS, decisions_first
 from treasury.settings import PolicyConfig, RuntimeSettings
 from treasury.topics import BALANCE_EVENTS
@@ -70,10 +86,8 @@ async def seed(settings: RuntimeSettings, profiles: list[simulator.SimProfile]) 
 
 
 def processed(shards: list[Any]) -> int:
-    stats = ray.get([s.stats.remote() for s in shards])
     # the feed's days end in statements: operating entries besides the balances
-    keys = ("applied", "stale", "duplicate", "invalid", "entries_applied", "entries_duplicate")
-    return sum(int(st.get(k, 0)) for st in stats for k in keys)
+    return sum(spread.events_of(st) for st in ray.get([s.stats.remote() for s in shards]))
 
 
 def produce(bootstrap: str, values: list[balance_record.BalanceRecord], rate: float | None) -> None:
@@ -113,12 +127,135 @@ def best_window(samples: list[tuple[float, int]], window: float) -> float:
     return best
 
 
-def print_phases(shards: list[Any]) -> None:
-    """Mean time per batch in each phase of the shard's loop, over the whole run."""
-    for st in ray.get([s.stats.remote() for s in shards]):
-        batches = max(1, int(st.get("batches", 0)))
-        parts = ", ".join(f"{k} {v / batches * 1000:.1f}" for k, v in st.get("phase_s", {}).items())
-        print(f"  shard {st['index']}: {batches} batches, ms/batch: {parts}")
+def shard_stats(shards: list[Any]) -> list[dict[str, Any]]:
+    return list(ray.get([s.stats.remote() for s in shards]))
+
+
+def print_phases(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> None:
+    """Mean time per batch in each phase of the shard's loop, between two ``stats`` snapshots.
+
+    Also per event (the phases' sum over the events): the shard's share of an event's wall time,
+    the figure to carry to a cluster of another size beside the CPU seconds.
+    """
+    for b, a in zip(before, after, strict=True):
+        batches = max(1, int(a.get("batches", 0)) - int(b.get("batches", 0)))
+        events = max(1, spread.events_of(a) - spread.events_of(b))
+        phases = {k: v - b.get("phase_s", {}).get(k, 0.0) for k, v in a.get("phase_s", {}).items()}
+        parts = ", ".join(f"{k} {v / batches * 1000:.1f}" for k, v in phases.items())
+        print(f"  shard {a['index']}: {batches} batches, {events / batches:.0f} events/batch, ms/batch: {parts}; "
+              f"{sum(phases.values()) / events * 1000:.3f} ms/event")
+
+
+@dataclass
+class Cluster:
+    """The Ray this run started: one local node (``ray.init``) or a ``LocalCluster`` of several."""
+
+    local: LocalCluster | None
+
+    def roots(self) -> list[int]:
+        """The processes whose trees are Ray's: this driver's children, or every node's group."""
+        return [os.getpid()] if self.local is None else [n.pid for n in self.local.nodes]
+
+    def placement(self, names: list[str]) -> dict[str, str]:
+        """Actor name -> node id of ``names``. One node: all on it (no dashboard to ask, none needed)."""
+        if self.local is None:
+            (node,) = alive_nodes()
+            return dict.fromkeys(names, node)
+        from ray.util.state import list_actors
+
+        # The dashboard's address, explicitly: with other Ray instances on this machine the state
+        # API refuses to guess which one is meant.
+        found = list_actors(address=self.local.dashboard_url, filters=[("state", "=", "ALIVE")], limit=1000)
+        return {a.name: str(a.node_id) for a in found if a.name in names}
+
+    def stop(self) -> None:
+        ray.shutdown()
+        if self.local is not None:
+            self.local.stop()
+
+
+def start_ray(nodes: int, settings: RuntimeSettings) -> Cluster:
+    """Two CPUs in all, whatever the number of nodes: the comparison is of placement, not capacity."""
+    job_env = {**settings.as_env(), "LOG_LEVEL": "WARNING"}
+    if nodes == 1:
+        for attempt in (1, 2, 3):
+            try:
+                ray.init(namespace=NAMESPACE, num_cpus=2, include_dashboard=False, log_to_driver=False,
+                         runtime_env={"env_vars": job_env})
+                return Cluster(None)
+            except Exception as exc:  # Ray raises a bare Exception when its node misses the deadline
+                # Ray gives its raylet 30 s to register (as for start_cluster's nodes), which this
+                # machine under other benchmarks exceeds now and then: start again, three times.
+                ray.shutdown()
+                if attempt == 3 or "timed out during startup" not in str(exc):
+                    raise
+                print(f"  Ray did not start in time (try {attempt} of 3): {exc}", flush=True)
+    # As the rehearsal: token auth on every node (a joining node does not turn it on by itself), and
+    # time for an agent to start on a machine busy with other work. The nodes' environment carries
+    # the worker niceness (read by each raylet) and the settings, as deploy/treasury.env does.
+    node_env = {**os.environ, **job_env, "RAY_AUTH_MODE": "token", "RAY_agent_register_timeout_ms": "120000"}
+    local = start_cluster(node_env, nodes=nodes, num_cpus=max(1, 2 // nodes), runtime_env={"env_vars": job_env})
+    return Cluster(local)
+
+
+@dataclass
+class Parts:
+    """The processes of this run, by part: the figures count them only, not the other work here.
+
+    Looked up again at each snapshot: Postgres backends and Ray workers come and go during a run.
+    """
+
+    cluster: Cluster
+    home: Path
+    shard_pids: list[int]
+    coordinator_pid: int
+
+    @classmethod
+    def of(cls, cluster: Cluster, home: Path, shards: list[Any], coordinator: Any) -> Parts:
+        return cls(cluster, home, [int(pid) for pid in ray.get([s.pid.remote() for s in shards])],
+                   int(ray.get(coordinator.pid.remote())))
+
+    def now(self) -> dict[str, list[int]]:
+        state = stack.load_state(self.home)
+        services = {"postgres": spread.tree(state.postgres.pid), "kafka": spread.tree(state.kafka.pid),
+                    "openbao": spread.tree(state.openbao.pid)}
+        # a stack this run started is a child of this driver too: count it once, as itself
+        mine = {os.getpid(), self.coordinator_pid, *self.shard_pids, *(p for ps in services.values() for p in ps)}
+        ray_rest = sorted({p for root in self.cluster.roots() for p in spread.tree(root)} - mine)
+        return {
+            **{f"shard {i}": [pid] for i, pid in enumerate(self.shard_pids)},
+            "coordinator": [self.coordinator_pid],
+            "ray (daemons, others)": ray_rest,
+            **services,
+            "driver (producer)": [os.getpid()],
+        }
+
+    def snapshot(self) -> dict[str, dict[int, float]]:
+        return spread.cpu_snapshot(self.now())
+
+    def rss(self) -> list[tuple[str, int, float]]:
+        """``bench.procs``' table of this run's processes only: other stacks and clusters on this
+        machine (other people's benchmarks) are left out."""
+        ours = {pid for pids in self.now().values() for pid in pids}
+        return [row for row in rss_table(os.getpid()) if row[1] in ours]
+
+
+def print_spread(cluster: Cluster, stats: list[dict[str, Any]]) -> None:
+    labels = spread.node_labels(ray.nodes())
+    where = cluster.placement([*(shard_name(int(st["index"])) for st in stats), COORDINATOR])
+    for line in spread.spread_lines(spread.shard_places(where, stats), labels):
+        print(line)
+    coordinator = where.get(COORDINATOR, "")
+    print(f"  coordinator on {labels.get(coordinator, coordinator[:8] or 'unknown node')}")
+
+
+def print_cost(parts: Parts, before: dict[str, dict[int, float]], wall_s: float,
+               stats: tuple[list[dict[str, Any]], list[dict[str, Any]]]) -> None:
+    events = sum(spread.events_of(a) - spread.events_of(b) for b, a in zip(*stats, strict=True))
+    orders = sum(int(a.get("orders", 0)) - int(b.get("orders", 0)) for b, a in zip(*stats, strict=True))
+    print(f"  CPU of this run's processes over {wall_s:.1f} s:")
+    for line in spread.cpu_lines(spread.cpu_deltas(before, parts.snapshot()), wall_s, events, orders):
+        print(line)
 
 
 def pct(values: list[float]) -> str:
@@ -221,16 +358,26 @@ def main() -> None:
                         help="mutual TLS 1.3 on every hop: a stack of its own (.stack/bench-tls) started with "
                              "`--tls`, and Ray's gRPC with the stack's node certificate (docs/security.md)")
     parser.add_argument("--no-raw-baseline", action="store_true", help="skip the raw baseline after phase 1")
+    parser.add_argument("--nodes", type=int, default=1, choices=range(1, 3),
+                        help="Ray nodes on this machine: 2 starts a head and a second node as the multi-node "
+                             "rehearsal does (one CPU each) and spreads the shards over them")
+    parser.add_argument("--stack-home", type=Path, default=None,
+                        help="the stack's folder (default .stack/bench, .stack/bench-tls with --tls): "
+                             "a fresh one measures without the rows earlier runs left")
     parser.add_argument("--raw-from", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.raw_from is not None:
         raw_child(args.raw_from)
         return
+    if args.tls and args.nodes > 1:
+        parser.error("--tls with --nodes 2 is not wired: the nodes' `ray start` would need the stack's Ray TLS "
+                     "settings, untested here")
     if args.worker_niceness is not None:
         os.environ[RAY_WORKER_NICENESS] = str(args.worker_niceness)
     niceness = decisions_first()
 
-    info = stack.up(BENCH_TLS_HOME, tls=True) if args.tls else stack.up(BENCH_HOME)
+    home = args.stack_home or (BENCH_TLS_HOME if args.tls else BENCH_HOME)
+    info = stack.up(home, tls=True) if args.tls else stack.up(home)
     if info.tls:  # this process's Kafka clients, and Ray's processes, which inherit this environment
         os.environ.update({**info.tls_env, **certs.ensure(info.home).ray_env()})
     print(f"transport: {'mutual TLS 1.3 on Kafka, Postgres, OpenBao and Ray gRPC' if info.tls else 'plaintext'}")
@@ -238,20 +385,22 @@ def main() -> None:
     profiles = simulator.make_accounts(args.accounts, prefix=f"B{time.time_ns() // 10**6 % 10**9:09d}-")
     asyncio.run(seed(settings, profiles))
     kafka_clients.skip_to_end(settings.kafka_bootstrap, CONSUMER_GROUP, BALANCE_EVENTS.name)
-    ray.init(namespace=NAMESPACE, num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {**settings.as_env(), "LOG_LEVEL": "WARNING"}})
+    cluster = start_ray(args.nodes, settings)
     try:
-        start_actors(settings, PolicyConfig())
+        system = start_actors(settings, PolicyConfig())
         shards = shard_handles(settings.shards)
-        print_rss("start", rss_table(os.getpid()))
-        print(f"Ray worker niceness: {niceness}")
+        parts = Parts.of(cluster, info.home, shards, system.coordinator)
+        print_rss("start", parts.rss())
+        where = f"a local cluster at {cluster.local.address}" if cluster.local else "ray.init"
+        print(f"Ray worker niceness: {niceness}; Ray nodes: {len(alive_nodes())} ({where})")
 
         feed = simulator.FeedSimulator(profiles)
         values = [encode_report(e) for e in feed.events(args.events)]
         base = processed(shards)
-        print(f"\nphase 1: {len(values)} events, {args.accounts} accounts, {args.shards} shards, as fast as possible"
-              f" ({load()})")
+        print(f"\nphase 1: {len(values)} events, {args.accounts} accounts, {args.shards} shards on "
+              f"{args.nodes} node(s), as fast as possible ({load()})")
         marks = kafka_clients.high_watermarks(settings.kafka_bootstrap, BALANCE_EVENTS.name)
+        before, cpu0 = shard_stats(shards), parts.snapshot()
         t0 = time.monotonic()
         producer = threading.Thread(target=produce, args=(settings.kafka_bootstrap, values, None))
         producer.start()
@@ -259,8 +408,12 @@ def main() -> None:
         producer.join()
         elapsed = samples[-1][0] - t0
         done = samples[-1][1] - base
+        after = shard_stats(shards)
         print(f"  applied+decided {done} events in {elapsed:.1f} s: {done / elapsed:,.0f} events/s sustained")
-        print(f"  best 60 s window: {best_window(samples, 60):,.0f} events/s")
+        print(f"  best 60 s window: {best_window(samples, 60):,.0f} events/s   ({load()})")
+        print_cost(parts, cpu0, elapsed, (before, after))
+        print_spread(cluster, after)
+        print_phases(before, after)
         if not args.no_raw_baseline:
             raw = run_raw_baseline(settings, marks,
                                    kafka_clients.high_watermarks(settings.kafka_bootstrap, BALANCE_EVENTS.name))
@@ -272,21 +425,27 @@ def main() -> None:
         more = [encode_report(e) for e in feed.events(n)]
         base = processed(shards)
         print(f"\nphase 2: {n} events at {args.rate:,.0f} events/s for {args.seconds:.0f} s ({load()})")
+        before, cpu0 = shard_stats(shards), parts.snapshot()
+        t0 = time.monotonic()
         producer = threading.Thread(target=produce, args=(settings.kafka_bootstrap, more, args.rate))
         producer.start()
         wait_processed(shards, base + n, timeout=args.seconds * 4 + 60)
         producer.join()
+        wall = time.monotonic() - t0
+        after = shard_stats(shards)
         lat: dict[str, list[float]] = {"decision_latency_s": [], "consume_latency_s": [], "durable_latency_s": []}
         for part in ray.get([s.latencies.remote(reset=True) for s in shards]):
             for k, v in part.items():
                 lat[k].extend(v)
-        print_phases(shards)
+        print_cost(parts, cpu0, wall, (before, after))
+        print_spread(cluster, after)
+        print_phases(before, after)
         print(f"  produce -> decision      {pct(lat['decision_latency_s'])}")
         print(f"  consume -> decision      {pct(lat['consume_latency_s'])}")
-        print(f"  produce -> order durable {pct(lat['durable_latency_s'])}")
-        print_rss("end", rss_table(os.getpid()))
+        print(f"  produce -> order durable {pct(lat['durable_latency_s'])}   ({load()})")
+        print_rss("end", parts.rss())
     finally:
-        ray.shutdown()
+        cluster.stop()
 
 
 if __name__ == "__main__":

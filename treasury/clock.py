@@ -5,6 +5,7 @@ Every timestamp the service handles is timezone-aware UTC and is written ISO-860
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
 
@@ -25,8 +26,8 @@ def as_utc(value: datetime) -> datetime:
 
 def iso_z(value: datetime) -> str:
     """ISO-8601 UTC with millisecond precision and a ``Z`` suffix, as in spec 3.1."""
-    utc = as_utc(value)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    # isoformat, not strftime: the same text, several times faster (every order and position has some)
+    return as_utc(value).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
 def parse_cutoff(text: str) -> time:
@@ -47,16 +48,22 @@ def next_cutoff(now: datetime, cutoffs: Sequence[time], calendar: BusinessCalend
     the next business day. A cut-off's day is its UTC date."""
     if not cutoffs:
         raise ValueError("no sweep cut-offs configured")
-    days = calendar or business_calendar.active()
     current = as_utc(now)
+    today, following = _cutoffs_of_day(current.date(), tuple(cutoffs), calendar or business_calendar.active())
+    for candidate in today:
+        if candidate > current:
+            return candidate
+    return following
+
+
+@functools.lru_cache(maxsize=64)
+def _cutoffs_of_day(day: date, cutoffs: tuple[time, ...],
+                    days: BusinessCalendar) -> tuple[tuple[datetime, ...], datetime]:
+    """``day``'s cut-offs in order (none when it is closed) and the first cut-off of the next business
+    day: worked out once per day and configuration, as every decision of the day asks the same."""
     times = sorted(cutoff.replace(tzinfo=None) for cutoff in cutoffs)
-    day = current.date()
-    if days.is_business_day(day):
-        for cutoff in times:
-            candidate = datetime.combine(day, cutoff, tzinfo=UTC)
-            if candidate > current:
-                return candidate
-    return datetime.combine(days.next_business_day(day), times[0], tzinfo=UTC)
+    today = tuple(datetime.combine(day, t, tzinfo=UTC) for t in times) if days.is_business_day(day) else ()
+    return today, datetime.combine(days.next_business_day(day), times[0], tzinfo=UTC)
 
 
 def skipped_days(

@@ -8,7 +8,8 @@ prefix, so the spec's exact names are rendered here with ``prometheus_client``.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -46,6 +47,22 @@ class LatencyHistogram:
         for v in values:
             self.counts[bisect.bisect_left(LATENCY_BUCKETS, v)] += 1
             self.total += v
+
+
+class Stopwatch:
+    """Adds the time since the previous mark to a named phase: where a shard's batch, or the
+    coordinator's submit, spends its time (their ``stats()``; bench/pipeline prints it per batch).
+    ``clock``: wall time by default; ``time.process_time`` counts this process's CPU instead."""
+
+    def __init__(self, sums: dict[str, float], clock: Callable[[], float] = time.perf_counter) -> None:
+        self._sums = sums
+        self._clock = clock
+        self._last = clock()
+
+    def __call__(self, phase: str) -> None:
+        now = self._clock()
+        self._sums[phase] = self._sums.get(phase, 0.0) + now - self._last
+        self._last = now
 
 
 @dataclass

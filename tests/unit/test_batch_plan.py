@@ -171,18 +171,19 @@ def test_a_row_stored_but_undecided_is_decided_again_not_stored_again() -> None:
     assert p.rows == [] and p.redecided_row_ids == [41]
     [order] = p.orders
     assert order.decision_key == "A1:e1"  # the same key as the crashed attempt's: the ledger keeps one
-    assert p.rows_to_mark_decided({}) == [41]
+    assert p.rows_before_orders() == p.rows_after_orders() == []  # marked decided, not written again
 
 
-def test_rows_marked_decided_after_the_orders_are_the_deferred_inserts_and_the_redecided() -> None:
+def test_rows_of_accounts_with_an_order_are_written_decided_after_the_orders() -> None:
     events, msgs = incoming(event("e1"), event("e2", available="10100000", at=T0 + timedelta(minutes=1)),
                             event("b1", available="50000", account="B1"))  # below MIN_SWEEP_USD: no order
     p = plan(events, msgs, {"A1": state(), "B1": state(account=Account("B1"), var_usd=None)},
              LedgerView({("A1", "e2"): (7, False)}, []))
     assert p.deferred == {("A1", "e1"), ("A1", "e2")}
-    inserted = {("A1", "e1"): 5, ("B1", "b1"): 6}
-    assert p.rows_to_mark_decided(inserted) == [5, 7]
     assert {(r.event.event_id, r.decided) for r in p.rows} == {("e1", False), ("b1", True)}
+    assert [(r.event.event_id, r.decided) for r in p.rows_before_orders()] == [("b1", True)]
+    assert [(r.event.event_id, r.decided) for r in p.rows_after_orders()] == [("e1", True)]
+    assert p.redecided_row_ids == [7]  # e2: held undecided by a crashed attempt, marked once the orders are durable
 
 
 def test_a_stale_event_is_stored_but_not_applied_nor_decided() -> None:

@@ -380,16 +380,15 @@ class MoneyMachine(RuleBasedStateMachine):
             if p.outcome is Outcome.APPLIED and any(o.booked_ts is not None and o.booked_ts > p.event.as_of_ts
                                                     for o in self.ledger.orders.values()):
                 note("balance applied that cannot show a settled debit yet")
-        inserted = {}
-        for row in plan.rows:
-            b = BalanceRowM(next(self.ids), row.event, row.applied, row.decided)
-            self.ledger.balances[row.event.event_id] = b
-            inserted[(ACCOUNT.account_id, row.event.event_id)] = b.row_id
+        for row in plan.rows_before_orders():
+            self.ledger.balances[row.event.event_id] = BalanceRowM(next(self.ids), row.event, row.applied, row.decided)
         if crash:  # the shard's cache is gone; Kafka will deliver the batch again
-            note("crash after orders, before decided")
+            note("crash after orders, before their accounts' rows are written")
             self.shard_restarts()
             return
-        marked = set(plan.rows_to_mark_decided(inserted))
+        for row in plan.rows_after_orders():
+            self.ledger.balances[row.event.event_id] = BalanceRowM(next(self.ids), row.event, row.applied, row.decided)
+        marked = set(plan.redecided_row_ids)
         for b in self.ledger.balances.values():
             if b.row_id in marked:
                 b.decided = True
