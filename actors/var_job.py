@@ -22,14 +22,14 @@ import numpy as np
 import ray
 
 from actors.policy import observed_var_bps
-from risk.forecast import WEEKS, forecast_table
+from risk.forecast import WEEKS, forecast_columns
 from risk.history import FlowHistory, build_matrix, load_history
 from risk.kernels import VarEs, var_and_es
 from risk.pool import DEFAULT_CHUNK_ROWS, VarPool
 from storage import forecasts, var_results
 from storage.db import Executor
 from storage.forecasts import ForecastRow
-from storage.history import closing_flows, window_flows
+from storage.history import RecentFlows, closing_flows, window_and_recent_flows
 from storage.var_results import VarResult
 from treasury import business_calendar
 from treasury.actor_names import NAMESPACE, shard_name
@@ -56,18 +56,23 @@ class RecomputeSummary:
         return out
 
 
-async def load(db: Executor, source: str | Path, window: int, accounts: Sequence[str] | None) -> FlowHistory:
+async def load(db: Executor, source: str | Path, window: int,
+               accounts: Sequence[str] | None) -> tuple[FlowHistory, RecentFlows | None]:
+    """The history to compute on and, from the ledger, the closes' flows of the last
+    ``FORECAST_LOOKBACK_DAYS`` that the forecasts reuse: one read of the ledger's closes for both
+    (None from a quant's file, or when a balance is beyond the fast read's integer arithmetic)."""
     if str(source) == "postgres":
-        fast = await window_flows(db, window, accounts)
-        if fast is not None:
-            return FlowHistory(fast.account_ids, fast.flows, fast.days, fast.last_date)
-        return build_matrix(await closing_flows(db, accounts), window)  # balances beyond int8 arithmetic
+        both = await window_and_recent_flows(db, window, FORECAST_LOOKBACK_DAYS, accounts)
+        if both is not None:
+            fast, recent = both
+            return FlowHistory(fast.account_ids, fast.flows, fast.days, fast.last_date), recent
+        return build_matrix(await closing_flows(db, accounts), window), None  # balances beyond int8 arithmetic
     history = load_history(source, window)
     if accounts is None:
-        return history
+        return history, None
     keep = [i for i, a in enumerate(history.account_ids) if a in set(accounts)]
     return FlowHistory([history.account_ids[i] for i in keep], history.flows[keep], history.days[keep],
-                       history.last_date[keep])
+                       history.last_date[keep]), None
 
 
 async def recompute(
@@ -90,7 +95,7 @@ async def recompute(
     job cost about a core while a bank's statements streamed in (bench/pipeline: 1,950 events/s
     with the pool per job, see docs/decisions.md). The numbers are the same either way (``VarPool.compute``).
     """
-    history = await load(db, source, window, accounts)
+    history, recent = await load(db, source, window, accounts)
     # Both block (the pool on Ray futures): keep the caller's event loop (an actor's, a CLI's) free.
     if history.flows.shape[0] <= inline_max_rows:
         result = await asyncio.to_thread(var_and_es, history.flows, confidence, 1)
@@ -105,19 +110,26 @@ async def recompute(
     pushed = await asyncio.to_thread(push_to_shards, rows, shards) if shards else 0
     with_var = sum(r.var_usd is not None for r in rows)
     # The outflow forecasts come from the ledger's entries and closes; a quant's flow file has neither.
-    forecasted = await recompute_forecasts(db, accounts, shards) if str(source) == "postgres" else None
+    forecasted = await recompute_forecasts(db, accounts, shards, recent=recent) if str(source) == "postgres" else None
     return RecomputeSummary(len(rows), with_var, sum(r.days < window for r in rows), pushed, forecasted)
 
 
 async def recompute_forecasts(db: Executor, accounts: Sequence[str] | None, shards: int = 0,
-                              calendar: BusinessCalendar | None = None) -> int:
+                              calendar: BusinessCalendar | None = None, recent: RecentFlows | None = None) -> int:
     """Each account's outflow forecast of the business day after its history (``risk.forecast``),
     with its investments maturing by then as known inflows beside it: written to ``forecast_result``,
-    then pushed to the shards. Returns how many accounts got one."""
+    then pushed to the shards. Returns how many accounts got one.
+
+    ``recent``: the closes' flows of the last ``FORECAST_LOOKBACK_DAYS`` already read with the VaR
+    window (``window_and_recent_flows``); read here when None."""
     calendar = calendar or business_calendar.active()
-    table, through = await forecasts.outflow_history(db, accounts, FORECAST_LOOKBACK_DAYS)
-    for_dates = {account: calendar.next_business_day(day) for account, day in through.items()}
-    made = await asyncio.to_thread(forecast_table, table, for_dates, calendar)
+    history = await forecasts.outflow_columns(db, accounts, FORECAST_LOOKBACK_DAYS, recent)
+    through = history.through
+    next_day: dict[date, date] = {}  # most accounts share a last day: one calendar walk per day
+    for_dates = {account: next_day.get(day) or next_day.setdefault(day, calendar.next_business_day(day))
+                 for account, day in through.items()}
+    made = await asyncio.to_thread(forecast_columns, history.account_ids, history.codes, history.days,
+                                   history.outflows, for_dates, calendar)
     inflows = await forecasts.expected_inflows(db, {f.account_id: (through[f.account_id], f.for_date) for f in made})
     rows = [ForecastRow(f.account_id, f.for_date, f.outflow_usd, f.method, inflows.get(f.account_id, Decimal(0)))
             for f in made]

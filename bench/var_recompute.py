@@ -1,7 +1,7 @@
 """bench/var_recompute: the whole ``var recompute`` from the ledger, phase by phase, with peak memory.
 
     .venv/bin/python -m bench.var_recompute [--accounts 100000] [--days 260] [--window 250]
-                                            [--sweep-every 20] [--reseed] [--workers 2]
+                                            [--sweep-every 20] [--reseed] [--workers 2] [--prefix VR]
 
 Seeds (once per size; ``--reseed`` to redo) ``--accounts`` accounts with ``--days`` closing
 (CLBD) balances each, written day after day as a bank delivers them, plus our own transfers: a
@@ -14,6 +14,11 @@ Then it runs ``actors.var_job.recompute`` as ``treasury-orch var recompute`` doe
 load an account) and prints the seconds and the peak RSS of each phase: each phase is the module
 function ``recompute`` calls, wrapped here, so the figures are of the code as it is.
 The stack is the one ``DATABASE_URL`` names, else ``.stack/bench`` (started if needed).
+
+Memory is meant to be flat in the days beyond the window (the read takes each account's last
+``window + 1`` closes, whatever the ledger holds before them): ``--days 520`` against ``--days 260``
+shows it. ``--prefix`` seeds a second set of accounts beside the first (``VM`` for such a
+comparison at fewer accounts) and recomputes only those, not every account of the ledger.
 """
 
 from __future__ import annotations
@@ -232,6 +237,8 @@ async def run_recompute(dsn: str, window: int, workers: int, phases: Phases,
 _PHASES: list[tuple[str, str, str]] = [
     ("actors.var_job", "closing_flows", "SQL read (closes, own transfers)"),
     ("actors.var_job", "window_flows", "SQL read + matrix (binary COPY)"),
+    # Since the forecasts' closes come from the VaR read: the same phase, one read for both.
+    ("actors.var_job", "window_and_recent_flows", "SQL read + matrix (binary COPY)"),
     ("actors.var_job", "build_matrix", "matrix build"),
     ("actors.var_job", "var_and_es", "kernel (inline)"),
     ("actors.var_job", "VarPool.compute", "kernel (Ray pool)"),
@@ -242,7 +249,9 @@ _PHASES: list[tuple[str, str, str]] = [
     ("actors.var_job", "push_to_shards", "push to shards"),
     ("actors.var_job", "recompute_forecasts", "outflow forecasts (whole)"),
     ("storage.forecasts", "outflow_history", "  forecasts: SQL read (entries, closes)"),
+    ("storage.forecasts", "outflow_columns", "  forecasts: SQL read (entries; closes if not read)"),
     ("actors.var_job", "forecast_table", "  forecasts: estimator per account"),
+    ("actors.var_job", "forecast_columns", "  forecasts: estimator (all accounts at once)"),
     ("storage.forecasts", "expected_inflows", "  forecasts: SQL read (maturities)"),
     ("storage.forecasts", "upsert_many", "  forecasts: write forecast_result"),
 ]
@@ -257,6 +266,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--reseed", action="store_true")
     parser.add_argument("--label", default="", help="printed with the figures (e.g. before / after)")
+    parser.add_argument("--prefix", default=PREFIX,
+                        help=f"account ids' prefix; other than {PREFIX}, only these accounts are recomputed")
     args = parser.parse_args()
 
     import ray
@@ -266,10 +277,12 @@ def main() -> None:
 
     # DATABASE_URL (what `infra up` exports) names a running stack; otherwise start .stack/bench.
     dsn = os.environ.get("DATABASE_URL") or stack.up(BENCH_HOME).settings().database_url
-    asyncio.run(seed(dsn, args.accounts, args.days, args.sweep_every, args.reseed))
+    asyncio.run(seed(dsn, args.accounts, args.days, args.sweep_every, args.reseed, prefix=args.prefix))
+    accounts = None if args.prefix == PREFIX else [f"{args.prefix}{a:06d}" for a in range(1, args.accounts + 1)]
     ray.init(namespace=NAMESPACE, num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        print(f"\nvar recompute {args.label}: {args.accounts:,} accounts x {args.days} days, window {args.window}, "
+        print(f"\nvar recompute {args.label}: {args.accounts:,} accounts ({args.prefix}) x {args.days} days, "
+              f"window {args.window}, "
               f"{args.workers} VaR workers, no shards running (push skipped: results are read from var_result "
               "when a shard loads an account)")
         print(f"  load before: {uptime()}")
@@ -277,7 +290,7 @@ def main() -> None:
             phases = Phases(sampler)
             t0 = time.perf_counter()
             try:
-                summary: Any = asyncio.run(run_recompute(dsn, args.window, args.workers, phases))
+                summary: Any = asyncio.run(run_recompute(dsn, args.window, args.workers, phases, accounts))
             except Exception as exc:  # a figure too: how far it got, and after how long
                 summary = f"FAILED: {type(exc).__name__}: {exc}"
             total = time.perf_counter() - t0

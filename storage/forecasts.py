@@ -17,6 +17,7 @@ from decimal import Decimal
 
 import asyncpg
 import numpy as np
+import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -37,19 +38,23 @@ class ForecastRow:
 _EPOCH = date(1970, 1, 1)
 
 
+# The closes' last day only for the accounts that have entries, each by one probe of the close
+# index (migration 007, newest day first): a GROUP BY over every close of the ledger was most of
+# this read (26 M closes at 100,000 accounts x 260 days, where no account had an entry).
 _ENTRY_DAYS = """
     WITH entries AS (
         SELECT account_id, booking_date AS day, direction, amount_usd FROM statement_entry
         WHERE status = 'BOOK' AND own_transfer IS NULL AND booking_date IS NOT NULL
           AND ($1::varchar[] IS NULL OR account_id = ANY($1::varchar[]))
-    ), closes AS (
-        SELECT account_id, max((as_of_ts AT TIME ZONE 'UTC')::date) AS day FROM balance
-        WHERE balance_code = 'CLBD' AND booked_usd IS NOT NULL
-          AND ($1::varchar[] IS NULL OR account_id = ANY($1::varchar[]))
-        GROUP BY account_id
+    ), spans AS (
+        SELECT account_id, min(day) AS first_day, max(day) AS last_entry FROM entries GROUP BY account_id
     ), span AS (
-        SELECT e.account_id, min(e.day) AS first_day, greatest(max(e.day), max(c.day)) AS through
-        FROM entries e LEFT JOIN closes c USING (account_id) GROUP BY e.account_id
+        SELECT s.account_id, s.first_day, greatest(s.last_entry, c.day) AS through
+        FROM spans s LEFT JOIN LATERAL (
+            SELECT (b.as_of_ts AT TIME ZONE 'UTC')::date AS day FROM balance b
+            WHERE b.account_id = s.account_id AND b.balance_code = 'CLBD' AND b.booked_usd IS NOT NULL
+            ORDER BY (b.as_of_ts AT TIME ZONE 'UTC')::date DESC LIMIT 1
+        ) c ON true
     )
     SELECT e.account_id, e.day, s.first_day, s.through,
            COALESCE(sum(e.amount_usd) FILTER (WHERE e.direction = 'DBIT'), 0)::float8 AS outflow
@@ -59,12 +64,37 @@ _ENTRY_DAYS = """
 """
 
 
-async def outflow_history(db: Executor, account_ids: Sequence[str] | None,
-                          lookback_days: int) -> tuple[pa.Table, dict[str, date]]:
-    """Long form (``account_id, date, outflow_usd``) of the last ``lookback_days`` days of each
-    account's history, and each account's through day. Entries where the account has them, else
-    closes. A zero row marks both ends of an entry history's span, so the days between with no
-    debit read as days that paid nothing."""
+@dataclass(frozen=True)
+class OutflowHistory:
+    """The forecast's history as columns (``risk.forecast.forecast_columns``): ``codes`` index
+    ``account_ids`` (sorted), one row per account and day; and each account's through day."""
+
+    account_ids: list[str]
+    codes: npt.NDArray[np.int64]
+    days: npt.NDArray[np.int64]
+    outflows: npt.NDArray[np.float64]
+    through: dict[str, date]
+
+    def table(self) -> pa.Table:
+        """Long form (``account_id, date, outflow_usd``), for ``risk.forecast.forecast_table``."""
+        names = pa.array(self.account_ids, pa.string())
+        return pa.table({
+            "account_id": pa.DictionaryArray.from_arrays(pa.array(self.codes.astype(np.int32)), names)
+            .cast(pa.string()),
+            "date": pa.array(self.days.astype("datetime64[D]"), pa.date32()),
+            "outflow_usd": pa.array(self.outflows, pa.float64()),
+        })
+
+
+async def outflow_columns(db: Executor, account_ids: Sequence[str] | None, lookback_days: int,
+                          recent: RecentFlows | None = None) -> OutflowHistory:
+    """The last ``lookback_days`` days of each account's history, as columns. Entries where the
+    account has them, else closes. A zero row marks both ends of an entry history's span, so the
+    days between with no debit read as days that paid nothing.
+
+    ``recent``: the closes' flows already read (``storage.history.window_and_recent_flows``, the
+    VaR recompute's one read of the ledger), of these accounts (all when ``account_ids`` is None)
+    and this lookback; read here when None."""
     ids = None if account_ids is None else list(account_ids)
     daily: dict[tuple[str, date], float] = {}
     through: dict[str, date] = {}
@@ -74,32 +104,37 @@ async def outflow_history(db: Executor, account_ids: Sequence[str] | None,
         start = max(r["first_day"], date.fromordinal(r["through"].toordinal() - lookback_days + 1))
         for edge in (start, r["through"]):
             daily.setdefault((r["account_id"], edge), 0.0)
-    with_entries = set(through)
-    without = [a for a in ids if a not in with_entries] if ids is not None else None
-    recent = await recent_flows(db, lookback_days, without)
+    if recent is None:
+        with_entries = set(through)
+        without = [a for a in ids if a not in with_entries] if ids is not None else None
+        recent = await recent_flows(db, lookback_days, without)
     if recent is not None:
-        return _with_recent_closes(daily, through, recent, lookback_days), through
-    closes = await closing_flows(db, without)  # balances beyond recent_flows' integer arithmetic
-    keep = pc.invert(pc.is_in(closes.column("account_id"), pa.array(sorted(with_entries), pa.string())))
-    closes = closes.filter(keep)
+        return _with_recent_closes(daily, through, recent, lookback_days)
+    closes = await closing_flows(db, None if ids is None else [a for a in ids if a not in through])
+    keep = pc.invert(pc.is_in(closes.column("account_id"), pa.array(sorted(through), pa.string())))
+    closes = closes.filter(keep)  # balances beyond recent_flows' integer arithmetic: the exact read
     for account, day, flow in zip(closes.column("account_id").to_pylist(), closes.column("date").to_pylist(),
                                   closes.column("net_flow_usd").to_pylist(), strict=True):
         daily[(account, day)] = max(0.0, -flow)
         through[account] = max(day, through.get(account, day))
-    return _long(daily), through
+    return _columns(daily, through, sorted({a for a, _ in daily}), [], [], [])
 
 
-def _long(daily: Mapping[tuple[str, date], float]) -> pa.Table:
+def _columns(daily: Mapping[tuple[str, date], float], through: dict[str, date], ids: list[str],
+             codes: Sequence[npt.NDArray[np.int64]], days: Sequence[npt.NDArray[np.int64]],
+             outflows: Sequence[npt.NDArray[np.float64]]) -> OutflowHistory:
+    """``daily``'s rows (accounts of ``ids``) and the given column parts, as one ``OutflowHistory``."""
+    index = {a: i for i, a in enumerate(ids)}
     keys = sorted(daily)
-    return pa.table({
-        "account_id": pa.array([k[0] for k in keys], pa.string()),
-        "date": pa.array([k[1] for k in keys], pa.date32()),
-        "outflow_usd": pa.array([daily[k] for k in keys], pa.float64()),
-    })
+    parts_codes = [np.array([index[k[0]] for k in keys], dtype=np.int64), *codes]
+    parts_days = [np.array([(k[1] - _EPOCH).days for k in keys], dtype=np.int64), *days]
+    parts_flows = [np.array([daily[k] for k in keys], dtype=np.float64), *outflows]
+    return OutflowHistory(ids, np.concatenate(parts_codes), np.concatenate(parts_days), np.concatenate(parts_flows),
+                          through)
 
 
 def _with_recent_closes(daily: Mapping[tuple[str, date], float], through: dict[str, date], recent: RecentFlows,
-                        lookback_days: int) -> pa.Table:
+                        lookback_days: int) -> OutflowHistory:
     """The entry accounts' rows plus the close accounts' last ``lookback_days`` days of outflows,
     built as columns (100,000 accounts x 105 days: no Python object per row). An account with
     flows before that keeps a zero row on the cut-off day, so its history still reads as starting
@@ -113,16 +148,17 @@ def _with_recent_closes(daily: Mapping[tuple[str, date], float], through: dict[s
     codes = np.concatenate([codes, edge.astype(np.int64)])
     days = np.concatenate([days, last - lookback_days])
     outflow = np.concatenate([np.where(-flows > 0.0, -flows, 0.0), np.zeros(len(edge))])  # max(0.0, -flow)
-    names = pa.array(recent.account_ids, pa.string())
-    closes = pa.table({
-        "account_id": pa.DictionaryArray.from_arrays(pa.array(codes.astype(np.int32)), names).cast(pa.string()),
-        "date": pa.array(days.astype("datetime64[D]"), pa.date32()),
-        "outflow_usd": pa.array(outflow, pa.float64()),
-    })
+    entry_accounts = {a for a, _ in daily}
+    ids = recent.account_ids
+    if not entry_accounts <= set(ids):  # an entry account the read did not have: one sorted list of both
+        ids = sorted(set(ids) | entry_accounts)
+        at = {a: i for i, a in enumerate(ids)}
+        remap = np.array([at[a] for a in recent.account_ids], dtype=np.int64)
+        codes = remap[codes] if len(codes) else codes
     for account, day in recent.through.items():
         if account not in through:
             through[account] = day
-    return pa.concat_tables([_long(daily), closes])
+    return _columns(daily, through, ids, [codes], [days], [outflow])
 
 
 async def expected_inflows(db: Executor, spans: Mapping[str, tuple[date, date]]) -> dict[str, Decimal]:

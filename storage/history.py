@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
+from typing import Any
 
 import asyncpg
 import numpy as np
@@ -93,6 +94,26 @@ _WINDOW_CLOSES = """
     ) c
 """
 
+# The same closes as _WINDOW_CLOSES, without DISTINCT ON: the index's first $2 rows of each
+# account (its closes, newest day first, a day's newest first), as (position in $1, as_of_ts, close
+# in 0.0001 USD). The binary timestamptz is the int8 of microseconds since 2000-01-01 UTC, so the
+# UTC day is integer arithmetic in numpy (``_days_of``), and the newest close of each day is the
+# first row of its day (``_newest_per_day``). Why: DISTINCT ON evaluates ``AT TIME ZONE 'UTC'`` on
+# every row for its Unique node and its output, and that was about half the server's time of the
+# read (EXPLAIN / COPY timings in the commit). A day closed twice (a corrected close) makes the
+# account's $2 rows fewer than $2 days: such accounts are read again by _WINDOW_CLOSES.
+_WINDOW_ROWS = """
+    SELECT i.ord::int4, c.as_of_ts, (c.booked_usd * 10000)::int8
+    FROM unnest($1::varchar[]) WITH ORDINALITY AS i(account_id, ord)
+    CROSS JOIN LATERAL (
+        SELECT b.as_of_ts, b.booked_usd
+        FROM balance b
+        WHERE b.account_id = i.account_id AND b.balance_code = 'CLBD' AND b.booked_usd IS NOT NULL
+        ORDER BY (b.as_of_ts AT TIME ZONE 'UTC')::date DESC, b.as_of_ts DESC, b.id DESC
+        LIMIT $2::int
+    ) c
+"""
+
 # Own transfers inside each account's window (after $2, its oldest close read), summed per booking
 # day, in units of 0.000001 USD (amount_usd is numeric(24,6): exact).
 _WINDOW_OWN = """
@@ -104,9 +125,15 @@ _WINDOW_OWN = """
     GROUP BY i.ord, e.booking_date
 """
 
-# One row of either read in PostgreSQL's binary COPY format: field count, then length + value.
+# One row of a read in PostgreSQL's binary COPY format: field count, then length + value. _ROW:
+# (int4, int4, int8), of _WINDOW_CLOSES and _WINDOW_OWN; _ROW_TS: (int4, int8, int8), of _WINDOW_ROWS.
 _ROW = np.dtype([("n", ">i2"), ("l1", ">i4"), ("ord", ">i4"), ("l2", ">i4"), ("day", ">i4"),
                  ("l3", ">i4"), ("value", ">i8")])
+_ROW_TS = np.dtype([("n", ">i2"), ("l1", ">i4"), ("ord", ">i4"), ("l2", ">i4"), ("day", ">i8"),
+                    ("l3", ">i4"), ("value", ">i8")])
+_PG_EPOCH_US = (date(2000, 1, 1) - date(1970, 1, 1)).days * 86_400_000_000  # timestamptz's zero, in Unix µs
+_DAY_US = 86_400_000_000
+_PARSE_BYTES = 4 << 20  # a binary COPY is parsed in pieces of about this many bytes
 _COPY_HEADER = 19  # signature (11), flags (4), header extension length (4, zero)
 _EPOCH = date(1970, 1, 1)
 _EXACT = 2**53  # |micro-dollars| below this: int -> float64 and / 1e6 are each exact or correctly rounded
@@ -118,29 +145,46 @@ class _BinaryRows:
     no Python object per row, and each chunk's bytes dropped once its rows are in 16 bytes of
     arrays (the wire's 30 bytes a row, kept, were most of a 100,000-account read's memory)."""
 
-    def __init__(self) -> None:
+    def __init__(self, row: np.dtype[Any] = _ROW) -> None:
+        self._row = row
+        self._second_width = row["day"].itemsize
         self._rest = b""
         self._header = True
-        self._parts: list[tuple[npt.NDArray[np.int32], npt.NDArray[np.int32], npt.NDArray[np.int64]]] = []
+        self._parts: list[tuple[npt.NDArray[np.int32], npt.NDArray[Any], npt.NDArray[np.int64]]] = []
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
 
     async def __call__(self, chunk: bytes) -> None:
-        data = self._rest + bytes(chunk)
+        # asyncpg hands over what one socket read brought (~30 KB, a thousand rows): parsed one by
+        # one, the numpy calls of a chunk cost more than its rows (a second of 20,000 accounts'
+        # read). So chunks are kept until there are _PARSE_BYTES of them, then parsed at once.
+        self._pending.append(bytes(chunk))
+        self._pending_bytes += len(chunk)
+        if self._pending_bytes >= _PARSE_BYTES:
+            self._parse()
+
+    def _parse(self) -> None:
+        data = b"".join([self._rest, *self._pending])
+        self._pending, self._pending_bytes = [], 0
         if self._header:
             if len(data) < _COPY_HEADER:
                 self._rest = data
                 return
             data, self._header = data[_COPY_HEADER:], False
-        whole = len(data) // _ROW.itemsize * _ROW.itemsize
+        size = self._row.itemsize
+        whole = len(data) // size * size
         if whole:
-            rows = np.frombuffer(data, dtype=_ROW, count=whole // _ROW.itemsize)
-            if not ((rows["n"] == 3) & (rows["l1"] == 4) & (rows["l2"] == 4) & (rows["l3"] == 8)).all():
+            rows = np.frombuffer(data, dtype=self._row, count=whole // size)
+            if not ((rows["n"] == 3) & (rows["l1"] == 4) & (rows["l2"] == self._second_width)
+                    & (rows["l3"] == 8)).all():
                 raise ValueError("unexpected row layout in the binary COPY")
-            self._parts.append((rows["ord"].astype(np.int32), rows["day"].astype(np.int32),
-                                rows["value"].astype(np.int64)))
+            second = rows["day"].astype(np.int32 if self._second_width == 4 else np.int64)
+            self._parts.append((rows["ord"].astype(np.int32), second, rows["value"].astype(np.int64)))
         self._rest = data[whole:]
 
     def columns(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
         """(ord, day, value) as native int64; the trailer (int16 -1) is what is left over."""
+        self._parse()
         if self._rest not in (b"", b"\xff\xff"):
             raise ValueError("binary COPY ended inside a row")
         parts, self._parts = self._parts, []
@@ -158,9 +202,9 @@ READ_TIMEOUT_S = 600.0
 CHUNK_ACCOUNTS = 10_000
 
 
-async def _copy_rows(conn: asyncpg.Connection, query: str, *args: object) -> tuple[
+async def _copy_rows(conn: asyncpg.Connection, query: str, *args: object, row: np.dtype[Any] = _ROW) -> tuple[
         npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    sink = _BinaryRows()
+    sink = _BinaryRows(row)
     await conn.copy_from_query(query, *args, output=sink, format="binary", timeout=READ_TIMEOUT_S)
     return sink.columns()
 
@@ -208,6 +252,7 @@ async def _read_newest(db: Executor, closes_per_account: int, account_ids: Seque
 async def _read_in_snapshot(conn: asyncpg.Connection, other: asyncpg.Connection | None, closes_per_account: int,
                             account_ids: Sequence[str] | None) -> _Read | None:
     async with conn.transaction(isolation="repeatable_read", readonly=True):  # closes and entries of one moment
+        await conn.execute(_NO_JIT)
         if account_ids is None:
             ids = sorted(r["account_id"] for r in await conn.fetch("SELECT account_id FROM account"))
         else:
@@ -242,8 +287,15 @@ async def _two_halves(conn: asyncpg.Connection, other: asyncpg.Connection | None
 
     async def read(on: asyncpg.Connection, mine: list[tuple[int, int]]) -> None:
         for lo, hi in mine:
-            ords, days, closes = await _copy_rows(on, _WINDOW_CLOSES, ids[lo:hi], closes_per_account)
-            parts[lo] = (ords + lo, days, closes)
+            ords, stamps, closes = await _copy_rows(on, _WINDOW_ROWS, ids[lo:hi], closes_per_account, row=_ROW_TS)
+            codes, days, closes, again = _newest_per_day(ords - 1, stamps, closes, closes_per_account)
+            if len(again):  # a corrected close among an account's rows: that account by DISTINCT ON
+                more = await _copy_rows(on, _WINDOW_CLOSES, [ids[lo + int(c)] for c in again], closes_per_account)
+                codes = np.concatenate([codes, again[more[0] - 1]])
+                days, closes = np.concatenate([days, more[1]]), np.concatenate([closes, more[2]])
+                order = np.lexsort((-days, codes))
+                codes, days, closes = codes[order], days[order], closes[order]
+            parts[lo] = (codes + lo + 1, days, closes)  # 1-based, as the ordinality
 
     if other is None or len(bounds) < 2:
         await read(conn, bounds)
@@ -253,11 +305,47 @@ async def _two_halves(conn: asyncpg.Connection, other: asyncpg.Connection | None
             raise ValueError(f"unexpected snapshot id {snapshot!r}")
         async with other.transaction(isolation="repeatable_read", readonly=True):
             await other.execute("SET TRANSACTION SNAPSHOT '" + snapshot + "'")
+            await other.execute(_NO_JIT)
             await asyncio.gather(read(conn, bounds[0::2]), read(other, bounds[1::2]))
     if not parts:
         return _copy_empty()
     ordered = [parts[lo] for lo, _ in bounds]
     return tuple(np.concatenate([p[i] for p in ordered]) for i in range(3))
+
+
+# JIT compiles each chunk's query (0.1 to 0.2 s of LLVM a query here) for expressions that are a
+# cast and a multiplication a row: the read is faster interpreted.
+_NO_JIT = "SET LOCAL jit = off"
+
+
+def _newest_per_day(codes: npt.NDArray[np.int64], stamps: npt.NDArray[np.int64], closes: npt.NDArray[np.int64],
+                    limit: int) -> tuple[npt.NDArray[np.int64], ...]:
+    """_WINDOW_ROWS' rows (``codes``: 0-based positions, ``stamps``: as_of_ts in µs since 2000) as
+    _WINDOW_CLOSES makes them: the newest close of each UTC day, accounts ascending, days newest first.
+
+    Returns (codes, days, closes, again): ``again``, the accounts to read by _WINDOW_CLOSES instead
+    (their rows here dropped): those with two closes of one day at the very same as_of_ts (the id
+    decides, and it is not read), and those whose ``limit`` rows held a day twice (fewer days than
+    ``limit``: the next days were not read)."""
+    if len(codes) and not ((codes[1:] > codes[:-1]) | ((codes[1:] == codes[:-1]) & (stamps[1:] <= stamps[:-1]))).all():
+        order = np.lexsort((-stamps, codes))  # the plan's order is not promised
+        codes, stamps, closes = codes[order], stamps[order], closes[order]
+    days = _days_of(stamps)
+    repeat = np.zeros(len(codes), dtype=np.bool_)
+    repeat[1:] = (codes[1:] == codes[:-1]) & (days[1:] == days[:-1])  # an older close of the day above
+    if not repeat.any():
+        return codes, days, closes, np.empty(0, dtype=np.int64)
+    tied = np.zeros(len(codes), dtype=np.bool_)
+    tied[1:] = repeat[1:] & (stamps[1:] == stamps[:-1])
+    full = np.bincount(codes, minlength=int(codes.max()) + 1) >= limit
+    again = np.unique(np.concatenate([codes[tied], codes[repeat & full[codes]]]))
+    keep = ~repeat & ~np.isin(codes, again)
+    return codes[keep], days[keep], closes[keep], again
+
+
+def _days_of(stamps: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """UTC day numbers since 1970-01-01 of binary timestamptz values: ``(as_of_ts AT TIME ZONE 'UTC')::date``."""
+    return (stamps + _PG_EPOCH_US) // _DAY_US
 
 
 def _copy_empty() -> tuple[npt.NDArray[np.int64], ...]:
@@ -287,7 +375,10 @@ def _operating(ids: list[str], codes: npt.NDArray[np.int64], days: npt.NDArray[n
         first, last = int(min(days.min(), own_days.min())), int(max(days.max(), own_days.max()))
         span = last - first + 2
         key = codes * span + (last - days)  # ascending along the stream: accounts up, days down
-        at = np.searchsorted(key, own_codes * span + (last - own_days), side="right") - 1
+        wanted = own_codes * span + (last - own_days)
+        by_key = np.argsort(wanted)  # sorted needles: each search starts where the last one ended
+        own_codes, wanted, own_micros = own_codes[by_key], wanted[by_key], own_micros[by_key]
+        at = np.searchsorted(key, wanted, side="right") - 1  # integer sums: their order does not matter
         safe = np.maximum(at, 0)
         ok = (at >= 0) & (codes[safe] == own_codes) & is_change[safe]
         np.subtract.at(change, at[ok], own_micros[ok])
@@ -312,16 +403,7 @@ async def window_flows(db: Executor, window: int, account_ids: Sequence[str] | N
     ``closing_flows``, exact decimals all the way.
     """
     read = await _read_newest(db, window + 1, account_ids)
-    if read is None:
-        return None
-    keep = read.counts >= 2  # an account needs two closes for one change, as in _FLOWS
-    index = np.cumsum(keep) - 1
-    matrix = np.full((int(keep.sum()), window), np.nan)
-    rows = read.is_change
-    matrix[index[read.codes[rows]], window - 1 - read.rank[rows]] = read.flows[rows]
-    last_date = read.days[read.starts[keep]].astype("datetime64[D]")
-    matrix_days = (~np.isnan(matrix)).sum(axis=1, dtype=np.int64)
-    return WindowFlows([a for a, k in zip(read.ids, keep, strict=True) if k], matrix, matrix_days, last_date)
+    return None if read is None else _window_of(read, window)
 
 
 @dataclass(frozen=True)
@@ -343,14 +425,49 @@ async def recent_flows(db: Executor, lookback_days: int,
     ``window_flows`` reads (at most ``lookback_days + 1`` closes an account: one a day at most).
     None where ``window_flows`` is None."""
     read = await _read_newest(db, lookback_days + 1, account_ids)
+    return None if read is None else _recent_of(read, lookback_days)
+
+
+async def window_and_recent_flows(db: Executor, window: int, lookback_days: int,
+                                  account_ids: Sequence[str] | None = None) -> tuple[WindowFlows, RecentFlows] | None:
+    """``window_flows(db, window, ...)`` and ``recent_flows(db, lookback_days, ...)`` from one read
+    of each account's last ``max(window, lookback_days) + 1`` closes, in one snapshot.
+
+    Why: the recompute makes both, the VaR matrix and the outflow forecasts' closes, and the
+    forecasts' own read of the ledger was a second pass over the same closes (10 M rows at 100,000
+    accounts). Each result is what its own read makes: the rows of a longer read that a shorter one
+    would not have are left out by rank (``_window_of``, ``_recent_of``)."""
+    read = await _read_newest(db, max(window, lookback_days) + 1, account_ids)
     if read is None:
         return None
-    has = read.counts >= 2
+    return _window_of(read, window), _recent_of(read, lookback_days)
+
+
+def _window_of(read: _Read, window: int) -> WindowFlows:
+    """The matrix of what a read of ``window + 1`` closes an account holds: its ranks below ``window``."""
+    counts = np.minimum(read.counts, window + 1)
+    keep = counts >= 2  # an account needs two closes for one change, as in _FLOWS
+    index = np.cumsum(keep) - 1
+    matrix = np.full((int(keep.sum()), window), np.nan)
+    rows = read.is_change & (read.rank < window)
+    matrix[index[read.codes[rows]], window - 1 - read.rank[rows]] = read.flows[rows]
+    last_date = read.days[read.starts[keep]].astype("datetime64[D]")
+    matrix_days = (~np.isnan(matrix)).sum(axis=1, dtype=np.int64)
+    return WindowFlows([a for a, k in zip(read.ids, keep, strict=True) if k], matrix, matrix_days, last_date)
+
+
+def _recent_of(read: _Read, lookback_days: int) -> RecentFlows:
+    """``recent_flows`` of what a read of ``lookback_days + 1`` closes an account holds: ranks below
+    ``lookback_days + 1``, and a change only where its older close is among them."""
+    closes = lookback_days + 1
+    counts = np.minimum(read.counts, closes)
+    has = counts >= 2
     last = read.days[np.minimum(read.starts, max(len(read.days) - 1, 0))] if len(read.days) else read.counts
     cutoff = last - lookback_days
-    recent = read.is_change & (read.days > cutoff[read.codes])
+    change = read.is_change & (read.rank < closes - 1)
+    recent = change & (read.days > cutoff[read.codes])
     older = np.zeros(len(read.ids), dtype=np.bool_)
-    older[read.codes[read.is_change & ~recent]] = True
-    older |= read.counts == lookback_days + 1  # maybe more before what was read
+    older[read.codes[change & ~recent]] = True
+    older |= counts == closes  # maybe more before what was read
     through = {read.ids[i]: _EPOCH + timedelta(days=int(last[i])) for i in np.flatnonzero(has)}
     return RecentFlows(read.ids, read.codes[recent], read.days[recent], read.flows[recent], through, older & has)

@@ -313,7 +313,7 @@ async def test_var_leaves_our_own_sweeps_out_of_the_flows(stack: StackInfo, pipe
         produce_events(pipeline.bootstrap, [close(a.account_id, day, balance)])
     await pipeline.drain([a.account_id], events=31 + len(sweep_days))
 
-    history = await load(pipeline.pool, "postgres", 30, [a.account_id])
+    history, _ = await load(pipeline.pool, "postgres", 30, [a.account_id])
     flows = history.flows[0][~np.isnan(history.flows[0])]
     assert sorted(flows.tolist()) == sorted(float(x) for x in operating)  # no 8.5 M day left in
     ledger_var = var_and_es(history.flows, 0.99, 1).var[0]

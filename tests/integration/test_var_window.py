@@ -16,6 +16,7 @@ from typing import Any
 
 import asyncpg
 import numpy as np
+import pyarrow.compute as pc
 import pytest
 
 from actors.var_job import FORECAST_LOOKBACK_DAYS, load
@@ -48,6 +49,8 @@ async def _ledger(pool: asyncpg.Pool, prefix: str) -> list[str]:
             closes.append((account, f"c{d}", at, value))
             if n == 4 and d % 5 == 0:  # a corrected close later the same day: the later one counts
                 closes.append((account, f"c{d}b", at + timedelta(hours=1), value + Decimal("0.0001")))
+            if n == 2 and d % 4 == 0:  # a correction at the very same as_of_ts: the later row (id) counts
+                closes.append((account, f"c{d}t", at, value + Decimal("0.0002")))
         for d in (1, 3, 5, 6, 12, 25, 39, 45):  # 45: after the last close, never counted
             amount = Decimal(int(rng.integers(1, 10**12))) / Decimal(10**6)
             entries.append((account, f"s{d}", "DBIT" if d % 2 else "CRDT", amount, DAY0 + timedelta(days=d),
@@ -78,7 +81,7 @@ async def test_window_read_is_bit_identical_to_the_decimal_read(pool: asyncpg.Po
         assert np.array_equal(fast.flows, exact.flows, equal_nan=True)
         assert np.array_equal(fast.days, exact.days)
         assert np.array_equal(fast.last_date, exact.last_date)
-        loaded = await load(pool, "postgres", window, ids)
+        loaded, _ = await load(pool, "postgres", window, ids)
         assert np.array_equal(loaded.flows, exact.flows, equal_nan=True)
 
 
@@ -95,13 +98,68 @@ async def test_forecast_history_cut_to_the_lookback_forecasts_as_the_whole_histo
     ids = await _ledger(pool, f"W{uuid.uuid4().hex[:8]}")
     calendar = business_calendar.active()
     for lookback in (FORECAST_LOOKBACK_DAYS, 120):  # the forecast's window (91 days) and the closed days after
-        fast, through = await forecasts.outflow_history(pool, ids, lookback)
+        fast = await forecasts.outflow_columns(pool, ids, lookback)
         with monkeypatch.context() as patched:
             patched.setattr(forecasts, "recent_flows", _none)
-            whole, through_whole = await forecasts.outflow_history(pool, ids, lookback)
-        assert through == through_whole
+            whole = await forecasts.outflow_columns(pool, ids, lookback)
+        through = fast.through
+        assert through == whole.through
         for_dates = {a: calendar.next_business_day(d) for a, d in through.items()}
-        assert forecast_table(fast, for_dates, calendar) == forecast_table(whole, for_dates, calendar)
+        assert forecast_table(fast.table(), for_dates, calendar) == forecast_table(whole.table(), for_dates, calendar)
+
+
+@pytest.mark.parametrize("chunk", [10_000, 2])
+async def test_one_read_for_window_and_forecast_is_the_two_reads(pool: asyncpg.Pool, chunk: int,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """``window_and_recent_flows`` reads max(window, lookback) + 1 closes once; each half is what
+    its own read makes, and the forecasts made from the shared closes are the forecasts."""
+    monkeypatch.setattr(history, "CHUNK_ACCOUNTS", chunk)
+    ids = await _ledger(pool, f"W{uuid.uuid4().hex[:8]}")
+    calendar = business_calendar.active()
+    for window, lookback in ((250, FORECAST_LOOKBACK_DAYS), (30, FORECAST_LOOKBACK_DAYS), (5, 3), (120, 120),
+                             (1, 39), (39, 1)):
+        both = await history.window_and_recent_flows(pool, window, lookback, ids)
+        alone, recent = await window_flows(pool, window, ids), await history.recent_flows(pool, lookback, ids)
+        assert both is not None and alone is not None and recent is not None
+        shared_window, shared_recent = both
+        assert shared_window.account_ids == alone.account_ids
+        assert np.array_equal(shared_window.flows, alone.flows, equal_nan=True)
+        assert np.array_equal(shared_window.days, alone.days)
+        assert np.array_equal(shared_window.last_date, alone.last_date)
+        assert shared_recent.account_ids == recent.account_ids and shared_recent.through == recent.through
+        for name in ("codes", "days", "flows", "older"):
+            assert np.array_equal(getattr(shared_recent, name), getattr(recent, name)), name
+        shared = await forecasts.outflow_columns(pool, ids, lookback, shared_recent)
+        own = await forecasts.outflow_columns(pool, ids, lookback)
+        assert shared.through == own.through
+        for_dates = {a: calendar.next_business_day(d) for a, d in own.through.items()}
+        assert forecast_table(shared.table(), for_dates, calendar) == forecast_table(own.table(), for_dates, calendar)
+
+
+async def test_recompute_forecasts_as_the_forecasts_of_the_whole_history(pool: asyncpg.Pool) -> None:
+    """The job's forecasts (one shared read, all accounts at once) against ``forecast_table`` of
+    the history read the old way (every close, exact decimals)."""
+    from actors.var_job import recompute_forecasts
+
+    ids = await _ledger(pool, f"W{uuid.uuid4().hex[:8]}")
+    calendar = business_calendar.active()
+    both = await history.window_and_recent_flows(pool, 250, FORECAST_LOOKBACK_DAYS, ids)
+    assert both is not None
+    made = await recompute_forecasts(pool, ids, recent=both[1], calendar=calendar)
+    closes = await closing_flows(pool, ids)
+    whole = forecast_table(closes.set_column(2, "outflow_usd", pc.max_element_wise(
+        pc.negate(closes.column("net_flow_usd")), 0.0)), _next_days(closes, calendar), calendar)
+    stored = await forecasts.latest(pool, ids)
+    assert made == len(whole) == len(stored) > 0
+    assert [(f.account_id, f.for_date, f.outflow_usd, f.method) for f in whole] == [
+        (r.account_id, r.for_date, r.outflow_usd, r.method) for r in (stored[f.account_id] for f in whole)]
+
+
+def _next_days(closes: Any, calendar: Any) -> dict[str, date]:
+    last: dict[str, date] = {}
+    for account, day in zip(closes.column("account_id").to_pylist(), closes.column("date").to_pylist(), strict=True):
+        last[account] = max(day, last.get(account, day))
+    return {a: calendar.next_business_day(d) for a, d in last.items()}
 
 
 async def _none(*args: object) -> None:
