@@ -237,8 +237,9 @@ async def run_recompute(dsn: str, window: int, workers: int, phases: Phases,
 _PHASES: list[tuple[str, str, str]] = [
     ("actors.var_job", "closing_flows", "SQL read (closes, own transfers)"),
     ("actors.var_job", "window_flows", "SQL read + matrix (binary COPY)"),
-    # Since the forecasts' closes come from the VaR read: the same phase, one read for both.
-    ("actors.var_job", "window_and_recent_flows", "SQL read + matrix (binary COPY)"),
+    # Since the forecasts' closes come from the VaR read: the same phase, one read for both (since
+    # migration 008 of the packed closes, close_series; the own transfers still by binary COPY).
+    ("actors.var_job", "window_and_recent_flows", "SQL read + matrix (packed closes)"),
     ("actors.var_job", "build_matrix", "matrix build"),
     ("actors.var_job", "var_and_es", "kernel (inline)"),
     ("actors.var_job", "VarPool.compute", "kernel (Ray pool)"),

@@ -85,6 +85,60 @@ async def test_window_read_is_bit_identical_to_the_decimal_read(pool: asyncpg.Po
         assert np.array_equal(loaded.flows, exact.flows, equal_nan=True)
 
 
+async def test_the_packed_closes_follow_the_ledger_however_it_is_written(pool: asyncpg.Pool) -> None:
+    """close_series (migration 008) is kept by triggers: closes that arrive out of order, a late
+    correction of an old day, a deleted and an updated close, in one statement or many; the window
+    read on it stays the exact read of the rows, and a rebuild from the rows gives the same bytes."""
+    prefix = f"WS{uuid.uuid4().hex[:8]}"
+    ids = [f"{prefix}-{i}" for i in range(3)]
+    await pool.executemany("INSERT INTO account (account_id) VALUES ($1)", [(a,) for a in ids])
+    insert = ("INSERT INTO balance (account_id, event_id, as_of_ts, kind, balance_code, avail_usd, booked_usd,"
+              " currency, applied, decided_ts, raw_event) SELECT a, e, t, 'PRIOR_DAY', 'CLBD', v, v, 'USD', true, t,"
+              " '{}' FROM unnest($1::varchar[], $2::varchar[], $3::timestamptz[], $4::numeric[]) AS x(a, e, t, v)")
+
+    async def closes(rows: list[tuple[str, str, int, int, str]]) -> None:  # (account, event, day, hour, usd)
+        at = [datetime(2026, 3, 2, 20, tzinfo=UTC) + timedelta(days=d, hours=h) for _, _, d, h, _ in rows]
+        await pool.execute(insert, [r[0] for r in rows], [r[1] for r in rows], at, [Decimal(r[4]) for r in rows])
+
+    await closes([(ids[0], f"a{d}", d, 0, f"{1000 + d * 7}.25") for d in (10, 11, 12)])
+    await closes([(ids[0], f"a{d}", d, 0, f"{1000 - d}.5") for d in (2, 5, 3)])  # older days, late
+    await closes([(ids[0], "a11x", 11, 2, "1.0001"), (ids[1], "b1", 1, 0, "5"), (ids[1], "b4", 4, 0, "9")])
+    await closes([(ids[1], "b4y", 4, 1, "8"), (ids[1], "b9", 9, 0, "-3"), (ids[2], "c0", 0, 0, "2")])
+    await closes([(ids[2], f"c{d}", d, 0, f"{d}") for d in range(1, 40, 4)])
+    await pool.execute("DELETE FROM balance WHERE account_id = $1 AND event_id = 'b4y'", ids[1])  # 9 counts again
+    await pool.execute("UPDATE balance SET booked_usd = 77 WHERE account_id = $1 AND event_id = 'a5'", ids[0])
+    for window in (1, 3, 8, 250):
+        exact = build_matrix(await closing_flows(pool, ids), window)
+        fast = await window_flows(pool, window, ids)
+        assert fast is not None and fast.account_ids == exact.account_ids == ids
+        assert np.array_equal(fast.flows, exact.flows, equal_nan=True)
+        assert np.array_equal(fast.last_date, exact.last_date)
+    kept = await pool.fetch("SELECT account_id, first_day, closes FROM close_series WHERE account_id = ANY($1)"
+                            " ORDER BY account_id", ids)
+    await pool.execute("DELETE FROM close_series WHERE account_id = ANY($1)", ids)
+    await pool.execute("SELECT close_series_refresh(account_id, min((as_of_ts AT TIME ZONE 'UTC')::date),"
+                       " max((as_of_ts AT TIME ZONE 'UTC')::date)) FROM balance WHERE account_id = ANY($1)"
+                       " AND balance_code = 'CLBD' GROUP BY account_id", ids)
+    rebuilt = await pool.fetch("SELECT account_id, first_day, closes FROM close_series WHERE account_id = ANY($1)"
+                               " ORDER BY account_id", ids)
+    assert [tuple(r) for r in rebuilt] == [tuple(r) for r in kept]
+
+
+async def test_a_close_beyond_the_packed_range_takes_the_exact_read(pool: asyncpg.Pool) -> None:
+    account = f"WB{uuid.uuid4().hex[:8]}"
+    await pool.execute("INSERT INTO account (account_id) VALUES ($1)", account)
+    for day, usd in ((1, "10"), (2, "1000000000000000"), (3, "12")):  # 1e15 USD: beyond int8 in 0.0001 units
+        at = datetime(2026, 3, 2, 20, tzinfo=UTC) + timedelta(days=day)
+        await pool.execute(
+            "INSERT INTO balance (account_id, event_id, as_of_ts, kind, balance_code, avail_usd, booked_usd, currency,"
+            " applied, decided_ts, raw_event) VALUES ($1, $2, $3, 'PRIOR_DAY', 'CLBD', $4, $4, 'USD', true, $3, '{}')",
+            account, f"x{day}", at, Decimal(usd))
+    assert await window_flows(pool, 5, [account]) is None
+    loaded, recent = await load(pool, "postgres", 5, [account])
+    exact = build_matrix(await closing_flows(pool, [account]), 5)
+    assert recent is None and np.array_equal(loaded.flows, exact.flows, equal_nan=True)
+
+
 async def test_accounts_unknown_or_without_closes_are_left_out(pool: asyncpg.Pool) -> None:
     ids = await _ledger(pool, f"W{uuid.uuid4().hex[:8]}")
     fast = await window_flows(pool, 10, [ids[2], "no-such-account", ids[0]])
@@ -93,8 +147,10 @@ async def test_accounts_unknown_or_without_closes_are_left_out(pool: asyncpg.Poo
     assert empty is not None and empty.flows.shape == (0, 10)
 
 
+@pytest.mark.parametrize("chunk", [10_000, 2])  # 2: the chunks' recent flows joined
 async def test_forecast_history_cut_to_the_lookback_forecasts_as_the_whole_history(
-        pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch) -> None:
+        pool: asyncpg.Pool, chunk: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(history, "CHUNK_ACCOUNTS", chunk)
     ids = await _ledger(pool, f"W{uuid.uuid4().hex[:8]}")
     calendar = business_calendar.active()
     for lookback in (FORECAST_LOOKBACK_DAYS, 120):  # the forecast's window (91 days) and the closed days after
@@ -180,7 +236,7 @@ async def test_bench_var_recompute_runs_small(stack: Any, capsys: pytest.Capture
         phases.print(1.0)
     assert summary.accounts == 30 and summary.with_var == 30
     printed = capsys.readouterr().out
-    assert "SQL read + matrix (binary COPY)" in printed and "write var_result" in printed
+    assert "SQL read + matrix (packed closes)" in printed and "write var_result" in printed
 
 
 async def test_large_writes_go_by_copy_and_replace_as_row_by_row_does(pool: asyncpg.Pool) -> None:
