@@ -1,13 +1,16 @@
 """bench/var_recompute: the whole ``var recompute`` from the ledger, phase by phase, with peak memory.
 
     .venv/bin/python -m bench.var_recompute [--accounts 100000] [--days 260] [--window 250]
-                                            [--sweep-every 20] [--reseed] [--workers 2] [--prefix VR]
+                                            [--sweep-every 20] [--entries-per-day 0] [--reseed]
+                                            [--workers 2] [--prefix VR]
 
 Seeds (once per size; ``--reseed`` to redo) ``--accounts`` accounts with ``--days`` closing
 (CLBD) balances each, written day after day as a bank delivers them, plus our own transfers: a
 sweep debit every ``--sweep-every`` days per account and its maturity credit a week later
-(``statement_entry.own_transfer``, which the operating flow subtracts). Seeding is SQL
-(``generate_series``), so 26 M rows take minutes, not hours.
+(``statement_entry.own_transfer``, which the operating flow subtracts); with
+``--entries-per-day K``, K booked business entries per account and day as a bank's statements
+bring them (the outflow forecasts' input). Seeding is SQL (``generate_series``), so 26 M rows
+take minutes, not hours.
 
 Then it runs ``actors.var_job.recompute`` as ``treasury-orch var recompute`` does (Ray pool of
 ``--workers``, no shards running: results go to ``var_result`` and the shards read them when they
@@ -17,8 +20,9 @@ The stack is the one ``DATABASE_URL`` names, else ``.stack/bench`` (started if n
 
 Memory is meant to be flat in the days beyond the window (the read takes each account's last
 ``window + 1`` closes, whatever the ledger holds before them): ``--days 520`` against ``--days 260``
-shows it. ``--prefix`` seeds a second set of accounts beside the first (``VM`` for such a
-comparison at fewer accounts) and recomputes only those, not every account of the ledger.
+shows it, for the forecasts' entries too with ``--entries-per-day``. ``--prefix`` seeds a second
+set of accounts beside the first (``VM`` for such a comparison at fewer accounts) and recomputes
+only those, not every account of the ledger.
 """
 
 from __future__ import annotations
@@ -141,14 +145,17 @@ def uptime() -> str:
     return f"{time.strftime('%H:%M:%S', time.gmtime())} UTC, load average: {one:.2f}, {five:.2f}, {fifteen:.2f}"
 
 
-async def seed(dsn: str, accounts: int, days: int, sweep_every: int, reseed: bool, prefix: str = PREFIX) -> None:
-    """Accounts ``VR000001``..., their closes day after day, and their own transfers, by SQL alone."""
+async def seed(dsn: str, accounts: int, days: int, sweep_every: int, reseed: bool, prefix: str = PREFIX,
+               entries_per_day: int = 0) -> None:
+    """Accounts ``VR000001``..., their closes day after day, their own transfers and, with
+    ``entries_per_day``, as many booked business entries per account and day (the statements'
+    debits and credits that the outflow forecasts read), by SQL alone."""
     from storage.db import migrate
 
     conn = await asyncpg.connect(dsn, command_timeout=None)
     try:
         await migrate(conn)
-        marker = f"{prefix}:{accounts}x{days}/{sweep_every}"
+        marker = f"{prefix}:{accounts}x{days}/{sweep_every}" + (f"+{entries_per_day}e" if entries_per_day else "")
         await conn.execute("CREATE TABLE IF NOT EXISTS bench_seed (name text PRIMARY KEY)")
         if not reseed and await conn.fetchval("SELECT 1 FROM bench_seed WHERE name = $1", marker):
             print(f"seed: {marker} already in the ledger")
@@ -198,13 +205,29 @@ async def seed(dsn: str, accounts: int, days: int, sweep_every: int, reseed: boo
             WHERE (d + a) % $5::int = 0 AND d + lag < $4::int
             """,
             prefix, first, accounts, days, sweep_every)
+        if entries_per_day:  # three debits in four, amounts that vary by account, day and entry
+            await conn.execute(
+                """
+                INSERT INTO statement_entry (account_id, entry_id, direction, status, amount_usd, currency,
+                                             booking_date, content_sha256, raw_entry)
+                SELECT $1 || lpad(a::text, 6, '0'), 'b-' || d || '-' || k,
+                       CASE WHEN k % 4 = 3 THEN 'CRDT' ELSE 'DBIT' END, 'BOOK',
+                       round((1000 + 37 * a % 5000 + 113 * d % 900 + 7 * k)::numeric, 2), 'USD',
+                       $2::date + d, repeat('0', 64), '{}'::jsonb
+                FROM generate_series(1, $3::int) a, generate_series(0, $4::int - 1) d,
+                     generate_series(0, $5::int - 1) k
+                """,
+                prefix, first, accounts, days, entries_per_day)
         await conn.execute("INSERT INTO bench_seed VALUES ($1)", marker)
         # A ledger at rest, as autovacuum leaves it: statistics, and the visibility map index-only scans need.
         await conn.execute("VACUUM (ANALYZE) account, balance, statement_entry")
         counts = await conn.fetchrow(
             "SELECT (SELECT count(*) FROM balance WHERE account_id LIKE $1) AS closes,"
-            " (SELECT count(*) FROM statement_entry WHERE account_id LIKE $1) AS own", like)
-        print(f"seed: {accounts} accounts, {counts['closes']:,} closes, {counts['own']:,} own transfers "
+            " (SELECT count(*) FROM statement_entry WHERE account_id LIKE $1 AND own_transfer IS NOT NULL) AS own,"
+            " (SELECT count(*) FROM statement_entry WHERE account_id LIKE $1 AND own_transfer IS NULL) AS business",
+            like)
+        print(f"seed: {accounts} accounts, {counts['closes']:,} closes, {counts['own']:,} own transfers, "
+              f"{counts['business']:,} business entries "
               f"in {time.perf_counter() - t0:.0f} s")
     finally:
         await conn.close()
@@ -266,6 +289,8 @@ def main() -> None:
     parser.add_argument("--sweep-every", type=int, default=20)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--reseed", action="store_true")
+    parser.add_argument("--entries-per-day", type=int, default=0,
+                        help="booked business entries per account and day (the outflow forecasts' input); 0: none")
     parser.add_argument("--label", default="", help="printed with the figures (e.g. before / after)")
     parser.add_argument("--prefix", default=PREFIX,
                         help=f"account ids' prefix; other than {PREFIX}, only these accounts are recomputed")
@@ -278,7 +303,8 @@ def main() -> None:
 
     # DATABASE_URL (what `infra up` exports) names a running stack; otherwise start .stack/bench.
     dsn = os.environ.get("DATABASE_URL") or stack.up(BENCH_HOME).settings().database_url
-    asyncio.run(seed(dsn, args.accounts, args.days, args.sweep_every, args.reseed, prefix=args.prefix))
+    asyncio.run(seed(dsn, args.accounts, args.days, args.sweep_every, args.reseed, prefix=args.prefix,
+                     entries_per_day=args.entries_per_day))
     accounts = None if args.prefix == PREFIX else [f"{args.prefix}{a:06d}" for a in range(1, args.accounts + 1)]
     ray.init(namespace=NAMESPACE, num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:

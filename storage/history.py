@@ -106,9 +106,13 @@ _WINDOW_OWN = """
     WHERE e.own_transfer IS NOT NULL AND e.booking_date > i.after_day
 """
 
-# One row of _WINDOW_OWN in PostgreSQL's binary COPY format: field count, then length + value.
-_ROW = np.dtype([("n", ">i2"), ("l1", ">i4"), ("ord", ">i4"), ("l2", ">i4"), ("day", ">i4"),
-                 ("l3", ">i4"), ("value", ">i8")])
+
+def _row(value: str) -> np.dtype[Any]:
+    """One (int4, int4, ``value``) row in PostgreSQL's binary COPY format: field count, then length + value."""
+    return np.dtype([("n", ">i2"), ("l1", ">i4"), ("ord", ">i4"), ("l2", ">i4"), ("day", ">i4"),
+                     ("l3", ">i4"), ("value", value)])
+
+
 _PARSE_BYTES = 4 << 20  # a binary COPY is parsed in pieces of about this many bytes
 _COPY_HEADER = 19  # signature (11), flags (4), header extension length (4, zero)
 _EPOCH = date(1970, 1, 1)
@@ -117,11 +121,13 @@ _MAX_CLOSE_UNITS = 4 * 10**14  # 4e10 USD in 0.0001 units: a change * 100 stays 
 
 
 class _BinaryRows:
-    """Collects a binary COPY of (int4, int4, int8) rows into numpy arrays as the chunks arrive:
-    no Python object per row, and each chunk's bytes dropped once its rows are in 16 bytes of
-    arrays (the wire's 30 bytes a row, kept, were most of a 100,000-account read's memory)."""
+    """Collects a binary COPY of (int4, int4, int8 or float8) rows into numpy arrays as the chunks
+    arrive: no Python object per row, and each chunk's bytes dropped once its rows are in 16 bytes
+    of arrays (the wire's 30 bytes a row, kept, were most of a 100,000-account read's memory)."""
 
-    def __init__(self) -> None:
+    def __init__(self, value: str) -> None:
+        self._row = _row(value)
+        self._value = np.dtype(value).newbyteorder("=")
         self._rest = b""
         self._header = True
         self._parts: list[tuple[npt.NDArray[np.int32], npt.NDArray[Any], npt.NDArray[np.int64]]] = []
@@ -145,23 +151,24 @@ class _BinaryRows:
                 self._rest = data
                 return
             data, self._header = data[_COPY_HEADER:], False
-        whole = len(data) // _ROW.itemsize * _ROW.itemsize
+        size = self._row.itemsize
+        whole = len(data) // size * size
         if whole:
-            rows = np.frombuffer(data, dtype=_ROW, count=whole // _ROW.itemsize)
+            rows = np.frombuffer(data, dtype=self._row, count=whole // size)
             if not ((rows["n"] == 3) & (rows["l1"] == 4) & (rows["l2"] == 4) & (rows["l3"] == 8)).all():
                 raise ValueError("unexpected row layout in the binary COPY")
             self._parts.append((rows["ord"].astype(np.int32), rows["day"].astype(np.int32),
-                                rows["value"].astype(np.int64)))
+                                rows["value"].astype(self._value)))
         self._rest = data[whole:]
 
-    def columns(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-        """(ord, day, value) as native int64; the trailer (int16 -1) is what is left over."""
+    def columns(self) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[Any]]:
+        """(ord, day) as native int64, value as its native type; the trailer (int16 -1) is what is left over."""
         self._parse()
         if self._rest not in (b"", b"\xff\xff"):
             raise ValueError("binary COPY ended inside a row")
         parts, self._parts = self._parts, []
         if not parts:
-            return (np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64))
+            return (np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64), np.empty(0, dtype=self._value))
         ords = np.concatenate([p[0] for p in parts]).astype(np.int64)
         days = np.concatenate([p[1] for p in parts]).astype(np.int64)
         return ords, days, np.concatenate([p[2] for p in parts])
@@ -174,9 +181,11 @@ READ_TIMEOUT_S = 600.0
 CHUNK_ACCOUNTS = 10_000
 
 
-async def _copy_rows(conn: asyncpg.Connection, query: str, *args: object) -> tuple[
-        npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    sink = _BinaryRows()
+async def copy_rows(conn: asyncpg.Connection, query: str, *args: object, value: str = ">i8") -> tuple[
+        npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[Any]]:
+    """``query``'s (int4, int4, ``value``: ">i8" int8 or ">f8" float8) rows by binary COPY, as
+    three arrays: what a read of a row per account and day needs, without a Python object per row."""
+    sink = _BinaryRows(value)
     await conn.copy_from_query(query, *args, output=sink, format="binary", timeout=READ_TIMEOUT_S)
     return sink.columns()
 
@@ -281,7 +290,7 @@ async def _read_chunk(on: asyncpg.Connection, ids: list[str], closes_per_account
     starts = np.cumsum(counts) - counts
     oldest = days[np.maximum(starts + counts - 1, 0)] if len(days) else np.zeros(len(ids), dtype=np.int64)
     after = [_EPOCH + timedelta(days=int(oldest[i])) if counts[i] else _EPOCH for i in range(len(ids))]
-    own_ords, own_days, own_micros = await _copy_rows(on, _WINDOW_OWN, ids, after)
+    own_ords, own_days, own_micros = await copy_rows(on, _WINDOW_OWN, ids, after)
     return await asyncio.to_thread(
         lambda: make(_operating(ids, codes, days, closes, counts, starts, own_ords - 1, own_days, own_micros)))
 

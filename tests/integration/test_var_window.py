@@ -164,6 +164,76 @@ async def test_forecast_history_cut_to_the_lookback_forecasts_as_the_whole_histo
         assert forecast_table(fast.table(), for_dates, calendar) == forecast_table(whole.table(), for_dates, calendar)
 
 
+# The forecasts' entry read before migration 009 (every entry of the ledger grouped at once): the
+# reference for the read by index probes per account.
+_WHOLE_HISTORY_ENTRY_DAYS = """
+    WITH entries AS (
+        SELECT account_id, booking_date AS day, direction, amount_usd FROM statement_entry
+        WHERE status = 'BOOK' AND own_transfer IS NULL AND booking_date IS NOT NULL
+          AND ($1::varchar[] IS NULL OR account_id = ANY($1::varchar[]))
+    ), spans AS (
+        SELECT account_id, min(day) AS first_day, max(day) AS last_entry FROM entries GROUP BY account_id
+    ), span AS (
+        SELECT s.account_id, s.first_day, greatest(s.last_entry, c.day) AS through
+        FROM spans s LEFT JOIN LATERAL (
+            SELECT (b.as_of_ts AT TIME ZONE 'UTC')::date AS day FROM balance b
+            WHERE b.account_id = s.account_id AND b.balance_code = 'CLBD' AND b.booked_usd IS NOT NULL
+            ORDER BY (b.as_of_ts AT TIME ZONE 'UTC')::date DESC LIMIT 1
+        ) c ON true
+    )
+    SELECT e.account_id, e.day, s.first_day, s.through,
+           COALESCE(sum(e.amount_usd) FILTER (WHERE e.direction = 'DBIT'), 0)::float8 AS outflow
+    FROM entries e JOIN span s USING (account_id)
+    WHERE e.day > s.through - $2::int
+    GROUP BY e.account_id, e.day, s.first_day, s.through
+"""
+
+
+async def _whole_history_entry_days(pool: asyncpg.Pool, ids: list[str] | None,
+                                    lookback: int) -> tuple[dict[tuple[str, date], float], dict[str, date]]:
+    daily: dict[tuple[str, date], float] = {}
+    through: dict[str, date] = {}
+    for r in await pool.fetch(_WHOLE_HISTORY_ENTRY_DAYS, ids, lookback):
+        daily[(r["account_id"], r["day"])] = r["outflow"]
+        through[r["account_id"]] = r["through"]
+        start = max(r["first_day"], date.fromordinal(r["through"].toordinal() - lookback + 1))
+        for edge in (start, r["through"]):
+            daily.setdefault((r["account_id"], edge), 0.0)
+    return daily, through
+
+
+async def test_entry_days_read_by_probes_are_the_whole_history_read(pool: asyncpg.Pool) -> None:
+    """Booked business entries over 200 days (debits and credits, several a day, days of credits
+    only), pending entries and own transfers beside them, an account whose entries all lie before
+    its lookback (its closes run on), one with entries and no closes, one with closes only: the
+    forecasts' entry rows read per account are the rows of the whole-history read."""
+    ids = await _ledger(pool, f"WE{uuid.uuid4().hex[:8]}")  # closes and own transfers, days 0..199
+    rng = np.random.default_rng(11)
+    entries: list[tuple[str, str, str, str, Decimal, date]] = []
+    spans = {ids[1]: range(0, 170), ids[5]: range(0, 12), ids[3]: range(20, 60), ids[4]: range(3, 200, 2)}
+    for account, days in spans.items():
+        for d in days:
+            for k in range(int(rng.integers(0, 4))):
+                direction = "CRDT" if (d % 5 == 0 or k == 2) else "DBIT"
+                status = "PDNG" if k == 3 else "BOOK"
+                amount = Decimal(int(rng.integers(1, 10**10))) / Decimal(100)
+                entries.append((account, f"b{d}-{k}", direction, status, amount, DAY0 + timedelta(days=d)))
+    await pool.executemany(
+        "INSERT INTO statement_entry (account_id, entry_id, direction, status, amount_usd, currency, booking_date,"
+        " content_sha256, raw_entry) VALUES ($1, $2, $3, $4, $5, 'USD', $6, repeat('0', 64), '{}')", entries)
+    for lookback in (FORECAST_LOOKBACK_DAYS, 10, 400):
+        for asked in (ids, None):
+            made = await forecasts._entry_days(pool, asked, lookback)
+            daily, through = await _whole_history_entry_days(pool, asked, lookback)
+            assert made.through == through
+            assert {(made.account_ids[c], DAY0 + timedelta(days=int(d) - (DAY0 - date(1970, 1, 1)).days)): f
+                    for c, d, f in zip(made.codes.tolist(), made.days.tolist(), made.outflows.tolist(),
+                                       strict=True)} == daily
+            keys = list(zip(made.codes.tolist(), made.days.tolist(), strict=True))
+            assert keys == sorted(keys) and len(set(keys)) == len(keys)
+        assert (ids[5] in made.through) == (lookback == 400)  # its entries end long before its last close
+
+
 @pytest.mark.parametrize("chunk", [10_000, 2])
 async def test_one_read_for_window_and_forecast_is_the_two_reads(pool: asyncpg.Pool, chunk: int,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
@@ -223,18 +293,19 @@ async def _none(*args: object) -> None:
 
 
 async def test_bench_var_recompute_runs_small(stack: Any, capsys: pytest.CaptureFixture[str]) -> None:
-    """bench/var_recompute seeded and timed at 30 accounts x 40 days, so the benchmark does not rot."""
+    """bench/var_recompute seeded (business entries too) and timed at 30 accounts x 40 days, so the
+    benchmark does not rot."""
     from bench import var_recompute as bench
 
     dsn = stack.settings().database_url
     prefix = f"VT{uuid.uuid4().hex[:6]}"
-    await bench.seed(dsn, 30, 40, 7, reseed=True, prefix=prefix)
+    await bench.seed(dsn, 30, 40, 7, reseed=True, prefix=prefix, entries_per_day=2)
     with bench.RssSampler() as sampler:
         phases = bench.Phases(sampler)
         summary = await bench.run_recompute(dsn, 30, 1, phases, accounts=[f"{prefix}{i:06d}" for i in range(1, 31)],
                                             inline_max_rows=100)
         phases.print(1.0)
-    assert summary.accounts == 30 and summary.with_var == 30
+    assert summary.accounts == 30 and summary.with_var == 30 and summary.forecasts == 30
     printed = capsys.readouterr().out
     assert "SQL read + matrix (packed closes)" in printed and "write var_result" in printed
 
