@@ -57,7 +57,11 @@ class System:
     crash_marker: Path
 
 
-@pytest.fixture(scope="session")
+# Module scope: the system's shards consume balance_events in the service's own group, so left up
+# they would race the in-process shard of the later modules' pipeline tests for the same events
+# (a balance written first by a Ray shard is a duplicate to the test's shard, which then never
+# applies it: test_time_sanity failed so in a CI run).
+@pytest.fixture(scope="module")
 def system(stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[System]:  # type: ignore[no-untyped-def]
     marker = tmp_path_factory.mktemp("faults") / "coordinator-crash.done"
     marker.write_text("disarmed: delete this file to crash the coordinator once, after its next write")

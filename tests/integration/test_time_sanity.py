@@ -38,9 +38,9 @@ async def outcome_reached(pipeline: Pipeline, outcome: str, n: int) -> None:
 
 
 def dead_letters_of(pipeline: Pipeline, account: str, expect: int) -> list[Message]:
-    """One dead letter per refused message of ``account``. Dead letters are at-least-once, and the
-    session's Ray system (left up by test_ray_system) reads the same partitions, so a message may be
-    dead-lettered by both: the source partition and offset tell the copies apart."""
+    """One dead letter per refused message of ``account``. Dead letters are at-least-once (a batch
+    replayed after a restart dead-letters its refused messages again): the source partition and
+    offset tell the copies apart."""
     dead = read_from(pipeline.bootstrap, "balance_events.dlq", pipeline.dlq_start, expect=expect)
     first: dict[tuple[bytes, bytes], Message] = {}
     for m in dead:
