@@ -22,7 +22,7 @@ from decimal import Decimal
 from typing import Any, Protocol, TypeVar
 
 import asyncpg
-from confluent_kafka import Consumer, Message, Producer, TopicPartition
+from confluent_kafka import Consumer, Message, Producer, TopicPartition, murmur2
 
 from actors import entry_intake, entry_ledger, kafka_clients
 from actors.account_state import AccountState, Outcome, pending_sweeps
@@ -65,7 +65,8 @@ from treasury.settings import DEFAULT_MAX_CLOCK_SKEW_S, PolicyConfig
 from treasury.topics import BALANCE_EVENTS
 
 # Importers of this module's former contents find them here still.
-__all__ = ["MAX_EVENT_BYTES", "BatchStats", "OrderSink", "ShardWorker", "decided_after_orders", "owned_partitions"]
+__all__ = ["MAX_EVENT_BYTES", "BatchStats", "OrderSink", "ShardWorker", "decided_after_orders", "owned_partitions",
+           "owning_shard"]
 
 log = logging.getLogger("treasury.shard")
 T = TypeVar("T")
@@ -80,7 +81,19 @@ class OrderSink(Protocol):
 def owned_partitions(index: int, shards: int, partitions: int = BALANCE_EVENTS.partitions) -> list[int]:
     if not 0 <= index < shards:
         raise ValueError(f"shard index {index} is outside 0..{shards - 1}")
-    return [p for p in range(partitions) if p % shards == index]
+    return [p for p in range(partitions) if _shard_of(p, shards) == index]
+
+
+def owning_shard(account_id: str, shards: int) -> int:
+    """The shard that applies this account's events: the one owning the ``balance_events``
+    partition every producer of ours gives the account's key (murmur2, Java-compatible,
+    ``treasury.topics``)."""
+    return _shard_of(int(murmur2(account_id.encode(), BALANCE_EVENTS.partitions)), shards)
+
+
+def _shard_of(partition: int, shards: int) -> int:
+    """Partitions are dealt to the shards round-robin."""
+    return partition % shards
 
 
 class ShardWorker:

@@ -99,7 +99,6 @@ class ShardCpu:
                                                                            OrderStatus.SENT))
 
 
-
 def run(events: int, accounts: int, batch: int) -> ShardCpu:
     msgs, states = feed_messages(events, accounts)
     shard = ShardCpu(states)

@@ -8,7 +8,6 @@ import time
 from typing import Any
 
 import ray
-from confluent_kafka import murmur2
 from fastapi import FastAPI
 from ray import serve
 from ray.serve import Application
@@ -16,6 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from actors.config_watcher import follow_if_live
 from actors.replay_job import ReplaySpec
+from actors.shard import owning_shard
 from actors.system import shard_handles
 from serve_app.rest.api import Backend, build_app
 from serve_app.rest.autoscaling import LatencyWindow, P95LatencyPolicy
@@ -24,7 +24,6 @@ from treasury.keyring import keyring_from_settings
 from treasury.logs import configure_logging
 from treasury.metrics import ShardMetrics
 from treasury.settings import ConfigError, RuntimeSettings
-from treasury.topics import BALANCE_EVENTS
 
 APP_NAME = "treasury"
 DEPLOYMENT_NAME = "Ingress"
@@ -38,7 +37,7 @@ POLICY_PATH = f"{P95LatencyPolicy.__module__}:{P95LatencyPolicy.__name__}"
 
 class RayShards:
     """Positions live in the shard that owns the account: the one whose partitions hold the
-    account's key (``murmur2``, as every producer of ours partitions, ``treasury.topics``).
+    account's key (``actors.shard.owning_shard``).
 
     That shard is asked first, the others only when it has no position (an account it has not
     seen, or a key produced some other way): a found position costs one actor call instead of one
@@ -83,12 +82,6 @@ class RayShards:
         except ValueError as exc:  # ray.get_actor: not started yet
             raise RuntimeError(str(exc)) from exc
         return True
-
-
-def owning_shard(account_id: str, shards: int) -> int:
-    """The shard that applies this account's events: its ``balance_events`` partition (Kafka's
-    murmur2 of the key, Java-compatible) modulo the shard count (``actors.shard.owned_partitions``)."""
-    return int(murmur2(account_id.encode(), BALANCE_EVENTS.partitions)) % shards
 
 
 class RayRiskJobs:

@@ -16,8 +16,9 @@ import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
+from actors.shard import owning_shard
 from serve_app.rest.api import Backend, TraceIds, build_app
-from serve_app.rest.deployment import RayShards, owning_shard
+from serve_app.rest.deployment import RayShards
 from serve_app.rest.routes.orders import decode_cursor, encode_cursor, page_body
 from storage.orders import PageText
 from treasury.logs import JsonFormatter
