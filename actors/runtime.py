@@ -147,6 +147,7 @@ class AccountShardActor:
             cipher=EnvelopeCipher(keyring_from_settings(s), s.data_key),
             max_clock_skew_s=s.max_clock_skew_s,
             terms=Terms(carbon_note_tenor_days=s.carbon_note_tenor_days),
+            commit_interval_s=s.offset_commit_interval_ms / 1000,
         )
         self._follower = follow_if_live(s, self._apply_policy, shard_name(self._index))
         await self._worker.start()

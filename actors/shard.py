@@ -4,10 +4,11 @@ A batch is planned, then executed. The plan is pure and lives in ``actors/batch_
 its module docstring for the phases); this module does the I/O around it, in this order:
 validate -> load the accounts' state -> read the ledger -> plan (apply, decide) -> produce
 positions and dead letters -> write the BALANCE rows and hand the orders to the coordinator,
-waiting until both are durable -> mark the rows decided -> flush the producer -> commit offsets.
-A crash anywhere before the commit replays the batch; rows already decided count as duplicates,
-rows stored but not decided are decided again, and the coordinator's unique decision_key keeps a
-replayed decision from becoming a second order.
+waiting until both are durable -> mark the rows decided -> flush the producer -> commit offsets
+(at most every ``OFFSET_COMMIT_INTERVAL_MS``, and when idle: ``actors.offset_commits``).
+A crash anywhere before the commit replays the batch (and the uncommitted batches before it); rows
+already decided count as duplicates, rows stored but not decided are decided again, and the
+coordinator's unique decision_key keeps a replayed decision from becoming a second order.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ from actors.batch_plan import (
 )
 from actors.coordinator import SubmitResult
 from actors.entry_intake import IncomingEntry
+from actors.offset_commits import OffsetCommits
 from actors.policy import decide, observed_var_bps
 from actors.settlement import Action, Mature, Settle, Terms
 from schemas.cash_position import CashPosition
@@ -125,9 +127,12 @@ class ShardWorker:
         cipher: EnvelopeCipher,
         max_clock_skew_s: int = DEFAULT_MAX_CLOCK_SKEW_S,
         terms: Terms | None = None,
+        commit_interval_s: float = 0.0,
     ) -> None:
         """``max_clock_skew_s`` (MAX_CLOCK_SKEW_S): how far ahead of ``clock`` an event's as-of time
-        may be before it is dead-lettered as dated in the future (``actors.account_state.future_dated``)."""
+        may be before it is dead-lettered as dated in the future (``actors.account_state.future_dated``).
+        ``commit_interval_s`` (OFFSET_COMMIT_INTERVAL_MS): the least time between two offset commits;
+        0 commits after every batch."""
         self.index = index
         self.partitions = owned_partitions(index, shards)
         self._pool = pool
@@ -146,11 +151,13 @@ class ShardWorker:
         self.phase_s: dict[str, float] = defaultdict(float)
         self._latency = LatencyHistogram()
         self._swept: dict[str, Decimal] = defaultdict(Decimal)
+        self._commits = OffsetCommits(commit_interval_s)
 
     # -- lifecycle -------------------------------------------------------------------------
     async def start(self) -> None:
         """(Re)assign our partitions at the committed offsets and forget cached state."""
         self._states.clear()
+        self._commits.forget()
         assigned = await asyncio.to_thread(
             kafka_clients.assign_from_committed, self._consumer, BALANCE_EVENTS.name, self.partitions
         )
@@ -197,6 +204,7 @@ class ShardWorker:
         """One batch: the plan (``actors.batch_plan``) and the I/O around it, in the order that
         makes a replay safe (module docstring). ``msgs`` are consumed messages without errors."""
         if not msgs:
+            self._commit(self._commits.due(idle=True))
             return BatchStats()
         received = time.time()
         mark = Stopwatch(self.phase_s)
@@ -237,7 +245,8 @@ class ShardWorker:
         if remaining:
             raise RuntimeError(f"{remaining} position/dead-letter messages not delivered; batch will be replayed")
         mark("publish positions")
-        self._commit(plan.offsets)
+        self._commits.add(plan.offsets)
+        self._commit(self._commits.due())
         mark("commit offsets")
         self._account(plan)
         return plan.stats
@@ -395,12 +404,25 @@ class ShardWorker:
     def _commit(self, offsets: dict[int, int]) -> None:
         # Asynchronous is safe: everything the offsets stand for is durable already, and a commit
         # lost to a crash only replays events the ledger recognises as duplicates.
+        if not offsets:
+            return
         self._consumer.commit(offsets=[TopicPartition(BALANCE_EVENTS.name, p, o) for p, o in offsets.items()],
                               asynchronous=True)
 
     async def close(self) -> None:
-        """Deliver what is queued and leave the partitions; offsets are already committed."""
+        """Deliver what is queued, commit the offsets still pending and leave the partitions.
+
+        A commit that fails here (the broker away) is logged and left: the next owner of the
+        partitions replays those events as duplicates."""
         await asyncio.to_thread(self._producer.flush, 10)
+        pending = self._commits.due(idle=True)
+        if pending:
+            offsets = [TopicPartition(BALANCE_EVENTS.name, p, o) for p, o in pending.items()]
+            try:
+                await asyncio.to_thread(kafka_clients.commit_sync, self._consumer, offsets, 10.0)
+            except Exception as exc:  # any failure only means a longer replay for the next owner
+                log.warning("shard %d could not commit its last offsets on close (%s); they will be replayed",
+                            self.index, exc)
         await asyncio.to_thread(self._consumer.close)
 
     def apply_config(self, config: PolicyConfig) -> None:

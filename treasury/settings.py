@@ -246,6 +246,11 @@ class RuntimeSettings(BaseModel):
             raise ValueError(f"must be between 0 and {MAX_CLOCK_SKEW_LIMIT_S} seconds (got {seconds})")
         return seconds
 
+    # How often a shard commits its consumed offsets (actors.offset_commits): each commit is a write
+    # on the broker; what is not yet committed is durable already and replays as duplicates after a
+    # crash. 0 commits after every batch.
+    offset_commit_interval_ms: Annotated[int, Field(ge=0, le=60_000)] = 200
+
     # The money loop (issue 16, docs/settlement.md). An order not settled by a booked debit this long
     # after its cut-off is overdue (listed, counted); an investment whose maturity credit has not
     # come back this many days after its maturity date is overdue; a CARBON_NOTE matures this many
@@ -360,6 +365,7 @@ _RUNTIME_ENV = {
     "consul_http_addr": "CONSUL_HTTP_ADDR",
     "consul_kv_prefix": "CONSUL_KV_PREFIX",
     "max_clock_skew_s": "MAX_CLOCK_SKEW_S",
+    "offset_commit_interval_ms": "OFFSET_COMMIT_INTERVAL_MS",
     "settlement_overdue_after_s": "SETTLEMENT_OVERDUE_AFTER_S",
     "maturity_grace_days": "MATURITY_GRACE_DAYS",
     "carbon_note_tenor_days": "CARBON_NOTE_TENOR_DAYS",
