@@ -1,7 +1,8 @@
 """bench/rest: the REST app under Ray Serve and under plain uvicorn, side by side, on one stack.
 
     .venv/bin/python -m bench.rest [--orders 1000] [--accounts 200] [--requests 2000] [--seconds 8]
-                                   [--clients 1 32] [--client raw|httpx] [--profile] [--stack-home DIR] [--down]
+                                   [--clients 1 32] [--client raw|httpx] [--plain-workers N] [--profile]
+                                   [--stack-home DIR] [--down]
 
 One command from nothing: it starts the stack in ``--stack-home`` (default ``.stack/bench-rest``,
 its own, never bench/pipeline's ``.stack/bench``) when it is not running, starts the shards and the
@@ -46,6 +47,8 @@ from typing import Any
 
 import httpx
 import numpy as np
+
+from bench import spread
 
 # A stack of its own: bench/pipeline runs on .stack/bench, and the two must not share a ledger or load.
 BENCH_HOME = Path(__file__).resolve().parents[1] / ".stack" / "bench-rest"
@@ -421,6 +424,8 @@ def main() -> None:
     parser.add_argument("--serve-env", action="append", default=[], metavar="KEY=VALUE",
                         help="a Ray Serve switch for this run's Ray (proxy, controller, replica), e.g. "
                              "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD=0; repeatable")
+    parser.add_argument("--plain-workers", type=int, default=1,
+                        help="uvicorn worker processes sharing the plain server's port (default 1)")
     parser.add_argument("--down", action="store_true", help="stop the stack at the end (one command, fresh to gone)")
     parser.add_argument("--stack-home", type=Path, default=BENCH_HOME,
                         help=f"where the stack lives (default {BENCH_HOME}); started when it is not running")
@@ -463,7 +468,8 @@ def main() -> None:
         deploy(settings)
         plain_port = free_port()
         child_env = {**os.environ, **env, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
-        argv = [sys.executable, "-m", "serve_app.rest.plain", "--port", str(plain_port)]
+        argv = [sys.executable, "-m", "serve_app.rest.plain", "--port", str(plain_port),
+                "--workers", str(args.plain_workers)]
         plain = subprocess.Popen(argv, env=child_env)  # noqa: S603  # nosec B603
         urls = {"serve": f"http://127.0.0.1:{settings.serve_port}", "plain": f"http://127.0.0.1:{plain_port}"}
         ray_pids = serve_pids()
@@ -474,10 +480,10 @@ def main() -> None:
             wait_http(url, 120)
         asyncio.run(warm_positions(urls["serve"], token, args.accounts))
         print(f"servers: Ray Serve {urls['serve']} (1 replica, {front}), plain uvicorn {urls['plain']} "
-              f"(1 process); {load()}")
+              f"({args.plain_workers} worker process(es)); {load()}")
         processes = {"serve": {"proxy": ray_pids["proxy"], "replica": ray_pids["replica"],
                                "shards": ray_pids["shards"]},
-                     "plain": {"uvicorn": [plain.pid], "shards": ray_pids["shards"]}}
+                     "plain": {"uvicorn": spread.tree(plain.pid), "shards": ray_pids["shards"]}}
         print(f"load generator: {args.client} client in this process (pid {os.getpid()}); CPU ms/req per line: "
               f"this process, Serve's proxy and replica or the uvicorn process, the shards, Postgres")
         if args.requests:

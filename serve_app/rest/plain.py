@@ -18,18 +18,29 @@ from __future__ import annotations
 import argparse
 import os
 
+from fastapi import FastAPI
+
 from treasury.actor_names import NAMESPACE
 
 
-def serve(host: str, port: int, ray_address: str) -> None:
-    """Join the running Ray cluster (for the shards and the VaR and replay actors), then serve."""
+def app() -> FastAPI:
+    """One worker's app: joins the running Ray cluster (the shards, the VaR and replay actors) at
+    ``RAY_ADDRESS``, then builds what a Serve replica builds. Each worker process calls it."""
     import ray
-    import uvicorn
 
     from serve_app.rest.deployment import build_ingress_app
 
-    ray.init(address=ray_address, namespace=NAMESPACE, log_to_driver=False)
-    uvicorn.run(build_ingress_app(), host=host, port=port, log_level="warning", access_log=False)
+    ray.init(address=os.environ.get("RAY_ADDRESS", "auto"), namespace=NAMESPACE, log_to_driver=False)
+    return build_ingress_app()
+
+
+def serve(host: str, port: int, ray_address: str, workers: int = 1) -> None:
+    """``workers`` processes share the listening socket (uvicorn's own supervisor), one per core."""
+    import uvicorn
+
+    os.environ["RAY_ADDRESS"] = ray_address
+    uvicorn.run("serve_app.rest.plain:app", factory=True, host=host, port=port, workers=workers,
+                log_level="warning", access_log=False)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -38,8 +49,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--ray-address", default=os.environ.get("RAY_ADDRESS", "auto"),
                         help="the Ray cluster's GCS address (default RAY_ADDRESS, else auto)")
+    parser.add_argument("--workers", type=int, default=1, help="processes sharing the port (default 1)")
     args = parser.parse_args(argv)
-    serve(args.host, args.port, args.ray_address)
+    if args.workers < 1:
+        parser.error(f"--workers must be 1 or more (got {args.workers})")
+    serve(args.host, args.port, args.ray_address, args.workers)
 
 
 if __name__ == "__main__":

@@ -141,9 +141,12 @@ async def test_position_asks_the_others_when_the_owner_has_not_got_it() -> None:
 def test_plain_entry_point_serves_on_the_port_asked_within_the_running_ray(monkeypatch: pytest.MonkeyPatch) -> None:
     from serve_app.rest import plain
 
-    served: list[tuple[str, int, str]] = []
-    monkeypatch.setattr(plain, "serve", lambda host, port, address: served.append((host, port, address)))
+    served: list[tuple[str, int, str, int]] = []
+    monkeypatch.setattr(plain, "serve", lambda host, port, address, workers: served.append((host, port, address,
+                                                                                          workers)))
     monkeypatch.setenv("RAY_ADDRESS", "10.0.0.5:6379")
     plain.main(["--port", "8100"])
-    plain.main(["--port", "8101", "--host", "10.0.0.7", "--ray-address", "auto"])
-    assert served == [("127.0.0.1", 8100, "10.0.0.5:6379"), ("10.0.0.7", 8101, "auto")]
+    plain.main(["--port", "8101", "--host", "10.0.0.7", "--ray-address", "auto", "--workers", "2"])
+    assert served == [("127.0.0.1", 8100, "10.0.0.5:6379", 1), ("10.0.0.7", 8101, "auto", 2)]
+    with pytest.raises(SystemExit):
+        plain.main(["--port", "8100", "--workers", "0"])
