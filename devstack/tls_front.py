@@ -23,7 +23,6 @@ stopped by the pid it recorded and only when that pid's command line names this 
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import shutil
@@ -179,9 +178,15 @@ def _quoted(path: Path) -> str:
 
 def render_conf(
     front_paths: FrontPaths, files: TlsFiles, *, host: str, port: int, upstream_host: str, upstream_port: int,
-    max_body_bytes: int = RuntimeSettings.model_fields["rest_max_body_bytes"].default,
+    max_body_bytes: int = RuntimeSettings.model_fields["rest_max_body_bytes"].default, pull_port: int | None = None,
 ) -> str:
-    """The whole nginx.conf, rewritten on every start (the ports may move)."""
+    """The whole nginx.conf, rewritten on every start (the ports may move).
+
+    With ``pull_port`` (the pull front, ``REST_PULL_WORKERS``, on ``upstream_host``), the
+    Bank-Connector's hot paths go there: ``/sweep-intent`` and its sub-paths, and
+    ``POST /balances``; everything else, ``GET /balances`` included, goes to Serve. Both upstreams
+    serve the same app, so the split only moves where the CPU is spent.
+    """
     p, t = front_paths, front_paths.temp
     trace_map = 'map $http_x_trace_id $treasury_trace_id {\n    "" $request_id;\n    default $http_x_trace_id;\n  }'
     refused = (
@@ -192,6 +197,7 @@ def render_conf(
         "'{\"error\": {\"field\": \"upstream\", \"reason\": \"temporarily unavailable, retry: "
         "the API behind the TLS front is not answering\"}}'"
     )
+    pull_upstream, pull = ("", "") if pull_port is None else _pull_front(upstream_host, pull_port)
     return f"""# Written by devstack/tls_front.py on every start; edits here are overwritten.
 worker_processes 1;
 daemon off;
@@ -204,7 +210,7 @@ http {{
   server_tokens off;
   log_format treasury '$remote_addr [$time_iso8601] "$request" $status $body_bytes_sent '
                       'rid=$request_id subject="$ssl_client_s_dn" verify=$ssl_client_verify '
-                      '$ssl_protocol rt=$request_time';
+                      '$ssl_protocol rt=$request_time up=$upstream_addr';
   access_log {_quoted(p.access_log)} treasury;
   client_body_temp_path {_quoted(t / "body")};
   proxy_temp_path {_quoted(t / "proxy")};
@@ -216,7 +222,7 @@ http {{
   upstream serve {{
     server {upstream_host}:{upstream_port};
     keepalive 16;
-  }}
+  }}{pull_upstream}
   server {{
     listen {host}:{port} ssl;
     ssl_certificate {_quoted(files.cert)};
@@ -242,8 +248,40 @@ http {{
       return 503 {upstream_down};
     }}
     location / {{
-      error_page 502 504 = @upstream_down;
       proxy_pass http://serve;
+{_PROXY}
+    }}{pull}
+  }}
+}}
+"""
+
+
+def _pull_front(host: str, port: int) -> tuple[str, str]:
+    """The pull front's upstream (with the method map ``POST /balances`` needs) and its locations."""
+    upstream = f"""
+  upstream pull {{
+    server {host}:{port};
+    keepalive 16;
+  }}
+  map $request_method $treasury_balances_upstream {{
+    POST pull;
+    default serve;
+  }}"""
+    locations = f"""
+    # The pull front (REST_PULL_WORKERS): the same app under plain uvicorn, for the Bank-Connector.
+    location ~ ^/sweep-intent(/|$) {{
+      proxy_pass http://pull;
+{_PROXY}
+    }}
+    location = /balances {{
+      proxy_pass http://$treasury_balances_upstream;
+{_PROXY}
+    }}"""
+    return upstream, locations
+
+
+# How every location proxies (nginx does not inherit proxy_pass, and the headers must match).
+_PROXY = """      error_page 502 504 = @upstream_down;
       proxy_http_version 1.1;
       # Bodies stream both ways instead of spooling to temp files: nginx's workers (nobody, when
       # started as root) cannot write in the stack home, which turned any statement over 16 KB into
@@ -257,11 +295,7 @@ http {{
       proxy_set_header X-Request-ID $request_id;
       proxy_set_header X-Trace-Id $treasury_trace_id;
       proxy_set_header X-Forwarded-For $remote_addr;
-      proxy_set_header X-Forwarded-Proto https;
-    }}
-  }}
-}}
-"""
+      proxy_set_header X-Forwarded-Proto https;"""
 
 
 def _check_files(files: TlsFiles) -> None:
@@ -304,6 +338,7 @@ def start(
     host: str = LOOPBACK,
     port: int = 0,
     max_body_bytes: int = RuntimeSettings.model_fields["rest_max_body_bytes"].default,
+    pull_port: int | None = None,
 ) -> Front:
     """(Re)start the front of this stack home; port 0 keeps the previous port when free, else a free one.
 
@@ -322,11 +357,11 @@ def start(
             require_free_port(port, "the tls front (TLS_PORT)")
             chosen = port
         else:
-            chosen = choose_port(state.port, avoid={upstream_port})
+            chosen = choose_port(state.port, avoid={upstream_port, pull_port or upstream_port})
         front_paths.temp.mkdir(exist_ok=True)
         front_paths.conf.write_text(
             render_conf(front_paths, files, host=host, port=chosen, upstream_host=upstream_host,
-                        upstream_port=upstream_port, max_body_bytes=max_body_bytes)
+                        upstream_port=upstream_port, max_body_bytes=max_body_bytes, pull_port=pull_port)
         )
         try:
             run_checked(_argv(nginx, front_paths, "-t", "-q"), what="nginx -t (tls front config)", timeout_s=30)
@@ -353,21 +388,15 @@ def start(
 
 
 def start_for(settings: RuntimeSettings, home: Path) -> Front | None:
-    """The front the settings ask for (None when TLS is not configured), forwarding to Serve."""
+    """The front the settings ask for (None when TLS is not configured), forwarding to Serve, and
+    the Bank-Connector's hot paths to the pull front when ``REST_PULL_WORKERS`` runs one."""
     files = TlsFiles.from_settings(settings)
     if files is None:
         return None
-    return start(home, files, upstream_port=settings.serve_port, upstream_host=_upstream_host(settings.serve_host),
-                 host=settings.tls_host, port=settings.tls_port, max_body_bytes=settings.rest_max_body_bytes)
-
-
-def _upstream_host(serve_host: str) -> str:
-    """Serve listening on every address is still reached over loopback."""
-    try:
-        unspecified = ipaddress.ip_address(serve_host).is_unspecified
-    except ValueError:  # a host name
-        unspecified = not serve_host
-    return LOOPBACK if unspecified else serve_host
+    pull_port = settings.rest_pull_port if settings.rest_pull_workers else None
+    return start(home, files, upstream_port=settings.serve_port, upstream_host=settings.local_serve_host,
+                 host=settings.tls_host, port=settings.tls_port, max_body_bytes=settings.rest_max_body_bytes,
+                 pull_port=pull_port)
 
 
 def stop(home: Path, front: Front | None = None) -> None:

@@ -8,6 +8,7 @@ live update is refused while the last good configuration stays in force.
 from __future__ import annotations
 
 import functools
+import ipaddress
 import json
 import os
 import re
@@ -118,6 +119,10 @@ class RuntimeSettings(BaseModel):
     var_window_days: Annotated[int, Field(ge=2, le=5000)] = 250
     serve_host: str = "127.0.0.1"
     serve_port: Annotated[int, Field(ge=1, le=65535)] = 8000
+    # The pull front (serve_app/rest/plain.py): the same app as plain uvicorn processes for the
+    # Bank-Connector's hot paths, where Ray Serve's proxy costs 10x the app's CPU (docs/performance.md).
+    rest_pull_workers: Annotated[int, Field(ge=0, le=64)] = 0
+    rest_pull_port: Annotated[int, Field(ge=1, le=65535)] = 8001
     # Keys: Vault Transit unless the development keyring is chosen explicitly (treasury/keyring.py).
     signer: Literal["vault", "dev"] = "vault"
     vault_addr: str | None = None
@@ -170,6 +175,16 @@ class RuntimeSettings(BaseModel):
     @property
     def tls_enabled(self) -> bool:
         return self.tls_cert_file is not None
+
+    @property
+    def local_serve_host(self) -> str:
+        """Where a process on this machine reaches a server bound to ``SERVE_HOST`` (Serve, the pull
+        front): over loopback when it listens on every address."""
+        try:
+            unspecified = ipaddress.ip_address(self.serve_host).is_unspecified
+        except ValueError:  # a host name
+            unspecified = not self.serve_host
+        return "127.0.0.1" if unspecified else self.serve_host
 
     # Mutual TLS to the services (issue 18, docs/security.md): unset is plaintext, as a laptop's stack
     # is without `--tls`. Kafka's are librdkafka's settings (actors.kafka_clients reads them in every
@@ -328,6 +343,8 @@ _RUNTIME_ENV = {
     "var_window_days": "VAR_WINDOW_DAYS",
     "serve_host": "SERVE_HOST",
     "serve_port": "SERVE_PORT",
+    "rest_pull_workers": "REST_PULL_WORKERS",
+    "rest_pull_port": "REST_PULL_PORT",
     "signer": "SIGNER",
     "vault_addr": "VAULT_ADDR",
     "vault_token": "VAULT_TOKEN",

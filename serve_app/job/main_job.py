@@ -2,11 +2,12 @@
 
 Brings up Kafka and Postgres (the project's own), Ray with its dashboard on 127.0.0.1:8265
 (``RAY_DASHBOARD_PORT``), the named coordinator and shards, Serve on 127.0.0.1:8000, Prometheus
-scraping them (preferably on 127.0.0.1:9090, ``PROMETHEUS_PORT``), the feed simulator and, unless
+scraping them (preferably on 127.0.0.1:9090, ``PROMETHEUS_PORT``), the pull front when
+``REST_PULL_WORKERS`` asks for one (``serve_app.rest.plain``), the feed simulator and, unless
 ``--no-bank``, the demo bank: the simulated accounts start mid-life (a seeded history: closes, VaR,
 past sweeps settled, open investments) and a demo Bank-Connector executes every order and books its
 maturity back (``serve_app.job.bank``, docs/demo.md). Ctrl-C (SIGINT) or SIGTERM stops the simulator,
-the bank, Prometheus, Serve and Ray, then the stack it started.
+the bank, the TLS and pull fronts, Prometheus, Serve and Ray, then the stack it started.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from devstack import certs, prometheus, stack, tls_front
 from devstack.common import InfraError
 from serve_app.job import simulator
 from serve_app.job.bank.demo import DemoOptions, run_demo
+from serve_app.rest import plain
 from serve_app.rest.deployment import deploy
 from storage import accounts
 from storage.db import create_pool
@@ -144,17 +146,24 @@ def run(opts: RunOptions) -> int:
     os.environ.update({key: str(getattr(settings, key.lower())) for key in TLS_FILE_KEYS if settings.tls_enabled})
     stop = asyncio.Event()
     front: tls_front.Front | None = None
+    pull: plain.PullFront | None = None
     scraper: prometheus.Server | None = None
     try:
         start_system(settings, policy)
+        pull = plain.start(settings, ray.get_runtime_context().gcs_address)
         if opts.prometheus:
             scraper = start_prometheus(settings, info.home)
         print(f"REST API      http://{settings.serve_host}:{settings.serve_port}/docs", flush=True)
         print(f"Console       http://{settings.serve_host}:{settings.serve_port}/console (sign in with a REST token; "
               "docs/console.md)", flush=True)
+        if pull is not None:
+            print(f"Pull front    {pull.url}/sweep-intent ({pull.workers} uvicorn worker(s), REST_PULL_WORKERS: "
+                  "the same app for the Bank-Connector's pull and POST /balances)", flush=True)
         front = tls_front.start_for(settings, info.home)
         if front is not None:
-            print(f"REST API TLS  {front.url}/docs (TLS 1.3, client certificate from TLS_CLIENT_CA_FILE)", flush=True)
+            routed = "; /sweep-intent and POST /balances to the pull front" if pull is not None else ""
+            print(f"REST API TLS  {front.url}/docs (TLS 1.3, client certificate from TLS_CLIENT_CA_FILE{routed})",
+                  flush=True)
         print(f"Ray dashboard http://127.0.0.1:{settings.dashboard_port} (sign in with Ray's token: "
               "`ray get-auth-token`, kept in ~/.ray/auth_token)", flush=True)
         if scraper is not None:
@@ -193,6 +202,8 @@ def run(opts: RunOptions) -> int:
         log.info("stopping")
         if front is not None:
             tls_front.stop(info.home, front)
+        if pull is not None:
+            plain.stop(pull)
         if scraper is not None:
             prometheus.stop(scraper)
         if ray.is_initialized():

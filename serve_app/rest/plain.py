@@ -1,7 +1,11 @@
-"""The REST app as one plain uvicorn process beside Ray Serve: for the Bank-Connector's pull at load.
+"""The pull front: the REST app as plain uvicorn processes beside Ray Serve, for the Bank-Connector.
 
     RAY_ADDRESS=<gcs host:port> DATABASE_URL=... KAFKA_BOOTSTRAP=... \
-        .venv/bin/python -m serve_app.rest.plain --port 8100
+        .venv/bin/python -m serve_app.rest.plain --port 8001 [--workers N]
+
+``treasury-orch run`` starts it when ``REST_PULL_WORKERS`` is above 0 (``start``), on
+``SERVE_HOST``:``REST_PULL_PORT``, and its TLS front routes ``/sweep-intent`` and
+``POST /balances`` there (``devstack/tls_front.py``).
 
 Why it exists: bench/rest measures Ray Serve's proxy and replica at 10-20 ms of CPU per request
 on top of the app's own 1.5-2.5 ms (the HTTP proxy, the hop to the replica, the streamed answer),
@@ -10,17 +14,80 @@ by the app. This serves the very app a Serve replica builds (``build_ingress_app
 same auth and scopes per request, same Postgres reads, positions from the same Ray shards), so
 nothing a caller relies on changes: a pull is one read of the ledger whichever process answers,
 and there is no cache to go stale. Run one process per core behind the ingress (nginx) and route
-the hot paths (``/sweep-intent``) to them; Serve keeps the rest and its autoscaling.
+the hot paths (``/sweep-intent``, ``POST /balances``) to them; Serve keeps the rest and its
+autoscaling.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import subprocess  # nosec B404
+import sys
+import time
+from dataclasses import dataclass
 
+import httpx
 from fastapi import FastAPI
 
 from treasury.actor_names import NAMESPACE
+from treasury.settings import RuntimeSettings
+
+READY_TIMEOUT_S = 180.0  # each worker joins Ray and opens its pool; a busy 2-core machine is slow
+STOP_GRACE_S = 30.0
+
+
+@dataclass(frozen=True)
+class PullFront:
+    """A running pull front: uvicorn's supervisor process (its workers are its children)."""
+
+    process: subprocess.Popen[bytes]
+    host: str
+    port: int
+    workers: int
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+
+def start(settings: RuntimeSettings, ray_address: str, ready_timeout_s: float = READY_TIMEOUT_S) -> PullFront | None:
+    """The front ``REST_PULL_WORKERS`` asks for (None at 0), answering ``/healthz`` when returned.
+
+    Raises ``RuntimeError`` naming ``REST_PULL_PORT`` when the process exits before it answers (the
+    port taken, most often), or when it is not ready in time (then it is stopped first)."""
+    if settings.rest_pull_workers == 0:
+        return None
+    argv = [sys.executable, "-m", "serve_app.rest.plain", "--host", settings.serve_host,
+            "--port", str(settings.rest_pull_port), "--workers", str(settings.rest_pull_workers),
+            "--ray-address", ray_address]
+    process = subprocess.Popen(argv, env={**os.environ, **settings.as_env()})  # noqa: S603  # nosec B603
+    front = PullFront(process, settings.local_serve_host, settings.rest_pull_port, settings.rest_pull_workers)
+    deadline = time.monotonic() + ready_timeout_s
+    while time.monotonic() < deadline:
+        if (code := process.poll()) is not None:
+            raise RuntimeError(f"the pull front on REST_PULL_PORT={front.port} exited with {code} before answering "
+                               "/healthz (is the port taken?)")
+        try:
+            if httpx.get(f"{front.url}/healthz", timeout=2).status_code == 200:
+                return front
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)  # polling interval under the deadline
+    stop(front)
+    raise RuntimeError(f"the pull front on REST_PULL_PORT={front.port} did not answer /healthz "
+                       f"within {ready_timeout_s:.0f} s")
+
+
+def stop(front: PullFront, grace_s: float = STOP_GRACE_S) -> None:
+    """SIGTERM to uvicorn's supervisor, which stops its workers; SIGKILL after ``grace_s``."""
+    if front.process.poll() is None:
+        front.process.terminate()
+        try:
+            front.process.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            front.process.kill()
+            front.process.wait(grace_s)
 
 
 def app() -> FastAPI:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -156,8 +157,8 @@ def operators_view(base: str, dashboard: str, prometheus: str, auth: dict[str, s
 
 
 def test_run_serves_orders_and_stops_cleanly_on_ctrl_c(env: dict[str, str], tmp_path: Path,
-                                                       auth_headers: dict[str, str]) -> None:
-    port, dash_port, prom_port, tls_port = free_port(), free_port(), free_port(), free_port()
+                                                       auth_headers: dict[str, str], stack) -> None:
+    port, dash_port, prom_port, tls_port, pull_port = free_port(), free_port(), free_port(), free_port(), free_port()
     certs = make_certs(tmp_path / "certs")
     tls_env = {"TLS_CERT_FILE": str(certs.files.cert), "TLS_KEY_FILE": str(certs.files.key),
                "TLS_CLIENT_CA_FILE": str(certs.files.client_ca), "TLS_PORT": str(tls_port)}
@@ -167,7 +168,8 @@ def test_run_serves_orders_and_stops_cleanly_on_ctrl_c(env: dict[str, str], tmp_
             # the demo bank (docs/demo.md) seeds history and VaR first: test_demo_loop covers it
             [*CLI, "run", "--accounts", "3", "--rate", "50", "--keep-stack", "--no-bank"],
             env={**env, "SERVE_PORT": str(port), "RAY_DASHBOARD_PORT": str(dash_port),
-                 "PROMETHEUS_PORT": str(prom_port), **tls_env},
+                 "PROMETHEUS_PORT": str(prom_port), "REST_PULL_WORKERS": "1", "REST_PULL_PORT": str(pull_port),
+                 **tls_env},
             stdout=out, stderr=subprocess.STDOUT,
         )
     started = datetime.now(UTC)
@@ -202,6 +204,8 @@ def test_run_serves_orders_and_stops_cleanly_on_ctrl_c(env: dict[str, str], tmp_
             health = tls_client.get(f"https://127.0.0.1:{tls_port}/healthz")
             tls_version = health.extensions["network_stream"].get_extra_info("ssl_object").version()
         assert health.status_code == 200 and health.json() == {"status": "ok"} and tls_version == "TLSv1.3"
+        pull_front_answers_as_serve(f"http://127.0.0.1:{pull_port}", base, f"https://127.0.0.1:{tls_port}",
+                                    client_context(certs), auth_headers, stack.home, log.read_text())
         children = [p.pid for p in psutil.Process(proc.pid).children(recursive=True)]
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=120) == 0, log.read_text()[-3000:]
@@ -215,3 +219,24 @@ def test_run_serves_orders_and_stops_cleanly_on_ctrl_c(env: dict[str, str], tmp_
         if proc.poll() is None:
             proc.kill()
             proc.wait(timeout=30)
+
+
+def pull_front_answers_as_serve(pull: str, serve: str, front: str, tls: ssl.SSLContext,
+                                headers: dict[str, str], stack_home: Path, run_log: str) -> None:
+    """REST_PULL_WORKERS=1: the pull front serves the same pages as Serve, the TLS front sends the
+    pull there (its access log names the upstream), and the rest still goes to Serve."""
+    assert f"Pull front    {pull}/sweep-intent (1 uvicorn worker(s)" in run_log
+    page = {"limit": 1}  # the run has made at least one order by now
+    via_serve = httpx.get(f"{serve}/sweep-intent", params=page, headers=headers, timeout=10).json()
+    via_pull = httpx.get(f"{pull}/sweep-intent", params=page, headers=headers, timeout=10).json()
+    assert via_pull["count"] == 1 and [o["order_id"] for o in via_pull["orders"]] == \
+        [o["order_id"] for o in via_serve["orders"]]
+    assert httpx.get(f"{pull}/sweep-intent", params=page, timeout=10).status_code == 401  # the same auth
+    with httpx.Client(verify=tls, timeout=10, headers=headers) as client:
+        assert client.get(f"{front}/sweep-intent", params=page).json()["orders"] == via_pull["orders"]
+        assert client.get(f"{front}/healthz").status_code == 200
+    access = (stack_home / "tls-front" / "access.log").read_text().splitlines()
+    pull_port, serve_port = pull.rsplit(":", 1)[1], serve.rsplit(":", 1)[1]
+    assert any('"GET /sweep-intent?limit=1 HTTP/1.1" 200' in line and line.endswith(f":{pull_port}")
+               for line in access)
+    assert any('"GET /healthz HTTP/1.1" 200' in line and line.endswith(f":{serve_port}") for line in access)

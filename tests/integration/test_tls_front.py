@@ -16,6 +16,7 @@ What a refusal looks like, as observed (nginx 1.22, OpenSSL 3.0, TLS 1.3):
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import shutil
@@ -69,18 +70,20 @@ class Upstream:
     seen: list[dict[str, str]]
 
 
-@pytest.fixture(scope="module")
-def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstream]:
-    """The real app under uvicorn in a thread, plus a route that records the headers it got.
+@contextlib.contextmanager
+def serving(key_dir: Path) -> Iterator[Upstream]:
+    """The real app under uvicorn in a thread, recording the headers (and the method and path,
+    as ``:method`` and ``:path``) of every request it gets.
 
-    Only its public /healthz is called, so it runs on the development signer without Vault."""
-    key_file = tmp_path_factory.mktemp("dev-key") / "dev-signer.key"
-    app = build_app(Backend(RuntimeSettings(signer="dev", dev_key_file=str(key_file)), NoShards()))
+    Only public routes are answered (the rest stop at 401), so it runs on the development signer
+    without Vault."""
+    app = build_app(Backend(RuntimeSettings(signer="dev", dev_key_file=str(key_dir / "dev-signer.key")), NoShards()))
     seen: list[dict[str, str]] = []
 
     @app.middleware("http")
     async def _record(request: Request, call_next: Any) -> Any:
-        seen.append({k.lower(): v for k, v in request.headers.items()})
+        seen.append({k.lower(): v for k, v in request.headers.items()} | {":method": request.method,
+                                                                          ":path": request.url.path})
         return await call_next(request)
 
     port = free_port()
@@ -94,6 +97,12 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstream]:
     yield Upstream(port, seen)
     server.should_exit = True
     thread.join(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstream]:
+    with serving(tmp_path_factory.mktemp("dev-key")) as up:
+        yield up
 
 
 @dataclass(frozen=True)
@@ -298,3 +307,72 @@ def test_taken_port_and_missing_files_are_named(upstream: Upstream, certs: Certs
     with pytest.raises(InfraError, match=r"nginx -t .*bind\(\) to 192\.0\.2\.1:\d+ failed .*Cannot assign requested"):
         tls_front.start(tmp_path, certs.files, upstream_port=upstream.port, host="192.0.2.1")
     assert tls_front.status(tmp_path)["running"] is False
+
+
+# ------------------------------------------------------------------------------- the pull front's routes
+
+
+@dataclass(frozen=True)
+class SplitFront:
+    front: RunningFront
+    serve: Upstream
+    pull: Upstream
+
+
+@pytest.fixture(scope="module")
+def split(certs: Certs, tmp_path_factory: pytest.TempPathFactory) -> Iterator[SplitFront]:
+    """A front with a pull front behind it (REST_PULL_WORKERS), each upstream the real app."""
+    keys = tmp_path_factory.mktemp("split-keys")
+    with serving(keys) as serve, serving(keys) as pull:
+        home = tmp_path_factory.mktemp("split-front-home")
+        started = tls_front.start(home, certs.files, upstream_port=serve.port, port=free_port(), pull_port=pull.port)
+        yield SplitFront(RunningFront(started, home), serve, pull)
+        tls_front.stop(home)
+
+
+def request(front: RunningFront, ctx: ssl.SSLContext, method: str, path: str) -> int:
+    conn = http.client.HTTPSConnection("127.0.0.1", front.front.port, context=ctx, timeout=10)
+    try:
+        conn.request(method, path, body=b"{}" if method == "POST" else None,
+                     headers={"Content-Type": "application/json"} if method == "POST" else {})
+        response = conn.getresponse()
+        response.read()
+        return response.status
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize(("method", "path", "upstream_name"), [
+    ("GET", "/sweep-intent?limit=100", "pull"),
+    ("GET", "/sweep-intent/0190b8a4-1f2a-7c3d-8e4f-5a6b7c8d9e0f", "pull"),
+    ("POST", "/sweep-intent/0190b8a4-1f2a-7c3d-8e4f-5a6b7c8d9e0f/ack", "pull"),
+    ("POST", "/balances", "pull"),
+    ("GET", "/balances", "serve"),
+    ("GET", "/healthz", "serve"),
+    ("GET", "/sweep-intents", "serve"),  # a prefix of the path is not the path
+    ("GET", "/accounts/A1/position", "serve"),
+])
+def test_the_bank_connectors_hot_paths_go_to_the_pull_front_and_the_rest_to_serve(
+        split: SplitFront, certs: Certs, method: str, path: str, upstream_name: str) -> None:
+    counts = {"serve": len(split.serve.seen), "pull": len(split.pull.seen)}
+    status = request(split.front, client_context(certs), method, path)
+    assert status != 502 and status != 503  # answered by the app (401 without a token, 404 ...)
+    got = {name: up.seen[counts[name]:] for name, up in (("serve", split.serve), ("pull", split.pull))}
+    other = "serve" if upstream_name == "pull" else "pull"
+    assert [(r[":method"], r[":path"]) for r in got[upstream_name]] == [(method, path.split("?")[0])]
+    assert got[other] == []
+    assert got[upstream_name][0]["x-client-subject"] == SUBJECT  # the same headers on either route
+    port = (split.pull if upstream_name == "pull" else split.serve).port
+    assert logged(split.front, f'"{method} {path} HTTP/1.1"').endswith(f"up=127.0.0.1:{port}")
+
+
+def logged(front: RunningFront, request_line: str, timeout_s: float = 10.0) -> str:
+    """The access log's line of a request: nginx writes it once the answer has gone, so poll."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        lines = [line for line in tls_front.paths(front.home).access_log.read_text().splitlines()
+                 if request_line in line]
+        if lines:
+            return lines[-1]
+        time.sleep(0.05)  # polling the log file under a deadline
+    raise AssertionError(f"{request_line} not in the access log within {timeout_s:.0f} s")

@@ -80,6 +80,22 @@ def test_rendered_config_pins_tls13_and_requires_client_certificates(tmp_path: P
     assert all(str(tmp_path) in line for line in lines if "_temp_path" in line or line.startswith("access_log"))
 
 
+def test_the_pull_front_gets_its_upstream_and_routes_only_when_it_runs(tmp_path: Path) -> None:
+    files = tls_front.TlsFiles(Path("/c/server.pem"), Path("/c/server.key"), Path("/c/ca.pem"))
+    common = {"host": "127.0.0.1", "port": 8443, "upstream_host": "10.0.0.9", "upstream_port": 8000}
+    alone = tls_front.render_conf(tls_front.paths(tmp_path), files, **common)  # type: ignore[arg-type]
+    assert "upstream pull" not in alone and "sweep-intent" not in alone
+    split = {line.strip() for line in tls_front.render_conf(tls_front.paths(tmp_path), files, pull_port=8001,
+                                                            **common).splitlines()}  # type: ignore[arg-type]
+    assert {"upstream pull {", "server 10.0.0.9:8001;", "server 10.0.0.9:8000;"} <= split
+    assert {"location ~ ^/sweep-intent(/|$) {", "proxy_pass http://pull;", "location = /balances {",
+            "proxy_pass http://$treasury_balances_upstream;", "POST pull;", "default serve;"} <= split
+    # every location forwards the verified subject
+    assert sum(1 for line in split if line == "proxy_set_header X-Client-Subject $ssl_client_s_dn;") == 1
+    rendered = tls_front.render_conf(tls_front.paths(tmp_path), files, pull_port=8001, **common)  # type: ignore[arg-type]
+    assert rendered.count("proxy_set_header X-Client-Subject $ssl_client_s_dn;") == 3
+
+
 def test_the_front_lets_through_what_the_api_accepts_so_the_api_says_413(tmp_path: Path) -> None:
     """A statement under REST_MAX_BODY_BYTES passes nginx; one over it meets the API's own JSON 413."""
     files = tls_front.TlsFiles(Path("/c/server.pem"), Path("/c/server.key"), Path("/c/ca.pem"))
@@ -105,7 +121,7 @@ def test_paths_nginx_cannot_quote_are_refused(tmp_path: Path) -> None:
     ("api.internal", "api.internal"),
 ])
 def test_upstream_of_a_serve_bound_everywhere_is_loopback(serve_host: str, upstream: str) -> None:
-    assert tls_front._upstream_host(serve_host) == upstream
+    assert RuntimeSettings(serve_host=serve_host).local_serve_host == upstream
 
 
 def test_state_file_is_only_a_cache(tmp_path: Path) -> None:
