@@ -1,15 +1,17 @@
 """bench/pipeline: balance events through Kafka into the running shards; prints the figures.
 
     .venv/bin/python -m bench.pipeline [--events 200000] [--accounts 1000] [--rate 1000] [--seconds 30]
-                                       [--worker-niceness N] [--nodes 2]
+                                       [--worker-niceness N] [--nodes 2] [--linger-ms N]
+                                       [--commit-interval-ms N]
 
 Phase 1 pushes ``--events`` as fast as the broker takes them and reports the sustained rate at
 which the shards applied and decided them (and the best 60 s window). Phase 2 streams at
 ``--rate`` events/s for ``--seconds`` (produced as the service's own producers send,
-``kafka_clients.producer``) and reports p50/p95/p99 of produce->decision,
-consume->decision and produce->order-durable latency. Then the RSS of every process.
-Targets on a 2-core machine: >= 3,000 events/s sustained for 60 s; p95 decision latency
-<= 50 ms at 1,000 events/s.
+``kafka_clients.producer``; ``--linger-ms`` to send otherwise) and reports p50/p95/p99 of
+produce->decision, consume->decision and produce->order-durable latency. Then the RSS of every
+process. Targets on a 2-core machine: >= 3,000 events/s sustained for 60 s; consume->decision p95
+<= 20 ms at 1,000 events/s (issue 21). ``--commit-interval-ms`` sets the shards'
+``OFFSET_COMMIT_INTERVAL_MS`` (0: a commit per batch, as before it existed).
 
 After phase 1, the raw baseline: one plain Python process (``--raw-from``, a child) consumes
 phase 1's very records from Kafka (by offset, a group of its own), decodes each as the shards do
@@ -91,12 +93,13 @@ def processed(shards: list[Any]) -> int:
     return sum(spread.events_of(st) for st in ray.get([s.stats.remote() for s in shards]))
 
 
-def produce(bootstrap: str, values: list[balance_record.BalanceRecord], rate: float | None) -> None:
+def produce(bootstrap: str, values: list[balance_record.BalanceRecord], rate: float | None,
+            linger_ms: int | None = None) -> None:
     # Batch hard when pushing for throughput; when measuring latency, send as the service's own
-    # producers do (the REST ingest, `treasury-orch ingest`: ``kafka_clients.producer``, linger.ms 5).
-    # A producer of one request per event (linger.ms 1 at 1,000 events/s) took a third of the broker's
-    # CPU away from the shards, a load no producer of ours puts on it.
-    p = kafka_clients.producer(bootstrap, **({"linger.ms": 20} if rate is None else {}))
+    # producers do (the REST ingest, `treasury-orch ingest`: ``kafka_clients.producer``, linger.ms 5)
+    # unless ``linger_ms`` says otherwise.
+    linger = {"linger.ms": 20} if rate is None else ({} if linger_ms is None else {"linger.ms": linger_ms})
+    p = kafka_clients.producer(bootstrap, **linger)
     started = time.monotonic()
     for i, (key, value, headers) in enumerate(values):
         kafka_clients.produce_waiting(p, BALANCE_EVENTS.name, key, value, wait_s=0.01, headers=headers)
@@ -368,6 +371,10 @@ def main() -> None:
     parser.add_argument("--stack-home", type=Path, default=None,
                         help="the stack's folder (default .stack/bench, .stack/bench-tls with --tls): "
                              "a fresh one measures without the rows earlier runs left")
+    parser.add_argument("--linger-ms", type=int, default=None,
+                        help="phase 2's producer linger.ms (default: the service's producers', 5)")
+    parser.add_argument("--commit-interval-ms", type=int, default=None,
+                        help="the shards' OFFSET_COMMIT_INTERVAL_MS (default: the setting's, 200)")
     parser.add_argument("--raw-from", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.raw_from is not None:
@@ -385,7 +392,8 @@ def main() -> None:
     if info.tls:  # this process's Kafka clients, and Ray's processes, which inherit this environment
         os.environ.update({**info.tls_env, **certs.ensure(info.home).ray_env()})
     print(f"transport: {'mutual TLS 1.3 on Kafka, Postgres, OpenBao and Ray gRPC' if info.tls else 'plaintext'}")
-    settings = info.settings(shards=args.shards)
+    settings = info.settings(shards=args.shards, **({} if args.commit_interval_ms is None
+                                                     else {"offset_commit_interval_ms": args.commit_interval_ms}))
     profiles = simulator.make_accounts(args.accounts, prefix=f"B{time.time_ns() // 10**6 % 10**9:09d}-")
     asyncio.run(seed(settings, profiles))
     kafka_clients.skip_to_end(settings.kafka_bootstrap, CONSUMER_GROUP, BALANCE_EVENTS.name)
@@ -428,10 +436,12 @@ def main() -> None:
         n = int(args.rate * args.seconds)
         more = [encode_report(e) for e in feed.events(n)]
         base = processed(shards)
-        print(f"\nphase 2: {n} events at {args.rate:,.0f} events/s for {args.seconds:.0f} s ({load()})")
+        print(f"\nphase 2: {n} events at {args.rate:,.0f} events/s for {args.seconds:.0f} s; producer linger.ms "
+              f"{args.linger_ms if args.linger_ms is not None else 'default'}, offset commits every "
+              f"{settings.offset_commit_interval_ms} ms ({load()})")
         before, cpu0 = shard_stats(shards), parts.snapshot()
         t0 = time.monotonic()
-        producer = threading.Thread(target=produce, args=(settings.kafka_bootstrap, more, args.rate))
+        producer = threading.Thread(target=produce, args=(settings.kafka_bootstrap, more, args.rate, args.linger_ms))
         producer.start()
         wait_processed(shards, base + n, timeout=args.seconds * 4 + 60)
         producer.join()
