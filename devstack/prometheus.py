@@ -178,6 +178,12 @@ def start(root: Path, targets: Targets, port: int | None = None, scrape_interval
     return server
 
 
+def stop_left_running(root: Path) -> None:
+    """Stop a server an earlier process left running from ``root`` (a ``run`` killed before its
+    cleanup): ``infra down`` calls it, so no scraper outlives its stack."""
+    _stop_strays(Paths(root.resolve()))
+
+
 def _stop_strays(paths: Paths) -> None:
     for pid in pids_matching("prometheus", f"--config.file={paths.config}"):
         log(f"stopping a prometheus left running from {paths.root} (pid {pid})")

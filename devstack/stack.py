@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from devstack import certs, consul, kafka, openbao, postgres, tls_front
+from devstack import certs, consul, kafka, openbao, postgres, prometheus, tls_front
 from devstack.certs import StackCerts
 from devstack.common import (
     InfraError,
@@ -485,6 +485,7 @@ def down(home: Path | None = None) -> None:
     if not home.is_dir():
         return
     tls_front.stop(home)  # the run command's TLS front, should a crashed run have left it
+    prometheus.stop_left_running(home / "prometheus")  # and its Prometheus
     with _locked(home):
         _stop_parts(home, load_state(home))
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from devstack import prometheus
+from devstack import prometheus, stack
 from devstack.common import InfraError, pid_alive
 from treasury.metrics import ShardMetrics, render
 
@@ -80,6 +80,16 @@ def test_scrapes_the_target_list_and_stops_exactly(exposition: str, tmp_path: Pa
         prometheus.stop(server)
     assert not pid_alive(server.pid) and not server.paths.pid_file.exists()
     prometheus.stop(server)  # stopping twice is harmless
+
+
+def test_infra_down_stops_a_server_a_killed_run_left_behind(exposition: str, tmp_path: Path) -> None:
+    """`run` killed before its cleanup leaves its Prometheus running from the stack home; the next
+    `infra down` of that home stops it (it spun at 90 % of a core once its data folder was gone)."""
+    home = tmp_path / "home"
+    left = prometheus.start(home / "prometheus", prometheus.Targets(exposition), port=0, scrape_interval_s=1)
+    assert pid_alive(left.pid)
+    stack.down(home)
+    assert not pid_alive(left.pid)
 
 
 def test_a_server_that_cannot_start_says_why(exposition: str, tmp_path: Path) -> None:
