@@ -181,18 +181,20 @@ async def page_text_after(db: Executor, after_seq: int, limit: int) -> PageText:
     The pull's cost was decoding every payload into Python objects and encoding it again (about
     210 ``json.loads`` and a pydantic pass per 100-order page); the Bank-Connector only needs the
     same JSON, and the signature covers the RFC 8785 canonical form, never our whitespace. The
-    splice is guarded: a payload that already holds a ``status`` key (a SweepOrder never does) or
-    is empty goes through jsonb's own merge, which replaces the key rather than repeating it.
+    printed payload without its closing brace is kept with the row (``payload_head``, generated
+    by migration 011), so a pull only joins texts. The splice is guarded: a payload that already
+    holds a ``status`` key (a SweepOrder never does) or is empty has no head and goes through
+    jsonb's own merge, which replaces the key rather than repeating it.
     """
     row = await db.fetchrow(
         """
         SELECT coalesce(string_agg(
-                   CASE WHEN jsonb_typeof(payload) = 'object' AND payload <> '{}'::jsonb AND NOT payload ? 'status'
-                        THEN left(payload::text, -1) || ', "status": ' || to_jsonb(status)::text || '}'
+                   CASE WHEN payload_head IS NOT NULL
+                        THEN payload_head || ', "status": ' || to_jsonb(status)::text || '}'
                         ELSE (payload || jsonb_build_object('status', status))::text END,
                    ', ' ORDER BY release_seq), '') AS orders,
                count(*)::int AS count, max(release_seq) AS last_seq
-        FROM (SELECT payload, status, release_seq FROM sweep_order WHERE release_seq > $1
+        FROM (SELECT payload_head, payload, status, release_seq FROM sweep_order WHERE release_seq > $1
               ORDER BY release_seq LIMIT $2) AS page
         """,
         after_seq, limit,

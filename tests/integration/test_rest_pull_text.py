@@ -143,8 +143,12 @@ async def test_text_page_of_payloads_no_sweep_order_has(pool: asyncpg.Pool) -> N
                                         [o.order_id for o in new])
             page = await orders.page_text_after(conn, first - 1, 3)
             rows = await orders.page_after(conn, first - 1, 3)
+            # only a non-empty object without "status" gets a printed head (migration 011)
+            heads = await conn.fetch("SELECT payload_head FROM sweep_order WHERE order_id = ANY($1) ORDER BY id",
+                                     [o.order_id for o in new])
         finally:
             await tx.rollback()
+    assert [h["payload_head"] for h in heads] == [None, None, '{"n": [1, 2.5], "order_id": "y"']
     assert page.count == 3 and page.last_seq == rows[-1]["release_seq"]
     assert json.loads(f"[{page.orders}]") == [order_view(row) for row in rows]
     assert [o["status"] for o in json.loads(f"[{page.orders}]")] == [str(OrderStatus.NEW)] * 3
