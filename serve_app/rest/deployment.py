@@ -20,6 +20,7 @@ from actors.system import shard_handles
 from serve_app.rest.api import Backend, build_app
 from serve_app.rest.autoscaling import LatencyWindow, P95LatencyPolicy
 from treasury.actor_names import CONFIG_WATCHER, COORDINATOR, NAMESPACE, VAR_SCHEDULER
+from treasury.heap import freeze_startup_heap
 from treasury.keyring import keyring_from_settings
 from treasury.logs import configure_logging
 from treasury.metrics import ShardMetrics
@@ -132,6 +133,7 @@ def build_ingress_app() -> FastAPI:
     window = LatencyWindow(settings.serve_latency_window_s)
     app.state.latency_window = window
     app.add_middleware(TimedRequests, window=window)
+    freeze_startup_heap()
     return app
 
 
