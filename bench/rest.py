@@ -49,6 +49,7 @@ import httpx
 import numpy as np
 
 from bench import spread
+from treasury.heap import freeze_startup_heap
 
 # A stack of its own: bench/pipeline runs on .stack/bench, and the two must not share a ledger or load.
 BENCH_HOME = Path(__file__).resolve().parents[1] / ".stack" / "bench-rest"
@@ -486,6 +487,9 @@ def main() -> None:
                      "plain": {"uvicorn": spread.tree(plain.pid), "shards": ray_pids["shards"]}}
         print(f"load generator: {args.client} client in this process (pid {os.getpid()}); CPU ms/req per line: "
               f"this process, Serve's proxy and replica or the uvicorn process, the shards, Postgres")
+        # The generator imports Ray too: its own full collections (about 90 ms) would count as the
+        # servers' latency for every request in flight.
+        freeze_startup_heap()
         if args.requests:
             asyncio.run(compare(urls, token, args.accounts, args.clients, args.requests, args.seconds, processes,
                                 args.client, args.stack_home))
