@@ -98,6 +98,11 @@ def _shard_of(partition: int, shards: int) -> int:
     return partition % shards
 
 
+def _positions(offsets: dict[int, int]) -> list[TopicPartition]:
+    """``balance_events`` partition -> next offset, as the consumer commits them."""
+    return [TopicPartition(BALANCE_EVENTS.name, p, o) for p, o in offsets.items()]
+
+
 class ShardWorker:
     """The I/O half of a shard's batch (``process``), plus what the actor asks of it between batches.
 
@@ -406,8 +411,7 @@ class ShardWorker:
         # lost to a crash only replays events the ledger recognises as duplicates.
         if not offsets:
             return
-        self._consumer.commit(offsets=[TopicPartition(BALANCE_EVENTS.name, p, o) for p, o in offsets.items()],
-                              asynchronous=True)
+        self._consumer.commit(offsets=_positions(offsets), asynchronous=True)
 
     async def close(self) -> None:
         """Deliver what is queued, commit the offsets still pending and leave the partitions.
@@ -417,9 +421,8 @@ class ShardWorker:
         await asyncio.to_thread(self._producer.flush, 10)
         pending = self._commits.due(idle=True)
         if pending:
-            offsets = [TopicPartition(BALANCE_EVENTS.name, p, o) for p, o in pending.items()]
             try:
-                await asyncio.to_thread(kafka_clients.commit_sync, self._consumer, offsets, 10.0)
+                await asyncio.to_thread(kafka_clients.commit_sync, self._consumer, _positions(pending), 10.0)
             except Exception as exc:  # any failure only means a longer replay for the next owner
                 log.warning("shard %d could not commit its last offsets on close (%s); they will be replayed",
                             self.index, exc)
