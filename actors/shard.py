@@ -68,7 +68,7 @@ from treasury.topics import BALANCE_EVENTS
 
 # Importers of this module's former contents find them here still.
 __all__ = ["MAX_EVENT_BYTES", "BatchStats", "OrderSink", "ShardWorker", "decided_after_orders", "owned_partitions",
-           "owning_shard"]
+           "owning_shard", "partition_of"]
 
 log = logging.getLogger("treasury.shard")
 T = TypeVar("T")
@@ -90,7 +90,12 @@ def owning_shard(account_id: str, shards: int) -> int:
     """The shard that applies this account's events: the one owning the ``balance_events``
     partition every producer of ours gives the account's key (murmur2, Java-compatible,
     ``treasury.topics``)."""
-    return _shard_of(int(murmur2(account_id.encode(), BALANCE_EVENTS.partitions)), shards)
+    return _shard_of(partition_of(account_id), shards)
+
+
+def partition_of(account_id: str) -> int:
+    """The ``balance_events`` partition of an account's key: murmur2, as the Java client hashes."""
+    return int(murmur2(account_id.encode(), BALANCE_EVENTS.partitions))
 
 
 def _shard_of(partition: int, shards: int) -> int:

@@ -15,12 +15,12 @@ from decimal import Decimal
 
 import asyncpg
 import pytest
-from confluent_kafka import Producer, TopicPartition, murmur2
+from confluent_kafka import Producer, TopicPartition
 
 from actors import kafka_clients
 from actors.batch_plan import BatchStats
 from actors.coordinator import Coordinator
-from actors.shard import ShardWorker
+from actors.shard import ShardWorker, partition_of
 from schemas.balance_event import BalanceEvent, BalanceKind
 from storage.accounts import Account
 from tests.integration.conftest import new_accounts, register
@@ -94,10 +94,6 @@ def ev(account: str, n: int, available: str) -> BalanceEvent:
     return BalanceEvent(event_id=f"ev-{n}", account_id=account, as_of_ts=T0 + timedelta(seconds=n),
                         kind=BalanceKind.INTRADAY, available_usd=Decimal(available),
                         projected_outflows_24h_usd=Decimal("2000000"))
-
-
-def partition_of(account_id: str) -> int:
-    return int(murmur2(account_id.encode(), BALANCE_EVENTS.partitions))
 
 
 def counts(stats: BatchStats) -> dict[str, int]:
