@@ -53,7 +53,7 @@ from actors.offset_commits import OffsetCommits
 from actors.policy import decide, observed_var_bps
 from actors.settlement import Action, Mature, Settle, Terms
 from schemas.cash_position import CashPosition
-from storage import balances, investments, orders
+from storage import balances, batch_read, investments, orders
 from storage.balances import BalanceRow
 from storage.entries import EntryRow
 from storage.forecasts import ForecastRow
@@ -300,15 +300,11 @@ class ShardWorker:
     async def _read_ledger(self, query: LedgerQuery) -> LedgerView:
         """Which of the batch's events the ledger holds (decided or not, and with what content: a
         repeat of an id with other content is a conflict), the accounts' open orders and what they
-        have invested."""
-        stored, open_orders, invested = await asyncio.gather(
-            self._with_conn(balances.stored, query.keys),
-            # `now`: an order awaiting approval at its cut-off no longer counts (it can only expire)
-            self._with_conn(orders.open_orders, query.accounts, query.earliest, self._clock()),
-            self._with_conn(investments.invested, query.accounts),
-        )
-        existing = {key: (row.row_id, row.decided) for key, row in stored.items()}
-        return LedgerView(existing, open_orders, stored, invested)
+        have invested: one statement (``storage.batch_read``)."""
+        # `now`: an order awaiting approval at its cut-off no longer counts (it can only expire)
+        read = await batch_read.read(self._pool, query.keys, query.accounts, query.earliest, self._clock())
+        existing = {key: (row.row_id, row.decided) for key, row in read.stored.items()}
+        return LedgerView(existing, read.open_orders, read.stored, read.invested)
 
     async def _with_conn(self, query: Callable[..., Awaitable[T]], *args: Any) -> T:
         async with self._pool.acquire() as conn:

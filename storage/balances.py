@@ -139,6 +139,23 @@ async def existing(db: Executor, keys: Sequence[tuple[str, str]]) -> dict[tuple[
     return {key: (row.row_id, row.decided) for key, row in (await stored(db, keys)).items()}
 
 
+def stored_select(account_ids: str, event_ids: str) -> str:
+    """The SELECT of ``stored``, its two key arrays placed by the caller (``"$1"``, ``"$2"``):
+    ``storage.batch_read`` runs it in one statement with a batch's other reads."""
+    return f"""
+        SELECT b.id, b.account_id, b.event_id, b.decided_ts IS NOT NULL AS decided, b.content_sha256,
+               b.as_of_ts, b.kind, b.balance_code, b.avail_usd, b.booked_usd, b.currency, b.projected_outflows_usd
+        FROM balance b
+        JOIN unnest({account_ids}::varchar[], {event_ids}::varchar[]) AS k(account_id, event_id)
+          ON b.account_id = k.account_id AND b.event_id = k.event_id
+        """  # noqa: S608  # nosec B608: the placeholders are parameter markers ("$1"), never data
+
+
+def stored_balance(r: Sequence[Any]) -> tuple[tuple[str, str], StoredBalance]:
+    """One row of ``stored_select`` by position: an ``asyncpg.Record`` or an anonymous record's tuple."""
+    return (r[1], r[2]), StoredBalance(r[0], bool(r[3]), r[4], BalanceContent(*r[5:12]))
+
+
 async def stored(db: Executor, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], StoredBalance]:
     """The rows the ledger holds for these events, with their content: what ``existing`` says, plus
     what the shard needs to tell a repeat (same fingerprint) from a conflict (another one).
@@ -148,25 +165,8 @@ async def stored(db: Executor, keys: Sequence[tuple[str, str]]) -> dict[tuple[st
     """
     if not keys:
         return {}
-    records = await db.fetch(
-        """
-        SELECT b.id, b.account_id, b.event_id, b.decided_ts IS NOT NULL AS decided, b.content_sha256,
-               b.as_of_ts, b.kind, b.balance_code, b.avail_usd, b.booked_usd, b.currency, b.projected_outflows_usd
-        FROM balance b
-        JOIN unnest($1::varchar[], $2::varchar[]) AS k(account_id, event_id)
-          ON b.account_id = k.account_id AND b.event_id = k.event_id
-        """,
-        [k[0] for k in keys],
-        [k[1] for k in keys],
-    )
-    return {
-        (r["account_id"], r["event_id"]): StoredBalance(
-            r["id"], bool(r["decided"]), r["content_sha256"],
-            BalanceContent(r["as_of_ts"], r["kind"], r["balance_code"], r["avail_usd"], r["booked_usd"],
-                           r["currency"], r["projected_outflows_usd"]),
-        )
-        for r in records
-    }
+    records = await db.fetch(stored_select("$1", "$2"), [k[0] for k in keys], [k[1] for k in keys])
+    return dict(stored_balance(r) for r in records)
 
 
 async def mark_decided(db: Executor, ids: Sequence[int]) -> None:

@@ -38,14 +38,18 @@ def view(row: asyncpg.Record) -> dict[str, Any]:
     return out
 
 
+def invested_select(account_ids: str) -> str:
+    """The SELECT of ``invested``, its parameter placed by the caller (``"$1"``): ``storage.batch_read``
+    runs it in one statement with a batch's other reads. Rows: account id, principal."""
+    return f"""
+        SELECT account_id, sum(principal_usd) AS usd FROM investment
+        WHERE account_id = ANY({account_ids}::varchar[]) AND status = 'OPEN' GROUP BY account_id
+        """  # noqa: S608  # nosec B608: the placeholder is a parameter marker ("$1"), never data
+
+
 async def invested(db: Executor, account_ids: Sequence[str]) -> dict[str, Decimal]:
     """Per account, the principal of its OPEN investments (overdue ones included: still out)."""
-    rows = await db.fetch(
-        "SELECT account_id, sum(principal_usd) AS usd FROM investment"
-        " WHERE account_id = ANY($1::varchar[]) AND status = 'OPEN' GROUP BY account_id",
-        list(account_ids),
-    )
-    return {r["account_id"]: r["usd"] for r in rows}
+    return {r[0]: r[1] for r in await db.fetch(invested_select("$1"), list(account_ids))}
 
 
 async def of_account(db: Executor, account_id: str, today: date, grace_days: int) -> list[asyncpg.Record]:

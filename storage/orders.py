@@ -279,6 +279,26 @@ async def awaiting(db: Executor, now: datetime, limit: int) -> list[asyncpg.Reco
     ))
 
 
+def open_orders_select(account_ids: str, booked_after: str, now: str) -> str:
+    """The SELECT of ``open_orders``, its parameters placed by the caller (``"$1"``, ...):
+    ``storage.batch_read`` runs it in one statement with a batch's other reads."""
+    return f"""
+        SELECT account_id, status, sum(amount_usd) AS amount_usd, NULL::timestamptz AS booked_ts FROM sweep_order
+        WHERE account_id = ANY({account_ids}::varchar[])
+          AND (status <> 'AWAITING_APPROVAL' OR cutoff_utc > COALESCE({now}::timestamptz, now()))
+          AND status IN ('AWAITING_APPROVAL', 'NEW', 'SENT', 'ACK')
+        GROUP BY account_id, status
+        UNION ALL
+        SELECT account_id, status, amount_usd, booked_ts FROM sweep_order
+        WHERE account_id = ANY({account_ids}::varchar[]) AND status = 'SETTLED' AND booked_ts > {booked_after}
+        """  # noqa: S608  # nosec B608: the placeholders are parameter markers ("$1"), never data
+
+
+def open_order(r: Sequence[Any]) -> OpenOrder:
+    """One row of ``open_orders_select`` by position: an ``asyncpg.Record`` or an anonymous record's tuple."""
+    return OpenOrder(r[0], r[2], OrderStatus(r[1]), r[3])
+
+
 async def open_orders(db: Executor, account_ids: Sequence[str], booked_after: datetime,
                       now: datetime | None = None) -> list[OpenOrder]:
     """What the pending-sweeps rule needs, in few rows however many orders an account has:
@@ -287,22 +307,8 @@ async def open_orders(db: Executor, account_ids: Sequence[str], booked_after: da
     caller will compare with). An order still awaiting approval at its cut-off (``now``, the
     decision's clock; the database's when None) can only expire: it no longer counts, so the next
     balance decides afresh even before the coordinator has marked it EXPIRED."""
-    records = await db.fetch(
-        """
-        SELECT account_id, status, sum(amount_usd) AS amount_usd, NULL::timestamptz AS booked_ts FROM sweep_order
-        WHERE account_id = ANY($1::varchar[])
-          AND (status <> 'AWAITING_APPROVAL' OR cutoff_utc > COALESCE($3::timestamptz, now()))
-          AND status IN ('AWAITING_APPROVAL', 'NEW', 'SENT', 'ACK')
-        GROUP BY account_id, status
-        UNION ALL
-        SELECT account_id, status, amount_usd, booked_ts FROM sweep_order
-        WHERE account_id = ANY($1::varchar[]) AND status = 'SETTLED' AND booked_ts > $2
-        """,
-        list(account_ids),
-        booked_after,
-        now,
-    )
-    return [OpenOrder(r["account_id"], r["amount_usd"], OrderStatus(r["status"]), r["booked_ts"]) for r in records]
+    records = await db.fetch(open_orders_select("$1", "$2", "$3"), list(account_ids), booked_after, now)
+    return [open_order(r) for r in records]
 
 
 async def overdue(db: Executor, now: datetime, after_s: int, limit: int = 1000) -> list[asyncpg.Record]:

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import asyncpg
 import pytest
 
-from storage import balances, orders
+from storage import balances, batch_read, investments, orders
 from storage.balances import BalanceRow
 from storage.db import create_pool
 from storage.migrate import migrate
 from storage.orders import IllegalTransition, NewOrder, OrderNotFound
 from tests.integration.conftest import new_accounts, register
 from treasury.ids import new_order_id
+from treasury.order_status import OrderStatus
 
 pytestmark = pytest.mark.integration
 NOW = datetime(2025, 6, 10, 19, 42, 11, tzinfo=UTC)
@@ -129,3 +130,41 @@ async def test_a_released_connection_keeps_its_session_but_not_an_open_transacti
             assert await conn.fetchval("SELECT to_regclass($1)", probe) is None
     finally:
         await pool.close()
+
+
+async def test_a_batch_reads_in_one_statement_what_the_three_reads_give(pool: asyncpg.Pool) -> None:
+    """storage.batch_read runs the very SELECTs of balances.stored, orders.open_orders and
+    investments.invested in one statement: on a ledger with every kind of row they return, the
+    answers are the same, an account with nothing counts as nothing, and an empty batch reads empty."""
+    a, b, idle = new_accounts(3)
+    await register(pool, [a, b, idle])
+    rows = [BalanceRow(acct.account_id, f"e{n}", NOW, "INTRADAY", "ITAV", Decimal("10.5"), None, "USD", None, True,
+                       {"event_id": f"e{n}"}, decided=n == 1) for n, acct in enumerate([a, a, b])]
+    await balances.insert_batch(pool, rows)
+    made = [order(a.account_id, f"{a.account_id}:new", "100"), order(a.account_id, f"{a.account_id}:sent", "200"),
+            order(b.account_id, f"{b.account_id}:settled", "300"), order(b.account_id, f"{b.account_id}:ack", "400.5")]
+    async with pool.acquire() as conn:
+        await orders.insert_new(conn, made)
+    await orders.mark_sent(pool, [o.order_id for o in made[1:]])
+    await orders.transition(pool, made[3].order_id, OrderStatus.ACK)
+    await pool.execute("UPDATE sweep_order SET status = 'SETTLED', booked_ts = $2 WHERE order_id = $1",
+                       made[2].order_id, NOW)
+    await pool.execute(
+        "INSERT INTO investment (order_id, account_id, product, principal_usd, value_date, maturity_date)"
+        " VALUES ($1, $2, 'TBILL_4W', 300, current_date, current_date + 28)", made[2].order_id, b.account_id)
+
+    keys = [(a.account_id, "e0"), (a.account_id, "e1"), (b.account_id, "e2"), (b.account_id, "unseen")]
+    accounts = [a.account_id, b.account_id, idle.account_id]
+    booked_after = NOW - timedelta(hours=1)
+    read = await batch_read.read(pool, keys, accounts, booked_after, NOW)
+
+    assert read.stored == await balances.stored(pool, keys)
+    assert sorted(read.stored) == keys[:3] and [read.stored[k].decided for k in keys[:3]] == [False, True, False]
+    assert read.stored[keys[0]].content == rows[0].content
+    alone = await orders.open_orders(pool, accounts, booked_after, NOW)
+    assert sorted(read.open_orders, key=repr) == sorted(alone, key=repr)
+    assert {(o.account_id, o.status, o.amount_usd) for o in read.open_orders} == {
+        (a.account_id, OrderStatus.NEW, Decimal("100")), (a.account_id, OrderStatus.SENT, Decimal("200")),
+        (b.account_id, OrderStatus.ACK, Decimal("400.5")), (b.account_id, OrderStatus.SETTLED, Decimal("300"))}
+    assert read.invested == await investments.invested(pool, accounts) == {b.account_id: Decimal("300")}
+    assert await batch_read.read(pool, [], [], booked_after, None) == batch_read.BatchRead({}, [], {})
