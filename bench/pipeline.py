@@ -273,6 +273,17 @@ def pct(values: list[float]) -> str:
     return f"p50 {p50:7.1f} ms   p95 {p95:7.1f} ms   p99 {p99:7.1f} ms   (n={a.size})"
 
 
+def p95_by_third(per_shard: list[list[float]]) -> str:
+    """The p95 over each third of a phase, each shard's samples in the order it decided them (events
+    arrive at a steady rate, so a third of the samples is about a third of the time): whether the
+    tail is spread over the phase or gathered where the stack was still warming up."""
+    thirds = []
+    for i in range(3):
+        part = [v for values in per_shard for v in values[i * len(values) // 3:(i + 1) * len(values) // 3]]
+        thirds.append(f"{np.percentile(np.asarray(part) * 1000, 95):.1f}" if part else "-")
+    return " / ".join(thirds) + " ms"
+
+
 RAW_TABLE_DDL = """
     CREATE TABLE IF NOT EXISTS bench_raw_event (
         account_id varchar(64) NOT NULL, event_id varchar(128) NOT NULL, kind varchar(16) NOT NULL,
@@ -448,7 +459,8 @@ def main() -> None:
         wall = time.monotonic() - t0
         after = shard_stats(shards)
         lat: dict[str, list[float]] = {"decision_latency_s": [], "consume_latency_s": [], "durable_latency_s": []}
-        for part in ray.get([s.latencies.remote(reset=True) for s in shards]):
+        per_shard = ray.get([s.latencies.remote(reset=True) for s in shards])
+        for part in per_shard:
             for k, v in part.items():
                 lat[k].extend(v)
         print_cost(parts, cpu0, wall, (before, after))
@@ -456,6 +468,8 @@ def main() -> None:
         print_phases(before, after)
         print(f"  produce -> decision      {pct(lat['decision_latency_s'])}")
         print(f"  consume -> decision      {pct(lat['consume_latency_s'])}")
+        print(f"  consume -> decision p95 by third of the phase: "
+              f"{p95_by_third([part['consume_latency_s'] for part in per_shard])}")
         print(f"  produce -> order durable {pct(lat['durable_latency_s'])}   ({load()})")
         print_rss("end", parts.rss())
     finally:
