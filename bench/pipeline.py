@@ -124,12 +124,13 @@ def wait_processed(shards: list[Any], target: int, timeout: float) -> list[tuple
     return samples
 
 
-def best_window(samples: list[tuple[float, int]], window: float) -> float:
-    best = 0.0
+def best_window(samples: list[tuple[float, int]], window: float) -> float | None:
+    """The highest rate over any ``window`` seconds of the phase; None when the phase was shorter."""
+    best: float | None = None
     for i, (t0, n0) in enumerate(samples):
         for t1, n1 in samples[i + 1:]:
             if t1 - t0 >= window:
-                best = max(best, (n1 - n0) / (t1 - t0))
+                best = max(best or 0.0, (n1 - n0) / (t1 - t0))
                 break
     return best
 
@@ -433,7 +434,9 @@ def main() -> None:
         done = samples[-1][1] - base
         after = shard_stats(shards)
         print(f"  applied+decided {done} events in {elapsed:.1f} s: {done / elapsed:,.0f} events/s sustained")
-        print(f"  best 60 s window: {best_window(samples, 60):,.0f} events/s   ({load()})")
+        best = best_window(samples, 60)
+        print(f"  best 60 s window: {f'{best:,.0f} events/s' if best is not None else 'none, the phase was shorter'}"
+              f"   ({load()})")
         print_cost(parts, cpu0, elapsed, (before, after))
         print_spread(cluster, after)
         print_phases(before, after)
