@@ -10,7 +10,6 @@ import pytest
 
 from storage import balances, batch_read, investments, orders
 from storage.balances import BalanceRow
-from storage.db import create_pool
 from storage.migrate import migrate
 from storage.orders import IllegalTransition, NewOrder, OrderNotFound
 from tests.integration.conftest import new_accounts, register
@@ -110,26 +109,6 @@ async def test_balance_rows_are_idempotent_per_account_and_event(pool: asyncpg.P
         await pool.execute(
             "INSERT INTO balance (account_id, event_id, as_of_ts, kind, currency, applied, raw_event)"
             " VALUES ($1, 'e1', now(), 'INTRADAY', 'USD', true, '{}')", a.account_id)
-
-
-async def test_a_released_connection_keeps_its_session_but_not_an_open_transaction(stack) -> None:  # type: ignore[no-untyped-def]
-    """create_pool skips asyncpg's reset query (a round trip per release, storage.db._keep_session):
-    a session setting survives the release, which proves the query is gone, while a transaction left
-    open is still rolled back, which is what the ledger's correctness rests on."""
-    pool = await create_pool(stack.postgres_dsn, max_size=1, run_migrations=False)
-    probe = f"pool_release_probe_{new_order_id().replace('-', '_')}"
-    try:
-        async with pool.acquire() as conn:
-            await conn.execute("SET application_name = 'kept-on-release'")
-        async with pool.acquire() as conn:
-            assert await conn.fetchval("SHOW application_name") == "kept-on-release"
-            await conn.execute(f"BEGIN; CREATE TABLE {probe} (a int)")
-            assert conn.is_in_transaction()
-        async with pool.acquire() as conn:
-            assert not conn.is_in_transaction()
-            assert await conn.fetchval("SELECT to_regclass($1)", probe) is None
-    finally:
-        await pool.close()
 
 
 async def test_a_batch_reads_in_one_statement_what_the_three_reads_give(pool: asyncpg.Pool) -> None:
