@@ -17,10 +17,10 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 import asyncpg
 from confluent_kafka import Consumer, Message, Producer, TopicPartition, murmur2
@@ -53,7 +53,7 @@ from actors.offset_commits import OffsetCommits
 from actors.policy import decide, observed_var_bps
 from actors.settlement import Action, Mature, Settle, Terms
 from schemas.cash_position import CashPosition
-from storage import balances, batch_read, investments, orders
+from storage import balances, batch_read
 from storage.balances import BalanceRow
 from storage.entries import EntryRow
 from storage.forecasts import ForecastRow
@@ -71,7 +71,6 @@ __all__ = ["MAX_EVENT_BYTES", "BatchStats", "OrderSink", "ShardWorker", "decided
            "owning_shard", "partition_of"]
 
 log = logging.getLogger("treasury.shard")
-T = TypeVar("T")
 
 
 class OrderSink(Protocol):
@@ -306,10 +305,6 @@ class ShardWorker:
         existing = {key: (row.row_id, row.decided) for key, row in read.stored.items()}
         return LedgerView(existing, read.open_orders, read.stored, read.invested)
 
-    async def _with_conn(self, query: Callable[..., Awaitable[T]], *args: Any) -> T:
-        async with self._pool.acquire() as conn:
-            return await query(conn, *args)
-
     async def _store_balances(self, rows: Sequence[RowPlan]) -> dict[tuple[str, str], int]:
         return await self._insert(await self._encrypted(rows))
 
@@ -368,11 +363,10 @@ class ShardWorker:
         if state is None or state.available_usd is None or state.as_of_ts is None:
             return None
         as_of = state.as_of_ts
-        open_orders, invested = await asyncio.gather(self._with_conn(orders.open_orders, [account_id], as_of,
-                                                                     self._clock()),
-                                                     self._with_conn(investments.invested, [account_id]))
-        return cash_position(state, pending_sweeps(open_orders, as_of), None, self._clock(),
-                             invested.get(account_id, ZERO))
+        # The batch's own read (no event keys): the same statement, the same rules.
+        read = await batch_read.read(self._pool, [], [account_id], as_of, self._clock())
+        return cash_position(state, pending_sweeps(read.open_orders, as_of), None, self._clock(),
+                             read.invested.get(account_id, ZERO))
 
     def set_var(self, account_id: str, var_usd: float | None, days: int | None) -> bool:
         state = self._states.get(account_id)
