@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 
-from storage.db import Executor
+from storage.db import Executor, execute_many
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,8 @@ def _from_row(row: asyncpg.Record) -> Account:
 
 async def upsert(db: Executor, accounts: Iterable[Account]) -> None:
     rows = [(a.account_id, a.esg_pref, a.min_balance_usd, a.aml_tags) for a in accounts]
-    await db.executemany(
+    await execute_many(
+        db,
         "INSERT INTO account (account_id, esg_pref, min_balance_usd, aml_tags) VALUES ($1, $2, $3, $4)"
         " ON CONFLICT (account_id) DO UPDATE SET esg_pref = EXCLUDED.esg_pref,"
         " min_balance_usd = EXCLUDED.min_balance_usd, aml_tags = EXCLUDED.aml_tags",

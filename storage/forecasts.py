@@ -21,7 +21,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from storage.db import Executor
+from storage.db import Executor, execute_many
 from storage.history import READ_TIMEOUT_S, RecentFlows, closing_flows, copy_rows, recent_flows
 
 
@@ -282,7 +282,8 @@ async def upsert_many(db: Executor, rows: Sequence[ForecastRow]) -> None:
     if len(rows) >= COPY_MIN_ROWS:
         await _upsert_by_copy(db, rows)
         return
-    await db.executemany(
+    await execute_many(
+        db,
         """
         INSERT INTO forecast_result (account_id, for_date, outflow_usd, method, expected_inflows_usd)
         VALUES ($1, $2, $3, $4, $5)

@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import asyncpg
 
-from storage.db import Executor
+from storage.db import Executor, execute_many
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,8 @@ async def upsert_many(db: Executor, results: Sequence[VarResult]) -> None:
     if len(results) >= COPY_MIN_ROWS:
         await _upsert_by_copy(db, results)
         return
-    await db.executemany(
+    await execute_many(
+        db,
         """
         INSERT INTO var_result (account_id, as_of, window_days, confidence, days, var_usd, var_bps, es_usd)
         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)

@@ -8,7 +8,7 @@ from decimal import Decimal
 import asyncpg
 import pytest
 
-from storage import balances, batch_read, investments, orders
+from storage import accounts, balances, batch_read, forecasts, investments, orders, var_results
 from storage.balances import BalanceRow
 from storage.migrate import migrate
 from storage.orders import IllegalTransition, NewOrder, OrderNotFound
@@ -147,3 +147,24 @@ async def test_a_batch_reads_in_one_statement_what_the_three_reads_give(pool: as
         (b.account_id, OrderStatus.ACK, Decimal("400.5")), (b.account_id, OrderStatus.SETTLED, Decimal("300"))}
     assert read.invested == await investments.invested(pool, accounts) == {b.account_id: Decimal("300")}
     assert await batch_read.read(pool, [], [], booked_after, None) == batch_read.BatchRead({}, [], {})
+
+
+@pytest.mark.parametrize("write", [
+    lambda conn: accounts.upsert(conn, []),
+    lambda conn: forecasts.upsert_many(conn, []),
+    lambda conn: var_results.upsert_many(conn, []),
+], ids=["accounts", "forecasts", "var_results"])
+async def test_a_write_of_no_rows_leaves_the_session_outside_any_transaction(  # type: ignore[no-untyped-def]
+        stack, pool: asyncpg.Pool, write) -> None:
+    # No statement cache: every call prepares afresh, as the first use of a statement on a pooled
+    # connection does. A bare executemany of no rows left the Parse's implicit transaction open here.
+    conn = await asyncpg.connect(stack.postgres_dsn, statement_cache_size=0)
+    try:
+        await write(conn)
+        # seen from another session: no transaction open on this one
+        assert await pool.fetchval("SELECT xact_start FROM pg_stat_activity WHERE pid = $1",
+                                   conn.get_server_pid()) is None
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            assert await conn.fetchval("SHOW transaction_isolation") == "repeatable read"
+    finally:
+        await conn.close()
