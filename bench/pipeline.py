@@ -24,7 +24,9 @@ its rows cost phase 2 nothing. It prints ``raw baseline: N events/s``; phase 1's
 Each phase also prints, per shard, the node it ran on, its partitions, events and orders, the
 mean time per batch in each phase of its loop (``phase_s``), and the CPU seconds each part of the
 system used (shards, coordinator, the rest of Ray, Postgres, Kafka, OpenBao, the producing driver),
-per event: what an event costs, to size a cluster with (``bench.spread``).
+per event: what an event costs, to size a cluster with (``bench.spread``). Phase 2 also prints, for
+each third of it, the consume->decision p95 and the cores the run's processes kept busy (with the
+three busiest parts): whether a slow third is one where the two cores were full.
 
 ``--nodes 2`` runs the same on a Ray cluster of two nodes on this machine, started as the
 multi-node rehearsal starts its own (``devstack.ray_cluster``: ``ray start --head`` and
@@ -267,6 +269,25 @@ def print_cost(parts: Parts, before: dict[str, dict[int, float]], wall_s: float,
         print(line)
 
 
+class ThirdsOfCpu(threading.Thread):
+    """The CPU snapshots at a third and two thirds of phase 2 (by the clock, as the p95 thirds are
+    by samples at a steady rate), so each third's cores can be printed beside its p95."""
+
+    def __init__(self, parts: Parts, t0: float, seconds: float, first: dict[str, dict[int, float]]) -> None:
+        super().__init__(daemon=True)
+        self._parts, self._times = parts, [t0, t0 + seconds / 3, t0 + 2 * seconds / 3]
+        self._snapshots = [first]
+
+    def run(self) -> None:
+        for at in self._times[1:]:
+            time.sleep(max(0.0, at - time.monotonic()))  # until that third begins
+            self._snapshots.append(self._parts.snapshot())
+
+    def lines(self, parts: Parts) -> list[str]:
+        """One line per third; the last third ends now (the phase may outlast ``seconds``)."""
+        return spread.cores_by_span([*self._snapshots, parts.snapshot()], [*self._times, time.monotonic()])
+
+
 def pct(values: list[float]) -> str:
     if not values:
         return "no samples"
@@ -463,9 +484,12 @@ def main() -> None:
         t0 = time.monotonic()
         producer = threading.Thread(target=produce, args=(settings.kafka_bootstrap, more, args.rate, args.linger_ms))
         producer.start()
+        thirds = ThirdsOfCpu(parts, t0, args.seconds, cpu0)
+        thirds.start()
         wait_processed(shards, base + n, timeout=args.seconds * 4 + 60)
         producer.join()
         wall = time.monotonic() - t0
+        thirds.join()
         after = shard_stats(shards)
         lat: dict[str, list[float]] = {"decision_latency_s": [], "consume_latency_s": [], "durable_latency_s": []}
         per_shard = ray.get([s.latencies.remote(reset=True) for s in shards])
@@ -479,6 +503,7 @@ def main() -> None:
         print(f"  consume -> decision      {pct(lat['consume_latency_s'])}")
         print(f"  consume -> decision p95 by third of the phase: "
               f"{p95_by_third([part['consume_latency_s'] for part in per_shard])}")
+        print(f"  cores busy by third of the phase: {' / '.join(thirds.lines(parts))}")
         print(f"  produce -> order durable {pct(lat['durable_latency_s'])}   ({load()})")
         print_rss("end", parts.rss())
     finally:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 import psutil
@@ -101,6 +102,20 @@ def cpu_deltas(before: Mapping[str, Mapping[int, float]], after: Mapping[str, Ma
     all its time; one gone by ``after`` is lost (a short undercount, never a double count)."""
     return {part: sum(max(0.0, sec - before.get(part, {}).get(pid, 0.0)) for pid, sec in pids.items())
             for part, pids in after.items()}
+
+
+def cores_by_span(snapshots: Sequence[Mapping[str, Mapping[int, float]]], times: Sequence[float]) -> list[str]:
+    """Between each two consecutive snapshots (taken at ``times``, seconds): the cores the run's
+    processes kept busy in all, then the three busiest parts. Beside the p95 of each third of a
+    phase, it shows whether a slow third is one where the two cores were full, and with what."""
+    lines = []
+    for (before, after), (t0, t1) in zip(pairwise(snapshots), pairwise(times), strict=True):
+        wall = max(t1 - t0, 1e-9)
+        used = cpu_deltas(before, after)
+        busiest = sorted(used.items(), key=lambda kv: -kv[1])[:3]
+        lines.append(f"{sum(used.values()) / wall:.2f} cores ("
+                     + ", ".join(f"{part} {sec / wall:.2f}" for part, sec in busiest) + ")")
+    return lines
 
 
 def cpu_lines(used: Mapping[str, float], wall_s: float, events: int, orders: int) -> list[str]:

@@ -63,3 +63,16 @@ def test_cpu_snapshot_reads_real_processes_and_leaves_out_gone_ones() -> None:
 
     snap = spread.cpu_snapshot({"me": [os.getpid(), 2**22 + 12345]})
     assert list(snap["me"]) == [os.getpid()] and snap["me"][os.getpid()] > 0
+
+
+def test_cores_by_span_gives_each_spans_busy_cores_and_its_three_busiest_parts() -> None:
+    snaps = [
+        {"shard 0": {10: 1.0}, "kafka": {20: 5.0}, "postgres": {30: 2.0}, "openbao": {40: 0.0}},
+        {"shard 0": {10: 3.0}, "kafka": {20: 9.0}, "postgres": {30: 3.0, 31: 1.0}, "openbao": {40: 0.5}},
+        {"shard 0": {10: 4.0}, "kafka": {20: 9.5}, "postgres": {30: 3.0, 31: 1.0}, "openbao": {40: 0.5}},
+    ]
+    lines = spread.cores_by_span(snaps, [100.0, 104.0, 106.0])
+    # first span, 4 s: shard 2, kafka 4, postgres 2 (a backend new in it counts whole), openbao 0.5
+    assert lines[0] == "2.12 cores (kafka 1.00, shard 0 0.50, postgres 0.50)"
+    assert lines[1] == "0.75 cores (shard 0 0.50, kafka 0.25, postgres 0.00)"
+    assert len(lines) == 2
