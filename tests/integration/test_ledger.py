@@ -133,19 +133,19 @@ async def test_a_batch_reads_in_one_statement_what_the_three_reads_give(pool: as
         " VALUES ($1, $2, 'TBILL_4W', 300, current_date, current_date + 28)", made[2].order_id, b.account_id)
 
     keys = [(a.account_id, "e0"), (a.account_id, "e1"), (b.account_id, "e2"), (b.account_id, "unseen")]
-    accounts = [a.account_id, b.account_id, idle.account_id]
+    account_ids = [a.account_id, b.account_id, idle.account_id]
     booked_after = NOW - timedelta(hours=1)
-    read = await batch_read.read(pool, keys, accounts, booked_after, NOW)
+    read = await batch_read.read(pool, keys, account_ids, booked_after, NOW)
 
     assert read.stored == await balances.stored(pool, keys)
     assert sorted(read.stored) == keys[:3] and [read.stored[k].decided for k in keys[:3]] == [False, True, False]
     assert read.stored[keys[0]].content == rows[0].content
-    alone = await orders.open_orders(pool, accounts, booked_after, NOW)
+    alone = await orders.open_orders(pool, account_ids, booked_after, NOW)
     assert sorted(read.open_orders, key=repr) == sorted(alone, key=repr)
     assert {(o.account_id, o.status, o.amount_usd) for o in read.open_orders} == {
         (a.account_id, OrderStatus.NEW, Decimal("100")), (a.account_id, OrderStatus.SENT, Decimal("200")),
         (b.account_id, OrderStatus.ACK, Decimal("400.5")), (b.account_id, OrderStatus.SETTLED, Decimal("300"))}
-    assert read.invested == await investments.invested(pool, accounts) == {b.account_id: Decimal("300")}
+    assert read.invested == await investments.invested(pool, account_ids) == {b.account_id: Decimal("300")}
     assert await batch_read.read(pool, [], [], booked_after, None) == batch_read.BatchRead({}, [], {})
 
 
