@@ -22,7 +22,8 @@ its rows cost phase 2 nothing. It prints ``raw baseline: N events/s``; phase 1's
 ``ratio to raw baseline`` (issue 21's target: >= 0.30).
 
 Each phase also prints, per shard, the node it ran on, its partitions, events and orders, the
-mean time per batch in each phase of its loop (``phase_s``), and the CPU seconds each part of the
+mean time per batch in each phase of its loop (``phase_s``), the coordinator's mean time per submit
+in each of its steps (sign, wait for the write lock, write, produce), and the CPU seconds each part of the
 system used (shards, coordinator, the rest of Ray, Postgres, Kafka, OpenBao, the producing driver),
 per event: what an event costs, to size a cluster with (``bench.spread``). Phase 2 also prints, for
 each third of it, the consume->decision p95 and the cores the run's processes kept busy (with the
@@ -155,6 +156,17 @@ def print_phases(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> N
         parts = ", ".join(f"{k} {v / batches * 1000:.1f}" for k, v in phases.items())
         print(f"  shard {a['index']}: {batches} batches, {events / batches:.0f} events/batch, ms/batch: {parts}; "
               f"{sum(phases.values()) / events * 1000:.3f} ms/event")
+
+
+def print_coordinator(before: dict[str, Any], after: dict[str, Any]) -> None:
+    """The coordinator's mean time per submit in each of its steps between two ``stats`` snapshots
+    (a submit is one shard batch's orders): how long a batch's write waits on the coordinator, and
+    how much of that is waiting for the other shard's submit to finish (the write lock)."""
+    submits = int(after.get("submits", 0)) - int(before.get("submits", 0))
+    phases = {k: v - before.get("phase_s", {}).get(k, 0.0) for k, v in after.get("phase_s", {}).items()}
+    steps = ", ".join(f"{k} {v / max(submits, 1) * 1000:.1f}" for k, v in phases.items() if k != "mark sent")
+    print(f"  coordinator: {submits} submits, ms/submit: {steps}; "
+          f"mark sent {phases.get('mark sent', 0.0):.1f} s in all")
 
 
 @dataclass
@@ -452,6 +464,7 @@ def main() -> None:
               f"{args.nodes} node(s), as fast as possible ({load()})")
         marks = kafka_clients.high_watermarks(settings.kafka_bootstrap, BALANCE_EVENTS.name)
         before, cpu0 = shard_stats(shards), parts.snapshot()
+        coord0 = ray.get(system.coordinator.stats.remote())
         t0 = time.monotonic()
         producer = threading.Thread(target=produce, args=(settings.kafka_bootstrap, values, None))
         producer.start()
@@ -467,6 +480,7 @@ def main() -> None:
         print_cost(parts, cpu0, elapsed, (before, after))
         print_spread(cluster, after)
         print_phases(before, after)
+        print_coordinator(coord0, ray.get(system.coordinator.stats.remote()))
         if not args.no_raw_baseline:
             raw = run_raw_baseline(settings, marks,
                                    kafka_clients.high_watermarks(settings.kafka_bootstrap, BALANCE_EVENTS.name))
@@ -481,6 +495,7 @@ def main() -> None:
               f"{args.linger_ms if args.linger_ms is not None else 'default'}, offset commits every "
               f"{settings.offset_commit_interval_ms} ms ({load()})")
         before, cpu0 = shard_stats(shards), parts.snapshot()
+        coord0 = ray.get(system.coordinator.stats.remote())
         t0 = time.monotonic()
         producer = threading.Thread(target=produce, args=(settings.kafka_bootstrap, more, args.rate, args.linger_ms))
         producer.start()
@@ -499,6 +514,7 @@ def main() -> None:
         print_cost(parts, cpu0, wall, (before, after))
         print_spread(cluster, after)
         print_phases(before, after)
+        print_coordinator(coord0, ray.get(system.coordinator.stats.remote()))
         print(f"  produce -> decision      {pct(lat['decision_latency_s'])}")
         print(f"  consume -> decision      {pct(lat['consume_latency_s'])}")
         print(f"  consume -> decision p95 by third of the phase: "
