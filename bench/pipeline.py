@@ -143,6 +143,11 @@ def shard_stats(shards: list[Any]) -> list[dict[str, Any]]:
     return list(ray.get([s.stats.remote() for s in shards]))
 
 
+def phase_seconds(before: dict[str, Any], after: dict[str, Any]) -> dict[str, float]:
+    """Seconds spent in each ``phase_s`` step between two ``stats`` snapshots of one actor."""
+    return {k: v - before.get("phase_s", {}).get(k, 0.0) for k, v in after.get("phase_s", {}).items()}
+
+
 def print_phases(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> None:
     """Mean time per batch in each phase of the shard's loop, between two ``stats`` snapshots.
 
@@ -152,7 +157,7 @@ def print_phases(before: list[dict[str, Any]], after: list[dict[str, Any]]) -> N
     for b, a in zip(before, after, strict=True):
         batches = max(1, int(a.get("batches", 0)) - int(b.get("batches", 0)))
         events = max(1, spread.events_of(a) - spread.events_of(b))
-        phases = {k: v - b.get("phase_s", {}).get(k, 0.0) for k, v in a.get("phase_s", {}).items()}
+        phases = phase_seconds(b, a)
         parts = ", ".join(f"{k} {v / batches * 1000:.1f}" for k, v in phases.items())
         print(f"  shard {a['index']}: {batches} batches, {events / batches:.0f} events/batch, ms/batch: {parts}; "
               f"{sum(phases.values()) / events * 1000:.3f} ms/event")
@@ -163,7 +168,7 @@ def print_coordinator(before: dict[str, Any], after: dict[str, Any]) -> None:
     (a submit is one shard batch's orders): how long a batch's write waits on the coordinator, and
     how much of that is waiting for the other shard's submit to finish (the write lock)."""
     submits = int(after.get("submits", 0)) - int(before.get("submits", 0))
-    phases = {k: v - before.get("phase_s", {}).get(k, 0.0) for k, v in after.get("phase_s", {}).items()}
+    phases = phase_seconds(before, after)
     steps = ", ".join(f"{k} {v / max(submits, 1) * 1000:.1f}" for k, v in phases.items() if k != "mark sent")
     print(f"  coordinator: {submits} submits, ms/submit: {steps}; "
           f"mark sent {phases.get('mark sent', 0.0):.1f} s in all")
@@ -295,9 +300,9 @@ class ThirdsOfCpu(threading.Thread):
             time.sleep(max(0.0, at - time.monotonic()))  # until that third begins
             self._snapshots.append(self._parts.snapshot())
 
-    def lines(self, parts: Parts) -> list[str]:
+    def lines(self) -> list[str]:
         """One line per third; the last third ends now (the phase may outlast ``seconds``)."""
-        return spread.cores_by_span([*self._snapshots, parts.snapshot()], [*self._times, time.monotonic()])
+        return spread.cores_by_span([*self._snapshots, self._parts.snapshot()], [*self._times, time.monotonic()])
 
 
 def pct(values: list[float]) -> str:
@@ -519,7 +524,7 @@ def main() -> None:
         print(f"  consume -> decision      {pct(lat['consume_latency_s'])}")
         print(f"  consume -> decision p95 by third of the phase: "
               f"{p95_by_third([part['consume_latency_s'] for part in per_shard])}")
-        print(f"  cores busy by third of the phase: {' / '.join(thirds.lines(parts))}")
+        print(f"  cores busy by third of the phase: {' / '.join(thirds.lines())}")
         print(f"  produce -> order durable {pct(lat['durable_latency_s'])}   ({load()})")
         print_rss("end", parts.rss())
     finally:
