@@ -362,10 +362,11 @@ class ShardWorker:
         state = self._states.get(account_id)
         if state is None or state.available_usd is None or state.as_of_ts is None:
             return None
-        as_of = state.as_of_ts
-        # The batch's own read (no event keys): the same statement, the same rules.
-        read = await batch_read.read(self._pool, [], [account_id], as_of, self._clock())
-        return cash_position(state, pending_sweeps(read.open_orders, as_of), None, self._clock(),
+        as_of, now = state.as_of_ts, self._clock()
+        # The batch's own read (no event keys): the same statement, the same rules; the position is
+        # stamped with the moment its cut-offs were judged at.
+        read = await batch_read.read(self._pool, [], [account_id], as_of, now)
+        return cash_position(state, pending_sweeps(read.open_orders, as_of), None, now,
                              read.invested.get(account_id, ZERO))
 
     def set_var(self, account_id: str, var_usd: float | None, days: int | None) -> bool:
