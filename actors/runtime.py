@@ -140,7 +140,7 @@ class AccountShardActor:
             s.shards,
             pool,
             kafka_clients.batched_consumer(s.kafka_bootstrap),
-            kafka_clients.producer(s.kafka_bootstrap),
+            kafka_clients.shard_producer(s.kafka_bootstrap, s.offset_commit_interval_ms),
             _RemoteCoordinator(self._coordinator),
             self._policy,
             on_closing=self._notify_scheduler,

@@ -4,8 +4,10 @@ A batch is planned, then executed. The plan is pure and lives in ``actors/batch_
 its module docstring for the phases); this module does the I/O around it, in this order:
 validate -> load the accounts' state -> read the ledger -> plan (apply, decide) -> produce
 positions and dead letters -> write the BALANCE rows and hand the orders to the coordinator,
-waiting until both are durable -> mark the rows decided -> flush the producer -> commit offsets
-(at most every ``OFFSET_COMMIT_INTERVAL_MS``, and when idle: ``actors.offset_commits``).
+waiting until both are durable -> mark the rows decided -> commit offsets (at most every
+``OFFSET_COMMIT_INTERVAL_MS``, and when idle: ``actors.offset_commits``), each commit after a
+flush of the producer, so that no offset is committed before its positions and dead letters are
+delivered.
 A crash anywhere before the commit replays the batch (and the uncommitted batches before it); rows
 already decided count as duplicates, rows stored but not decided are decided again, and the
 coordinator's unique decision_key keeps a replayed decision from becoming a second order.
@@ -213,7 +215,7 @@ class ShardWorker:
         """One batch: the plan (``actors.batch_plan``) and the I/O around it, in the order that
         makes a replay safe (module docstring). ``msgs`` are consumed messages without errors."""
         if not msgs:
-            self._commit(self._commits.due(idle=True))
+            await self._commit(self._commits.due(idle=True))
             return BatchStats()
         received = time.time()
         mark = Stopwatch(self.phase_s)
@@ -250,13 +252,9 @@ class ShardWorker:
         await self._insert(later)
         await balances.mark_decided(self._pool, plan.redecided_row_ids)
         mark("write decided rows")
-        remaining = await asyncio.to_thread(self._producer.flush, 30.0)
-        if remaining:
-            raise RuntimeError(f"{remaining} position/dead-letter messages not delivered; batch will be replayed")
-        mark("publish positions")
         self._commits.add(plan.offsets)
-        self._commit(self._commits.due())
-        mark("commit offsets")
+        await self._commit(self._commits.due())
+        mark("publish + commit")
         self._account(plan)
         return plan.stats
 
@@ -402,21 +400,36 @@ class ShardWorker:
             )
             self._produce([dead_letter_message(rejected)])
 
-    def _commit(self, offsets: dict[int, int]) -> None:
-        # Asynchronous is safe: everything the offsets stand for is durable already, and a commit
-        # lost to a crash only replays events the ledger recognises as duplicates.
+    async def _commit(self, offsets: dict[int, int]) -> None:
+        """Commit ``offsets`` once the positions and dead letters produced so far are delivered.
+
+        The producer holds them until this flush (its linger is the commit interval: one request
+        per partition per commit, not one per batch), so they travel no later than the offsets that
+        stand for them. When they cannot be delivered the offsets are not committed and the batch
+        fails: the shard replays from the last commit, which produces them again.
+        """
         if not offsets:
             return
+        remaining = await asyncio.to_thread(self._producer.flush, 30.0)
+        if remaining:
+            raise RuntimeError(f"{remaining} position/dead-letter messages not delivered; "
+                               "the batches since the last commit will be replayed")
+        # Asynchronous is safe: everything the offsets stand for is durable already, and a commit
+        # lost to a crash only replays events the ledger recognises as duplicates.
         self._consumer.commit(offsets=_positions(offsets), asynchronous=True)
 
     async def close(self) -> None:
         """Deliver what is queued, commit the offsets still pending and leave the partitions.
 
-        A commit that fails here (the broker away) is logged and left: the next owner of the
-        partitions replays those events as duplicates."""
-        await asyncio.to_thread(self._producer.flush, 10)
+        What cannot be delivered or committed here (the broker away) is logged and left: the next
+        owner of the partitions replays those events, as duplicates in the ledger, and produces
+        their positions and dead letters again."""
+        undelivered = await asyncio.to_thread(self._producer.flush, 10)
         pending = self._commits.due(idle=True)
-        if pending:
+        if pending and undelivered:
+            log.warning("shard %d could not deliver %d position/dead-letter messages on close; its last offsets "
+                        "are left uncommitted and will be replayed", self.index, undelivered)
+        elif pending:
             try:
                 await asyncio.to_thread(kafka_clients.commit_sync, self._consumer, _positions(pending), 10.0)
             except Exception as exc:  # any failure only means a longer replay for the next owner

@@ -2,12 +2,14 @@
 
 A shard commits at most every interval (an hour here, so that only the other rules commit), at once
 when its partitions go quiet, and on close. What it has not committed is durable already: a crash
-replays it as duplicates, and no second order is made.
+replays it as duplicates, and no second order is made. Its positions and dead letters are delivered
+before the offsets that stand for them are committed, even by a producer that would hold them.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -24,11 +26,11 @@ from actors.shard import ShardWorker, partition_of
 from schemas.balance_event import BalanceEvent, BalanceKind
 from storage.accounts import Account
 from tests.integration.conftest import new_accounts, register
-from tests.integration.kafka_tools import close_producer, poll_until, produce_events, skip_to_end
+from tests.integration.kafka_tools import close_producer, high_watermarks, poll_until, produce_events, skip_to_end
 from treasury.envelope import EnvelopeCipher
 from treasury.keyring import Keyring
 from treasury.settings import PolicyConfig
-from treasury.topics import BALANCE_EVENTS
+from treasury.topics import BALANCE_EVENTS, BALANCE_EVENTS_DLQ, CASH_POSITIONS
 
 pytestmark = pytest.mark.integration
 HOUR_S = 3600.0
@@ -46,9 +48,10 @@ class Group:
     coordinator: Coordinator
     producer: Producer
 
-    def shard(self) -> ShardWorker:
+    def shard(self, producer: Producer | None = None) -> ShardWorker:
         settings = self.stack.settings()  # type: ignore[attr-defined]
-        return ShardWorker(0, 1, self.pool, kafka_clients.consumer(self.bootstrap, group=self.name), self.producer,
+        return ShardWorker(0, 1, self.pool, kafka_clients.consumer(self.bootstrap, group=self.name),
+                           producer or self.producer,
                            self.coordinator, PolicyConfig(), cipher=EnvelopeCipher(self.keyring, settings.data_key),
                            commit_interval_s=HOUR_S)
 
@@ -167,3 +170,39 @@ async def test_a_crash_before_the_commit_replays_durable_batches_as_duplicates_a
     await second.close()
     assert group.committed(p) == committed + 1
     await first.close()  # only now: the dead shard's clients are released (its pending offset is the same)
+
+
+async def test_positions_and_dead_letters_are_delivered_before_the_offsets_that_stand_for_them(
+        group: Group) -> None:
+    """A producer lingering a minute (the service's shards linger up to the commit interval): each
+    batch's position and dead letter wait in it until the commit, which delivers them first."""
+    [a] = new_accounts()
+    await register(group.pool, [a], var_usd=Decimal("1000"))
+    p = partition_of(a.account_id)
+    holding = kafka_clients.producer(group.bootstrap, **{"linger.ms": 60_000})
+    shard = group.shard(holding)
+    await shard.start()
+    positions, dead = high_watermarks(group.bootstrap, CASH_POSITIONS.name), \
+        high_watermarks(group.bootstrap, BALANCE_EVENTS_DLQ.name)
+    try:
+        produce_events(group.bootstrap, [ev(a.account_id, 1, "1000")], raw=[(a.account_id.encode(), b"{not json")])
+        seen: Counter[str] = Counter()
+        while seen != {"applied": 1, "invalid": 1}:  # one batch or two
+            seen.update(counts(await one_batch(shard)))
+        assert counts(await shard.poll_once(timeout=0.1)) == {}  # quiet: what is pending is committed
+        await group.committed_reaches(p, group.end(p))
+        assert high_watermarks(group.bootstrap, CASH_POSITIONS.name) != positions
+        assert high_watermarks(group.bootstrap, BALANCE_EVENTS_DLQ.name) != dead
+
+        positions = high_watermarks(group.bootstrap, CASH_POSITIONS.name)
+        produce_events(group.bootstrap, [ev(a.account_id, 2, "1100")])
+        await one_batch(shard)
+        assert group.committed(p) == group.end(p) - 1  # within the interval: held, not committed
+        assert high_watermarks(group.bootstrap, CASH_POSITIONS.name) == positions  # and its position held too
+
+        assert counts(await shard.poll_once(timeout=0.1)) == {}  # quiet: the commit delivers it first
+        await group.committed_reaches(p, group.end(p))
+        assert high_watermarks(group.bootstrap, CASH_POSITIONS.name) != positions
+    finally:
+        await shard.close()
+        close_producer(holding)
