@@ -217,20 +217,26 @@ class ShardWorker:
         if not msgs:
             await self._commit(self._commits.due(idle=True))
             return BatchStats()
+        # One pooled connection for the whole batch: each release costs a round trip (asyncpg's
+        # reset query), and a batch's reads and writes run one after another anyway.
+        async with self._pool.acquire() as conn:
+            return await self._process(msgs, conn)
+
+    async def _process(self, msgs: Sequence[Message], conn: asyncpg.Connection) -> BatchStats:
         received = time.time()
         mark = Stopwatch(self.phase_s)
         balance_msgs, entry_items, entry_rejects = entry_intake.split(msgs)
         events, rejected = validate(balance_msgs)
         mark("validate")
-        await self._load_states({item.event.account_id for item in events}
+        await self._load_states(conn, {item.event.account_id for item in events}
                                 | {item.entry.account_id for item in entry_items})
         events, unknown = known_only(events, self._states)
         # Entries first: a balance of this batch may already show a debit that settles an order.
-        entry_dead = await self._apply_entries(entry_items, entry_rejects)
+        entry_dead = await self._apply_entries(conn, entry_items, entry_rejects)
         crash_point("shard_after_entries")
         mark("entries")
         query = ledger_query(events, self._clock)
-        ledger = await self._read_ledger(query)
+        ledger = await self._read_ledger(conn, query)
         mark("read ledger")
         # `decide` is looked up in this module at each batch, so a test can substitute the policy.
         plan = plan_batch(events, [*rejected, *unknown], {a: self._states[a] for a in query.accounts}, ledger, msgs,
@@ -245,12 +251,12 @@ class ShardWorker:
         # Rows decided at once and the orders are independent: write them concurrently. The rows of
         # accounts with an order follow the orders, decided (``BatchPlan.rows_after_orders``).
         # Those later rows are encrypted meanwhile, so only their insert waits for the orders.
-        _, _, later = await asyncio.gather(self._store_balances(plan.rows_before_orders()), self._submit_orders(plan),
-                                           self._encrypted(plan.rows_after_orders()))
+        _, _, later = await asyncio.gather(self._store_balances(conn, plan.rows_before_orders()),
+                                           self._submit_orders(plan), self._encrypted(plan.rows_after_orders()))
         mark("write balances + orders")
         crash_point("shard_after_orders")
-        await self._insert(later)
-        await balances.mark_decided(self._pool, plan.redecided_row_ids)
+        await self._insert(conn, later)
+        await balances.mark_decided(conn, plan.redecided_row_ids)
         mark("write decided rows")
         self._commits.add(plan.offsets)
         await self._commit(self._commits.due())
@@ -258,7 +264,8 @@ class ShardWorker:
         self._account(plan)
         return plan.stats
 
-    async def _apply_entries(self, items: Sequence[IncomingEntry], refused: Sequence[Rejected]) -> list[Rejected]:
+    async def _apply_entries(self, conn: asyncpg.Connection, items: Sequence[IncomingEntry],
+                             refused: Sequence[Rejected]) -> list[Rejected]:
         """Store the batch's entries and settle what they prove (``actors.entry_ledger``), durable
         before any balance of the batch is decided; returns the entries' dead letters."""
         keep, refused_now = entry_intake.admissible(items, self._states, self._clock(), self.max_clock_skew_s)
@@ -268,8 +275,7 @@ class ShardWorker:
                 EntryRow(i.entry, self._cipher.encrypt({**i.source, "trace_id": i.trace_id},
                                                        row_context(i.entry.account_id, f"entry/{i.entry.entry_id}")))
                 for i in keep])
-            async with self._pool.acquire() as conn:
-                applied = await entry_ledger.apply(conn, rows, self.terms)
+            applied = await entry_ledger.apply(conn, rows, self.terms)
             by_key = {i.key: i for i in keep}
             dead.extend(entry_intake.conflict(by_key[k], kept) for k, kept in applied.conflicts.items())
             self.totals["entries_applied"] += len(applied.inserted)
@@ -294,17 +300,17 @@ class ShardWorker:
             log.warning("settlement break (%s): %s", action.kind.value, action.detail,
                         extra={**extra, "order_id": action.order_id})
 
-    async def _read_ledger(self, query: LedgerQuery) -> LedgerView:
+    async def _read_ledger(self, conn: asyncpg.Connection, query: LedgerQuery) -> LedgerView:
         """Which of the batch's events the ledger holds (decided or not, and with what content: a
         repeat of an id with other content is a conflict), the accounts' open orders and what they
         have invested: one statement (``storage.batch_read``)."""
         # `now`: an order awaiting approval at its cut-off no longer counts (it can only expire)
-        read = await batch_read.read(self._pool, query.keys, query.accounts, query.earliest, self._clock())
+        read = await batch_read.read(conn, query.keys, query.accounts, query.earliest, self._clock())
         existing = {key: (row.row_id, row.decided) for key, row in read.stored.items()}
         return LedgerView(existing, read.open_orders, read.stored, read.invested)
 
-    async def _store_balances(self, rows: Sequence[RowPlan]) -> dict[tuple[str, str], int]:
-        return await self._insert(await self._encrypted(rows))
+    async def _store_balances(self, conn: asyncpg.Connection, rows: Sequence[RowPlan]) -> dict[tuple[str, str], int]:
+        return await self._insert(conn, await self._encrypted(rows))
 
     async def _encrypted(self, rows: Sequence[RowPlan]) -> list[BalanceRow]:
         """The rows to insert, each ``raw_event`` encrypted. Encryption may fetch a new data key
@@ -313,11 +319,10 @@ class ShardWorker:
             return []
         return await asyncio.to_thread(lambda: [r.row(self._cipher.encrypt(r.document, r.context)) for r in rows])
 
-    async def _insert(self, records: Sequence[BalanceRow]) -> dict[tuple[str, str], int]:
+    async def _insert(self, conn: asyncpg.Connection, records: Sequence[BalanceRow]) -> dict[tuple[str, str], int]:
         if not records:
             return {}
-        async with self._pool.acquire() as conn:
-            inserted = await balances.insert_batch(conn, records)
+        inserted = await balances.insert_batch(conn, records)
         crash_point("shard_after_balances")
         return inserted
 
@@ -343,7 +348,7 @@ class ShardWorker:
             self._swept[product] += usd
 
     # -- state -----------------------------------------------------------------------------
-    async def _load_states(self, account_ids: set[str]) -> None:
+    async def _load_states(self, conn: asyncpg.Connection, account_ids: set[str]) -> None:
         """Lazily rebuild accounts' state from the ledger the first time the shard sees them.
 
         Only registered accounts get a state (an event of any other is dead-lettered), so
@@ -351,8 +356,7 @@ class ShardWorker:
         missing = sorted(a for a in account_ids if a not in self._states)
         if not missing:
             return
-        async with self._pool.acquire() as conn:
-            self._states.update(await states_from_ledger(conn, missing))
+        self._states.update(await states_from_ledger(conn, missing))
 
     async def position(self, account_id: str) -> CashPosition | None:
         """The position as the next decision on this account sees it: pending sweeps by the decision's

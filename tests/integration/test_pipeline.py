@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
+import asyncpg
 import pytest
 
 from schemas.balance_event import BalanceEvent, BalanceKind
@@ -24,6 +26,33 @@ def ev(account: str, n: int, available: str | None, at: datetime = T0, projectio
         available_usd=None if available is None else Decimal(available),
         projected_outflows_24h_usd=None if projection is None else Decimal(projection), **kw,  # type: ignore[arg-type]
     )
+
+
+class CountingPool:
+    """A pool that counts the connections taken from it."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool, self.taken = pool, 0
+
+    def acquire(self) -> Any:
+        self.taken += 1
+        return self.pool.acquire()
+
+
+async def test_a_batch_takes_one_pooled_connection_for_its_reads_and_writes(pipeline: Pipeline) -> None:
+    """Each release of a pooled connection is a round trip (asyncpg's reset query). A batch that
+    loads a new account, reads the ledger and writes its rows after the order takes one."""
+    [a] = new_accounts()
+    await register(pipeline.pool, [a], var_usd=Decimal("1000"))
+    counting = CountingPool(pipeline.pool)
+    pipeline.worker._pool = counting
+    before = pipeline.worker.totals["batches"]
+    produce_events(pipeline.bootstrap, [ev(a.account_id, 1, "10000000")])
+    await pipeline.drain([a.account_id], events=1)
+
+    assert len(await pipeline.orders_for([a.account_id])) == 1
+    batches = pipeline.worker.totals["batches"] - before
+    assert batches >= 1 and counting.taken == batches
 
 
 async def test_exact_amount_and_product(pipeline: Pipeline) -> None:
