@@ -244,8 +244,8 @@ class ShardWorker:
                           max_clock_skew_s=self.max_clock_skew_s)
         self._states.update(plan.states)  # no await since planning: a VaR pushed meanwhile is not lost
         mark("decide")
-        # Positions and dead letters travel while the ledger is written; both are flushed before
-        # the commit.
+        # Positions and dead letters wait in the producer until the next commit, which delivers
+        # them first (``_commit``).
         self._produce(position_message(p) for p in plan.positions)
         self._dead_letter([*entry_dead, *plan.dead_letters])
         # Rows decided at once and the orders are independent: write them concurrently. The rows of

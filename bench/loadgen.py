@@ -117,7 +117,7 @@ class LoadGenerator:
 
     async def run(self, events: Iterable[BalanceEvent], stop: asyncio.Event | None = None) -> Sent:
         stop = stop or asyncio.Event()
-        producer = kafka_clients.producer(self._bootstrap, **{"linger.ms": 5})
+        producer = kafka_clients.producer(self._bootstrap)  # linger DEFAULT_LINGER_MS, as the service sends
         queues: list[asyncio.Queue[BalanceEvent | None]] = [asyncio.Queue(maxsize=2000) for _ in range(self._workers)]
         owners: dict[str, int] = {}
         async with httpx.AsyncClient(base_url=self._base_url or "http://unused", headers=self._headers,
