@@ -111,6 +111,25 @@ async def test_balance_rows_are_idempotent_per_account_and_event(pool: asyncpg.P
             " VALUES ($1, 'e1', now(), 'INTRADAY', 'USD', true, '{}')", a.account_id)
 
 
+async def test_analyze_samples_the_columns_queries_use_and_skips_the_opaque_documents(pool: asyncpg.Pool) -> None:
+    """Migration 012: autovacuum's ANALYZE after a burst spent most of its time sorting jsonb
+    documents no query filters on; the columns the planner needs keep their statistics."""
+    [a] = new_accounts()
+    await register(pool, [a])
+    await balances.insert_batch(pool, [BalanceRow(a.account_id, "e1", NOW, "INTRADAY", "ITAV", Decimal("5"), None,
+                                                  "USD", None, True, {"event_id": "e1"})])
+    async with pool.acquire() as conn:
+        await orders.insert_new(conn, [order(a.account_id, f"{a.account_id}:stats")])
+        await conn.execute("ANALYZE balance, sweep_order")
+        sampled = {(r["tablename"], r["attname"]) for r in await conn.fetch(
+            "SELECT tablename, attname FROM pg_stats WHERE tablename IN ('balance', 'sweep_order')")}
+    assert {("balance", "account_id"), ("balance", "as_of_ts"), ("sweep_order", "status"),
+            ("sweep_order", "account_id")} <= sampled
+    opaque = {("balance", "raw_event"), ("sweep_order", "payload"), ("sweep_order", "payload_head"),
+              ("sweep_order", "decision"), ("sweep_order", "settlement")}
+    assert sampled & opaque == set()
+
+
 async def test_a_batch_reads_in_one_statement_what_the_three_reads_give(pool: asyncpg.Pool) -> None:
     """storage.batch_read runs the very SELECTs of balances.stored, orders.open_orders and
     investments.invested in one statement: on a ledger with every kind of row they return, the
