@@ -18,6 +18,11 @@ process, the load generator; Serve's proxy and replica or the uvicorn process; t
 in-process (ASGI, no HTTP server); ``--profile`` adds cProfile's top functions. ``--down`` stops
 the stack at the end.
 
+``--serve-env KEY=VALUE`` runs this Ray's Serve with a switch: with
+``RAY_SERVE_THROUGHPUT_OPTIMIZED=1`` (direct ingress) the benchmark drives the ingress replica's
+own port; adding ``RAY_SERVE_ENABLE_HA_PROXY=1`` (Ray's HAProxy mode, needs ``haproxy``) puts
+haproxy on Serve's port in front of that replica, and the benchmark drives Serve's port.
+
 The load generator is a raw asyncio HTTP/1.1 keep-alive client (``RawClient``), one connection per
 client: on a 2-core machine the generator's own CPU is taken from the servers it measures, and
 ``--client httpx`` shows what a heavier one costs.
@@ -33,6 +38,7 @@ import io
 import json
 import os
 import pstats
+import shutil
 import socket
 import subprocess  # nosec B404
 import sys
@@ -268,6 +274,35 @@ def direct_ingress_url(replica_pids: list[int]) -> str | None:
     return None
 
 
+def haproxy_mode(switches: dict[str, str]) -> bool:
+    """``RAY_SERVE_ENABLE_HA_PROXY=1``: Serve runs a local ``haproxy`` (Debian's, at
+    ``RAY_SERVE_HAPROXY_BINARY_PATH``) on its HTTP port, forwarding to each ingress replica's own
+    port (direct ingress, which the switch turns on) as the controller adds and replaces them."""
+    return switches.get("RAY_SERVE_ENABLE_HA_PROXY") == "1"
+
+
+def haproxy_switches(switches: dict[str, str], which: Callable[[str], str | None] = shutil.which) -> dict[str, str]:
+    """HAProxy mode runs the machine's ``haproxy`` (Debian's 2.6 works) unless
+    ``RAY_SERVE_HAPROXY_BINARY_PATH`` names another. Its files stay in Ray's default folder
+    (``/tmp/haproxy-serve``, a subfolder per Serve instance): under a stack home the admin socket's
+    path would pass haproxy's limit of 97 characters."""
+    if not haproxy_mode(switches) or "RAY_SERVE_HAPROXY_BINARY_PATH" in switches:
+        return switches
+    binary = which("haproxy") or which("/usr/sbin/haproxy")
+    if binary is None:
+        raise SystemExit("RAY_SERVE_ENABLE_HA_PROXY=1 needs haproxy: apt-get install -y haproxy, "
+                         "or name one with --serve-env RAY_SERVE_HAPROXY_BINARY_PATH=...")
+    return {**switches, "RAY_SERVE_HAPROXY_BINARY_PATH": binary}
+
+
+def haproxy_pids() -> list[int]:
+    """The haproxy processes this run's Serve started: its HAProxy manager's children."""
+    import psutil
+
+    return [proc.pid for proc in psutil.process_iter(["name", "ppid"]) if proc.info["name"] == "haproxy"
+            and psutil.Process(proc.info["ppid"]).name().startswith("ray::HAProxy")]
+
+
 def postgres_pids(stack_home: Path) -> list[int]:
     """The stack's Postgres: the postmaster and its backends now (the pools' connections are open)."""
     import psutil
@@ -457,7 +492,7 @@ def main() -> None:
     token = mint_token(keyring_from_settings(settings), settings.token_signing_key, "bench-rest",
                        [s.value for s in Scope], ttl_s=3600)
     kafka_clients.skip_to_end(settings.kafka_bootstrap, CONSUMER_GROUP, BALANCE_EVENTS.name)
-    switches = dict(item.split("=", 1) for item in args.serve_env)
+    switches = haproxy_switches(dict(item.split("=", 1) for item in args.serve_env))
     os.environ.update(switches)  # before Ray starts: its proxy and controller inherit the raylet's environment
     env.update(switches)
     print(f"Serve switches: {switches or 'none (Ray defaults)'}")
@@ -475,15 +510,20 @@ def main() -> None:
         urls = {"serve": f"http://127.0.0.1:{settings.serve_port}", "plain": f"http://127.0.0.1:{plain_port}"}
         ray_pids = serve_pids()
         front = "its proxy in front"
-        if (direct := direct_ingress_url(ray_pids["replica"])) is not None:
+        if haproxy_mode(switches):
+            # Serve's port is HAProxy's now, forwarding to the replica's own port: measure through it.
+            front = "Ray's HAProxy mode: haproxy on Serve's port, in front of the replica's own port"
+        elif (direct := direct_ingress_url(ray_pids["replica"])) is not None:
             urls["serve"], front = direct, "direct ingress: no proxy, the replica serves HTTP itself"
         for url in urls.values():
             wait_http(url, 120)
         asyncio.run(warm_positions(urls["serve"], token, args.accounts))
         print(f"servers: Ray Serve {urls['serve']} (1 replica, {front}), plain uvicorn {urls['plain']} "
               f"({args.plain_workers} worker process(es)); {load()}")
-        processes = {"serve": {"proxy": ray_pids["proxy"], "replica": ray_pids["replica"],
-                               "shards": ray_pids["shards"]},
+        serve_side = {"proxy": ray_pids["proxy"], "replica": ray_pids["replica"], "shards": ray_pids["shards"]}
+        if haproxy_mode(switches):
+            serve_side = {"haproxy": haproxy_pids(), **serve_side}
+        processes = {"serve": serve_side,
                      "plain": {"uvicorn": spread.tree(plain.pid), "shards": ray_pids["shards"]}}
         print(f"load generator: {args.client} client in this process (pid {os.getpid()}); CPU ms/req per line: "
               f"this process, Serve's proxy and replica or the uvicorn process, the shards, Postgres")

@@ -1,0 +1,30 @@
+"""bench/rest's Serve switches: Ray's HAProxy mode gets the machine's haproxy, or a clear error."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.rest import haproxy_mode, haproxy_switches
+
+HA = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1"}
+
+
+def test_other_switches_are_passed_as_given() -> None:
+    plain = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
+    assert not haproxy_mode(plain)
+    assert haproxy_switches(plain, which=lambda name: None) == plain
+
+
+def test_haproxy_mode_runs_the_machines_haproxy() -> None:
+    found = haproxy_switches(HA, which=lambda name: "/usr/sbin/haproxy" if "haproxy" in name else None)
+    assert found == {**HA, "RAY_SERVE_HAPROXY_BINARY_PATH": "/usr/sbin/haproxy"}
+
+
+def test_a_named_binary_is_kept() -> None:
+    named = {**HA, "RAY_SERVE_HAPROXY_BINARY_PATH": "/opt/haproxy-3/haproxy"}
+    assert haproxy_switches(named, which=lambda name: "/usr/sbin/haproxy") == named
+
+
+def test_without_haproxy_the_benchmark_says_how_to_get_it() -> None:
+    with pytest.raises(SystemExit, match="apt-get install -y haproxy"):
+        haproxy_switches(HA, which=lambda name: None)
