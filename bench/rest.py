@@ -296,11 +296,17 @@ def haproxy_switches(switches: dict[str, str], which: Callable[[str], str | None
 
 
 def haproxy_pids() -> list[int]:
-    """The haproxy processes this run's Serve started: its HAProxy manager's children."""
+    """The haproxy processes this run's Serve started: its HAProxy manager's children. Read once,
+    like the other sides' processes: with one replica the controller never reloads haproxy."""
     import psutil
 
-    return [proc.pid for proc in psutil.process_iter(["name", "ppid"]) if proc.info["name"] == "haproxy"
-            and psutil.Process(proc.info["ppid"]).name().startswith("ray::HAProxy")]
+    found = []
+    for proc in psutil.process_iter(["name", "ppid"]):
+        if proc.info["name"] == "haproxy":
+            with contextlib.suppress(psutil.Error):  # its parent gone meanwhile: not ours to count
+                if psutil.Process(proc.info["ppid"]).name().startswith("ray::HAProxy"):
+                    found.append(proc.pid)
+    return found
 
 
 def postgres_pids(stack_home: Path) -> list[int]:
