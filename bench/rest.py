@@ -38,6 +38,7 @@ import io
 import json
 import os
 import pstats
+import re
 import shutil
 import socket
 import subprocess  # nosec B404
@@ -295,6 +296,24 @@ def haproxy_switches(switches: dict[str, str], which: Callable[[str], str | None
     return {**switches, "RAY_SERVE_HAPROXY_BINARY_PATH": binary}
 
 
+def loopback_haproxy() -> None:
+    """Ray's ``worker_process_setup_hook`` in HAProxy mode: Ray 2.60's haproxy template binds its
+    stats (8404) and Prometheus (9101) frontends to every interface, and the services this
+    benchmark starts listen on 127.0.0.1 only. The patched template is what the HAProxy manager
+    renders; when a Ray release words its binds otherwise the worker fails to start, rather than
+    leave a port open."""
+    from ray.serve._private import haproxy
+
+    from devstack.common import LOOPBACK
+
+    template = haproxy.HAPROXY_CONFIG_TEMPLATE
+    for open_bind, port in (("bind :", "{{ config.metrics_port }}"), ("bind *:", "{{ config.stats_port }}")):
+        template = template.replace(open_bind + port, f"bind {LOOPBACK}:{port}")
+    if re.search(r"^\s*bind (\*|0\.0\.0\.0)?:", template, re.MULTILINE):
+        raise RuntimeError("Ray's haproxy template binds a port to every interface: update bench.rest.loopback_haproxy")
+    haproxy.HAPROXY_CONFIG_TEMPLATE = template
+
+
 def haproxy_pids() -> list[int]:
     """The haproxy processes this run's Serve started: its HAProxy manager's children. Read once,
     like the other sides' processes: with one replica the controller never reloads haproxy."""
@@ -502,8 +521,10 @@ def main() -> None:
     os.environ.update(switches)  # before Ray starts: its proxy and controller inherit the raylet's environment
     env.update(switches)
     print(f"Serve switches: {switches or 'none (Ray defaults)'}")
-    ray.init(namespace=NAMESPACE, num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": env})
+    runtime_env: dict[str, Any] = {"env_vars": env}
+    if haproxy_mode(switches):
+        runtime_env["worker_process_setup_hook"] = "bench.rest.loopback_haproxy"
+    ray.init(namespace=NAMESPACE, num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env=runtime_env)
     plain: subprocess.Popen[bytes] | None = None
     try:
         start_actors(settings, PolicyConfig())

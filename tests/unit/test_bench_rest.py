@@ -28,3 +28,28 @@ def test_a_named_binary_is_kept() -> None:
 def test_without_haproxy_the_benchmark_says_how_to_get_it() -> None:
     with pytest.raises(SystemExit, match="apt-get install -y haproxy"):
         haproxy_switches(HA, which=lambda name: None)
+
+
+def test_haproxy_listens_on_loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ray 2.60's template binds haproxy's stats and Prometheus frontends to every interface."""
+    from ray.serve._private import haproxy
+
+    from bench.rest import loopback_haproxy
+
+    monkeypatch.setattr(haproxy, "HAPROXY_CONFIG_TEMPLATE", haproxy.HAPROXY_CONFIG_TEMPLATE)
+    assert "bind *:{{ config.stats_port }}" in haproxy.HAPROXY_CONFIG_TEMPLATE  # what the hook is for
+    loopback_haproxy()
+    template = haproxy.HAPROXY_CONFIG_TEMPLATE
+    assert "bind 127.0.0.1:{{ config.stats_port }}" in template
+    assert "bind 127.0.0.1:{{ config.metrics_port }}" in template
+    assert "bind *:" not in template and "bind :" not in template
+
+
+def test_a_template_with_another_open_bind_stops_the_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    from ray.serve._private import haproxy
+
+    from bench.rest import loopback_haproxy
+
+    monkeypatch.setattr(haproxy, "HAPROXY_CONFIG_TEMPLATE", "frontend other\n    bind 0.0.0.0:7000\n")
+    with pytest.raises(RuntimeError, match="every interface"):
+        loopback_haproxy()
