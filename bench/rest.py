@@ -309,7 +309,7 @@ def loopback_haproxy() -> None:
     template = haproxy.HAPROXY_CONFIG_TEMPLATE
     for open_bind, port in (("bind :", "{{ config.metrics_port }}"), ("bind *:", "{{ config.stats_port }}")):
         template = template.replace(open_bind + port, f"bind {LOOPBACK}:{port}")
-    if re.search(r"^\s*bind (\*|0\.0\.0\.0)?:", template, re.MULTILINE):
+    if re.search(r"^\s*bind (\*|0\.0\.0\.0|\[::\]|::)?:", template, re.MULTILINE):
         raise RuntimeError("Ray's haproxy template binds a port to every interface: update bench.rest.loopback_haproxy")
     haproxy.HAPROXY_CONFIG_TEMPLATE = template
 

@@ -45,11 +45,12 @@ def test_haproxy_listens_on_loopback_only(monkeypatch: pytest.MonkeyPatch) -> No
     assert "bind *:" not in template and "bind :" not in template
 
 
-def test_a_template_with_another_open_bind_stops_the_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("bind", ["0.0.0.0:7000", "*:7000", ":7000", "[::]:7000", ":::7000"])
+def test_a_template_with_another_open_bind_stops_the_worker(monkeypatch: pytest.MonkeyPatch, bind: str) -> None:
     from ray.serve._private import haproxy
 
     from bench.rest import loopback_haproxy
 
-    monkeypatch.setattr(haproxy, "HAPROXY_CONFIG_TEMPLATE", "frontend other\n    bind 0.0.0.0:7000\n")
+    monkeypatch.setattr(haproxy, "HAPROXY_CONFIG_TEMPLATE", f"frontend other\n    bind {bind}\n")
     with pytest.raises(RuntimeError, match="every interface"):
         loopback_haproxy()
