@@ -56,6 +56,7 @@ import httpx
 import numpy as np
 
 from bench import spread
+from devstack.common import descendants
 from treasury.heap import freeze_startup_heap
 
 # A stack of its own: bench/pipeline runs on .stack/bench, and the two must not share a ledger or load.
@@ -314,20 +315,6 @@ def loopback_haproxy() -> None:
     haproxy.HAPROXY_CONFIG_TEMPLATE = template
 
 
-def haproxy_pids() -> list[int]:
-    """The haproxy processes this run's Serve started: its HAProxy manager's children. Read once,
-    like the other sides' processes: with one replica the controller never reloads haproxy."""
-    import psutil
-
-    found = []
-    for proc in psutil.process_iter(["name", "ppid"]):
-        if proc.info["name"] == "haproxy":
-            with contextlib.suppress(psutil.Error):  # its parent gone meanwhile: not ours to count
-                if psutil.Process(proc.info["ppid"]).name().startswith("ray::HAProxy"):
-                    found.append(proc.pid)
-    return found
-
-
 def postgres_pids(stack_home: Path) -> list[int]:
     """The stack's Postgres: the postmaster and its backends now (the pools' connections are open)."""
     import psutil
@@ -340,14 +327,16 @@ def postgres_pids(stack_home: Path) -> list[int]:
 
 
 def serve_pids() -> dict[str, list[int]]:
-    """The processes behind each side's answers: Serve's proxy and replica(s), the shards (both use them)."""
+    """The processes behind each side's answers: Serve's proxy and replica(s), the shards (both use
+    them), and in HAProxy mode the actor that runs haproxy (``haproxy_manager``)."""
     from ray._private.state import actors  # the GCS's actor table: the state API would need the dashboard
 
-    found: dict[str, list[int]] = {"proxy": [], "replica": [], "shards": []}
+    found: dict[str, list[int]] = {"proxy": [], "replica": [], "shards": [], "haproxy_manager": []}
     for actor in actors(actor_state_name="ALIVE").values():
         name = str(actor["ActorClassName"])
         kind = ("proxy" if name == "ProxyActor" else "replica" if name.startswith("ServeReplica")
-                else "shards" if name == "AccountShardActor" else None)
+                else "shards" if name == "AccountShardActor" else "haproxy_manager" if name == "HAProxyManager"
+                else None)
         if kind is not None and actor["Pid"]:
             found[kind].append(int(actor["Pid"]))
     return found
@@ -547,9 +536,10 @@ def main() -> None:
         asyncio.run(warm_positions(urls["serve"], token, args.accounts))
         print(f"servers: Ray Serve {urls['serve']} (1 replica, {front}), plain uvicorn {urls['plain']} "
               f"({args.plain_workers} worker process(es)); {load()}")
-        serve_side = {"proxy": ray_pids["proxy"], "replica": ray_pids["replica"], "shards": ray_pids["shards"]}
-        if haproxy_mode(switches):
-            serve_side = {"haproxy": haproxy_pids(), **serve_side}
+        # haproxy is read now, after the warm-up: its manager starts a new one when the replica comes up.
+        managers = ray_pids["haproxy_manager"]
+        serve_side = {"haproxy": [p for m in managers for p in descendants(m)]} if managers else {}
+        serve_side |= {"proxy": ray_pids["proxy"], "replica": ray_pids["replica"], "shards": ray_pids["shards"]}
         processes = {"serve": serve_side,
                      "plain": {"uvicorn": spread.tree(plain.pid), "shards": ray_pids["shards"]}}
         print(f"load generator: {args.client} client in this process (pid {os.getpid()}); CPU ms/req per line: "
