@@ -56,7 +56,7 @@ import httpx
 import numpy as np
 
 from bench import spread
-from devstack.common import descendants
+from devstack.common import LOOPBACK, descendants
 from treasury.heap import freeze_startup_heap
 
 # A stack of its own: bench/pipeline runs on .stack/bench, and the two must not share a ledger or load.
@@ -305,8 +305,6 @@ def loopback_haproxy() -> None:
     leave a port open."""
     from ray.serve._private import haproxy
 
-    from devstack.common import LOOPBACK
-
     template = haproxy.HAPROXY_CONFIG_TEMPLATE
     for open_bind, port in (("bind :", "{{ config.metrics_port }}"), ("bind *:", "{{ config.stats_port }}")):
         template = template.replace(open_bind + port, f"bind {LOOPBACK}:{port}")
@@ -537,8 +535,8 @@ def main() -> None:
         print(f"servers: Ray Serve {urls['serve']} (1 replica, {front}), plain uvicorn {urls['plain']} "
               f"({args.plain_workers} worker process(es)); {load()}")
         # haproxy is read now, after the warm-up: its manager starts a new one when the replica comes up.
-        managers = ray_pids["haproxy_manager"]
-        serve_side = {"haproxy": [p for m in managers for p in descendants(m)]} if managers else {}
+        serve_side = ({"haproxy": [p for m in ray_pids["haproxy_manager"] for p in descendants(m)]}
+                      if haproxy_mode(switches) else {})
         serve_side |= {"proxy": ray_pids["proxy"], "replica": ray_pids["replica"], "shards": ray_pids["shards"]}
         processes = {"serve": serve_side,
                      "plain": {"uvicorn": spread.tree(plain.pid), "shards": ray_pids["shards"]}}
