@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.rest [--orders 1000] [--accounts 200] [--requests 2000] [--seconds 8]
                                    [--clients 1 32] [--client raw|httpx] [--plain-workers N] [--profile]
+                                   [--serve-front proxy|haproxy] [--serve-env KEY=VALUE]
                                    [--stack-home DIR] [--down]
 
 One command from nothing: it starts the stack in ``--stack-home`` (default ``.stack/bench-rest``,
@@ -18,10 +19,11 @@ process, the load generator; Serve's proxy and replica or the uvicorn process; t
 in-process (ASGI, no HTTP server); ``--profile`` adds cProfile's top functions. ``--down`` stops
 the stack at the end.
 
-``--serve-env KEY=VALUE`` runs this Ray's Serve with a switch: with
-``RAY_SERVE_THROUGHPUT_OPTIMIZED=1`` (direct ingress) the benchmark drives the ingress replica's
-own port; adding ``RAY_SERVE_ENABLE_HA_PROXY=1`` (Ray's HAProxy mode, needs ``haproxy``) puts
-haproxy on Serve's port in front of that replica, and the benchmark drives Serve's port.
+``--serve-front haproxy`` runs Serve as ``SERVE_FRONT=haproxy`` makes ``treasury-orch run`` do
+(``serve_app.rest.serve_front``: Ray's HAProxy mode, haproxy on Serve's port in front of the
+replica's own port), and the benchmark drives Serve's port. ``--serve-env KEY=VALUE`` runs this
+Ray's Serve with another switch: with ``RAY_SERVE_THROUGHPUT_OPTIMIZED=1`` alone (direct ingress)
+the benchmark drives the ingress replica's own port.
 
 The load generator is a raw asyncio HTTP/1.1 keep-alive client (``RawClient``), one connection per
 client: on a 2-core machine the generator's own CPU is taken from the servers it measures, and
@@ -38,8 +40,6 @@ import io
 import json
 import os
 import pstats
-import re
-import shutil
 import socket
 import subprocess  # nosec B404
 import sys
@@ -56,7 +56,7 @@ import httpx
 import numpy as np
 
 from bench import spread
-from devstack.common import LOOPBACK, descendants
+from devstack.common import descendants
 from treasury.heap import freeze_startup_heap
 
 # A stack of its own: bench/pipeline runs on .stack/bench, and the two must not share a ledger or load.
@@ -276,43 +276,6 @@ def direct_ingress_url(replica_pids: list[int]) -> str | None:
     return None
 
 
-def haproxy_mode(switches: dict[str, str]) -> bool:
-    """``RAY_SERVE_ENABLE_HA_PROXY=1``: Serve runs a local ``haproxy`` (Debian's, at
-    ``RAY_SERVE_HAPROXY_BINARY_PATH``) on its HTTP port, forwarding to each ingress replica's own
-    port (direct ingress, which the switch turns on) as the controller adds and replaces them."""
-    return switches.get("RAY_SERVE_ENABLE_HA_PROXY") == "1"
-
-
-def haproxy_switches(switches: dict[str, str], which: Callable[[str], str | None] = shutil.which) -> dict[str, str]:
-    """HAProxy mode runs the machine's ``haproxy`` (Debian's 2.6 works) unless
-    ``RAY_SERVE_HAPROXY_BINARY_PATH`` names another. Its files stay in Ray's default folder
-    (``/tmp/haproxy-serve``, a subfolder per Serve instance): under a stack home the admin socket's
-    path would pass haproxy's limit of 97 characters."""
-    if not haproxy_mode(switches) or "RAY_SERVE_HAPROXY_BINARY_PATH" in switches:
-        return switches
-    binary = which("haproxy") or which("/usr/sbin/haproxy")
-    if binary is None:
-        raise SystemExit("RAY_SERVE_ENABLE_HA_PROXY=1 needs haproxy: apt-get install -y haproxy, "
-                         "or name one with --serve-env RAY_SERVE_HAPROXY_BINARY_PATH=...")
-    return {**switches, "RAY_SERVE_HAPROXY_BINARY_PATH": binary}
-
-
-def loopback_haproxy() -> None:
-    """Ray's ``worker_process_setup_hook`` in HAProxy mode: Ray 2.60's haproxy template binds its
-    stats (8404) and Prometheus (9101) frontends to every interface, and the services this
-    benchmark starts listen on 127.0.0.1 only. The patched template is what the HAProxy manager
-    renders; when a Ray release words its binds otherwise the worker fails to start, rather than
-    leave a port open."""
-    from ray.serve._private import haproxy
-
-    template = haproxy.HAPROXY_CONFIG_TEMPLATE
-    for open_bind, port in (("bind :", "{{ config.metrics_port }}"), ("bind *:", "{{ config.stats_port }}")):
-        template = template.replace(open_bind + port, f"bind {LOOPBACK}:{port}")
-    if re.search(r"^\s*bind (\*|0\.0\.0\.0|\[::\]|::)?:", template, re.MULTILINE):
-        raise RuntimeError("Ray's haproxy template binds a port to every interface: update bench.rest.loopback_haproxy")
-    haproxy.HAPROXY_CONFIG_TEMPLATE = template
-
-
 def postgres_pids(stack_home: Path) -> list[int]:
     """The stack's Postgres: the postmaster and its backends now (the pools' connections are open)."""
     import psutil
@@ -469,6 +432,8 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="also cProfile each endpoint in-process")
     parser.add_argument("--client", choices=("raw", "httpx"), default="raw",
                         help="the load generator: raw asyncio HTTP/1.1 (default, cheapest) or httpx")
+    parser.add_argument("--serve-front", choices=("proxy", "haproxy"), default="proxy",
+                        help="Serve's front, as SERVE_FRONT sets it for `treasury-orch run` (default: its proxy)")
     parser.add_argument("--serve-env", action="append", default=[], metavar="KEY=VALUE",
                         help="a Ray Serve switch for this run's Ray (proxy, controller, replica), e.g. "
                              "RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD=0; repeatable")
@@ -486,6 +451,7 @@ def main() -> None:
     from actors.kafka_clients import CONSUMER_GROUP
     from actors.system import start_actors, stop_actors
     from devstack import stack
+    from serve_app.rest import serve_front
     from serve_app.rest.deployment import deploy
     from treasury.actor_names import NAMESPACE
     from treasury.auth import Scope, mint_token
@@ -494,7 +460,7 @@ def main() -> None:
     from treasury.topics import BALANCE_EVENTS
 
     info = stack.up(args.stack_home)
-    settings = info.settings(shards=2, serve_port=free_port())
+    settings = info.settings(shards=2, serve_port=free_port(), serve_front=args.serve_front)
     env = {**settings.as_env(), "LOG_LEVEL": "WARNING"}
     for key, value in env.items():
         os.environ[key] = value  # the in-process app of --profile reads them as a replica does
@@ -504,14 +470,13 @@ def main() -> None:
     token = mint_token(keyring_from_settings(settings), settings.token_signing_key, "bench-rest",
                        [s.value for s in Scope], ttl_s=3600)
     kafka_clients.skip_to_end(settings.kafka_bootstrap, CONSUMER_GROUP, BALANCE_EVENTS.name)
-    switches = haproxy_switches(dict(item.split("=", 1) for item in args.serve_env))
+    switches = serve_front.ray_switches(settings) | dict(item.split("=", 1) for item in args.serve_env)
     os.environ.update(switches)  # before Ray starts: its proxy and controller inherit the raylet's environment
     env.update(switches)
     print(f"Serve switches: {switches or 'none (Ray defaults)'}")
-    runtime_env: dict[str, Any] = {"env_vars": env}
-    if haproxy_mode(switches):
-        runtime_env["worker_process_setup_hook"] = "bench.rest.loopback_haproxy"
-    ray.init(namespace=NAMESPACE, num_cpus=2, include_dashboard=False, log_to_driver=False, runtime_env=runtime_env)
+    haproxy_mode = settings.serve_front == "haproxy"
+    ray.init(namespace=NAMESPACE, num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env=serve_front.runtime_env(settings, env))
     plain: subprocess.Popen[bytes] | None = None
     try:
         start_actors(settings, PolicyConfig())
@@ -524,7 +489,7 @@ def main() -> None:
         urls = {"serve": f"http://127.0.0.1:{settings.serve_port}", "plain": f"http://127.0.0.1:{plain_port}"}
         ray_pids = serve_pids()
         front = "its proxy in front"
-        if haproxy_mode(switches):
+        if haproxy_mode:
             # Serve's port is HAProxy's now, forwarding to the replica's own port: measure through it.
             front = "Ray's HAProxy mode: haproxy on Serve's port, in front of the replica's own port"
         elif (direct := direct_ingress_url(ray_pids["replica"])) is not None:
@@ -536,7 +501,7 @@ def main() -> None:
               f"({args.plain_workers} worker process(es)); {load()}")
         # haproxy is read now, after the warm-up: its manager starts a new one when the replica comes up.
         serve_side = ({"haproxy": [p for m in ray_pids["haproxy_manager"] for p in descendants(m)]}
-                      if haproxy_mode(switches) else {})
+                      if haproxy_mode else {})
         serve_side |= {"proxy": ray_pids["proxy"], "replica": ray_pids["replica"], "shards": ray_pids["shards"]}
         processes = {"serve": serve_side,
                      "plain": {"uvicorn": spread.tree(plain.pid), "shards": ray_pids["shards"]}}
@@ -554,9 +519,11 @@ def main() -> None:
         if plain is not None:
             plain.terminate()
             plain.wait(30)
+        node_id = ray.get_runtime_context().get_node_id()
         serve.shutdown()
         stop_actors(settings)
         ray.shutdown()
+        serve_front.remove_haproxy_files(settings, node_id)
         if args.down:
             stack.down(args.stack_home)
 

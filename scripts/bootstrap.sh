@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what the project needs on a fresh machine, and nothing twice:
-# Debian packages (Java 17, Maven, PostgreSQL, nginx, openssl, Prometheus, Chromium) when missing, then a
+# Debian packages (Java 17, Maven, PostgreSQL, nginx, haproxy, openssl, Prometheus, Chromium) when missing, then a
 # virtualenv in .venv with the package and its dev extra. Safe to run again; a second run takes seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +13,8 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need_apt+=(postgresql)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_apt+=(nginx)
 command -v openssl >/dev/null 2>&1 || need_apt+=(openssl)
 command -v prometheus >/dev/null 2>&1 || need_apt+=(prometheus)
+# haproxy: Serve's front in Ray's HAProxy mode (SERVE_FRONT=haproxy, serve_app/rest/serve_front.py).
+command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need_apt+=(haproxy)
 # chromium: the headless browser of tests/integration/test_docs_browser.py (Playwright drives it;
 # Playwright's own browser download is never used).
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)

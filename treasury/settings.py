@@ -108,6 +108,14 @@ def policy_from_env(environ: Mapping[str, str] | None = None) -> PolicyConfig:
     return policy_from_mapping({k: env[k] for k in POLICY_KEYS if k in env and env[k].strip()})
 
 
+def _is_loopback(host: str) -> bool:
+    """``localhost`` or a loopback address; any other name may resolve to a network address."""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 class RuntimeSettings(BaseModel):
     """Where the parts live and how the work is split; read from the environment."""
 
@@ -123,6 +131,9 @@ class RuntimeSettings(BaseModel):
     # Bank-Connector's hot paths, where Ray Serve's proxy costs 10x the app's CPU (docs/performance.md).
     rest_pull_workers: Annotated[int, Field(ge=0, le=64)] = 0
     rest_pull_port: Annotated[int, Field(ge=1, le=65535)] = 8001
+    # Serve's own front (serve_app/rest/serve_front.py): its proxy, or Ray's HAProxy mode on this
+    # machine, where haproxy forwards in plain HTTP to each replica's own port on SERVE_HOST.
+    serve_front: Literal["proxy", "haproxy"] = "proxy"
     # Keys: Vault Transit unless the development keyring is chosen explicitly (treasury/keyring.py).
     signer: Literal["vault", "dev"] = "vault"
     vault_addr: str | None = None
@@ -170,6 +181,14 @@ class RuntimeSettings(BaseModel):
         if 0 < len(missing) < len(files):
             raise ValueError(f"{missing[0]}: required with the other TLS files (a TLS front needs a "
                              "certificate, its key and the CA of the clients it accepts)")
+        return self
+
+    @model_validator(mode="after")
+    def _haproxy_on_loopback(self) -> RuntimeSettings:
+        if self.serve_front == "haproxy" and not _is_loopback(self.serve_host):
+            raise ValueError(f"SERVE_FRONT: haproxy needs SERVE_HOST on loopback (got {self.serve_host!r}): haproxy "
+                             "speaks plain HTTP to each replica's own port on SERVE_HOST, which must not be "
+                             "reachable from the network (docs/security.md)")
         return self
 
     @property
@@ -345,6 +364,7 @@ _RUNTIME_ENV = {
     "serve_port": "SERVE_PORT",
     "rest_pull_workers": "REST_PULL_WORKERS",
     "rest_pull_port": "REST_PULL_PORT",
+    "serve_front": "SERVE_FRONT",
     "signer": "SIGNER",
     "vault_addr": "VAULT_ADDR",
     "vault_token": "VAULT_TOKEN",

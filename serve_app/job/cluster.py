@@ -49,6 +49,9 @@ def up(address: str, settings: RuntimeSettings, policy: PolicyConfig, app: bool 
     ``app=False`` leaves Serve alone: where the app is deployed declaratively (``serve deploy``,
     KubeRay's serveConfigV2), deploying it from here too would make two owners of one app.
     """
+    if settings.serve_front == "haproxy":
+        raise ConfigError("SERVE_FRONT: haproxy runs only under `treasury-orch run` on one machine: a cluster keeps "
+                          "Serve's proxy, whose hop to the replicas is Ray's own (docs/deploying.md)")
     _connect(address, settings)
     try:
         found = running_shards()

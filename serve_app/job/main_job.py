@@ -28,7 +28,7 @@ from devstack import certs, prometheus, stack, tls_front
 from devstack.common import InfraError
 from serve_app.job import simulator
 from serve_app.job.bank.demo import DemoOptions, run_demo
-from serve_app.rest import plain
+from serve_app.rest import plain, serve_front
 from serve_app.rest.deployment import deploy
 from storage import accounts
 from storage.db import create_pool
@@ -78,8 +78,10 @@ async def seed_accounts(settings: RuntimeSettings, profiles: list[simulator.SimP
 
 
 def start_system(settings: RuntimeSettings, policy: PolicyConfig) -> None:
-    """Ray (local, or the cluster in RAY_ADDRESS), the actors and Serve."""
-    os.environ.update(settings.as_env())
+    """Ray (local, or the cluster in RAY_ADDRESS), the actors and Serve (with its proxy, or in
+    HAProxy mode on a local Ray: ``serve_front``)."""
+    switches = serve_front.ray_switches(settings)
+    os.environ.update(settings.as_env() | switches)  # before Ray starts: its processes inherit them
     # Ray gives its dashboard 60 s to come up and aborts the start otherwise; on a busy 2-core
     # machine it has been seen to need a few seconds more, so allow longer unless told otherwise.
     os.environ.setdefault("RAY_DASHBOARD_STARTUP_TIMEOUT_S", "180")
@@ -89,7 +91,7 @@ def start_system(settings: RuntimeSettings, policy: PolicyConfig) -> None:
         include_dashboard=True,
         dashboard_host="127.0.0.1",
         dashboard_port=settings.dashboard_port,
-        runtime_env={"env_vars": settings.as_env()},
+        runtime_env=serve_front.runtime_env(settings, settings.as_env() | switches),
         log_to_driver=False,
     )
     start_actors(settings, policy)
@@ -132,6 +134,7 @@ def run(opts: RunOptions) -> int:
     configure_logging()
     policy = policy_from_env()
     base = RuntimeSettings.from_env()
+    serve_front.ray_switches(base)  # refuse a front this machine cannot run before starting anything
     info = stack.up(with_consul=opts.consul, tls=opts.tls)
     if info.tls:
         os.environ.update(tls_environment(info, base))
@@ -207,9 +210,11 @@ def run(opts: RunOptions) -> int:
         if scraper is not None:
             prometheus.stop(scraper)
         if ray.is_initialized():
+            node_id = ray.get_runtime_context().get_node_id()
             serve.shutdown()
             stop_actors(settings)
             ray.shutdown()
+            serve_front.remove_haproxy_files(settings, node_id)
         if not opts.keep_stack:
             stack.down()
     return 0

@@ -8,8 +8,10 @@ operator sees (the Ray dashboard's actors and Serve app, Prometheus's scrape), s
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import signal
 import ssl
 import subprocess
@@ -84,6 +86,18 @@ def alive(pids: list[int]) -> list[int]:
         except psutil.NoSuchProcess:
             continue
     return out
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """After a failed assertion: Ctrl-C first, so Ray stops its own processes (a killed driver leaves
+    them, and haproxy, running into the next test), then kill."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=30)
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -216,9 +230,7 @@ def test_run_serves_orders_and_stops_cleanly_on_ctrl_c(env: dict[str, str], tmp_
             left = alive(children)
         assert not left, [" ".join(psutil.Process(p).cmdline()[:3]) for p in left if psutil.pid_exists(p)]
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=30)
+        stop(proc)
 
 
 def pull_front_answers_as_serve(pull: str, serve: str, front: str, tls: ssl.SSLContext,
@@ -240,3 +252,80 @@ def pull_front_answers_as_serve(pull: str, serve: str, front: str, tls: ssl.SSLC
     assert any('"GET /sweep-intent?limit=1 HTTP/1.1" 200' in line and line.endswith(f":{pull_port}")
                for line in access)
     assert any('"GET /healthz HTTP/1.1" 200' in line and line.endswith(f":{serve_port}") for line in access)
+
+
+def named(processes: list[psutil.Process], prefix: str) -> list[int]:
+    """The pids of those whose name starts with ``prefix`` (one that has exited meanwhile is not)."""
+    found = []
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if process.name().startswith(prefix):
+                found.append(process.pid)
+    return found
+
+
+def listeners(pid: int, ports: range = range(1, 65536)) -> set[tuple[str, int]]:
+    """The TCP addresses a process listens on, in ``ports``."""
+    return {(c.laddr.ip, c.laddr.port) for c in psutil.Process(pid).net_connections(kind="tcp")
+            if c.status == psutil.CONN_LISTEN and c.laddr.port in ports}
+
+
+def test_run_with_serve_in_haproxy_mode(env: dict[str, str], tmp_path: Path, auth_headers: dict[str, str]) -> None:
+    """SERVE_FRONT=haproxy: Ray's HAProxy mode on Serve's port, a backend for each of two replicas,
+    every port it and they open on loopback, the same pull and console behind it, and Ctrl-C
+    leaves no haproxy and none of its files."""
+    port, dash_port, prom_port, stats_port, metrics_port = (free_port() for _ in range(5))
+    haproxy_home = Path("/tmp/haproxy-serve")  # Ray's folder for it (serve_app/rest/serve_front.py)
+    before = set(haproxy_home.iterdir()) if haproxy_home.is_dir() else set()
+    log = tmp_path / "run.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [*CLI, "run", "--accounts", "3", "--rate", "50", "--keep-stack", "--no-bank", "--no-prometheus"],
+            env={**env, "SERVE_FRONT": "haproxy", "SERVE_PORT": str(port), "RAY_DASHBOARD_PORT": str(dash_port),
+                 "PROMETHEUS_PORT": str(prom_port), "RAY_SERVE_HAPROXY_STATS_PORT": str(stats_port),
+                 "RAY_SERVE_HAPROXY_METRICS_PORT": str(metrics_port), "SERVE_MIN_REPLICAS": "2"},
+            stdout=out, stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        order = None
+        deadline = time.monotonic() + 240  # Ray, its dashboard and Serve start slowly on a busy 2-core box
+        while order is None and time.monotonic() < deadline:
+            assert proc.poll() is None, log.read_text()[-3000:]
+            with contextlib.suppress(httpx.HTTPError, ValueError):
+                order = first_simulated_order(base, auth_headers)
+            time.sleep(1)  # polling interval under the deadline
+        assert order is not None, log.read_text()[-3000:]
+        assert httpx.get(f"{base}/sweep-intent", params={"limit": 1}, timeout=10).status_code == 401  # same auth
+        assert httpx.get(f"{base}/console", timeout=10).status_code == 200
+        children = psutil.Process(proc.pid).children(recursive=True)
+        haproxies = named(children, "haproxy")
+        assert haproxies, named(children, "")
+        opened = {address for pid in haproxies for address in listeners(pid)}
+        assert {("127.0.0.1", port), ("127.0.0.1", stats_port), ("127.0.0.1", metrics_port)} <= opened
+        node_files = set(haproxy_home.iterdir()) - before
+        assert len(node_files) == 1
+        # direct ingress: each ingress replica serves HTTP on a port of its own (Ray's range: 30000 up),
+        # and haproxy has a backend for each
+        own_ports: set[tuple[str, int]] = set()
+        backends: set[tuple[str, int]] = set()
+        config = ""
+        deadline = time.monotonic() + 60  # the controller tells haproxy of a replica once it is up
+        while (len(own_ports) != 2 or backends != own_ports) and time.monotonic() < deadline:
+            time.sleep(0.5)  # polling interval under the deadline
+            replicas = named(psutil.Process(proc.pid).children(recursive=True), "ray::ServeRepli")
+            own_ports = {address for pid in replicas for address in listeners(pid, range(30000, 31001))}
+            config = (next(iter(node_files)) / "haproxy.cfg").read_text()
+            backends = {(host, int(number)) for host, number in
+                        re.findall(r"^\s*server SERVE_REPLICA\S* (\S+):(\d+) ", config, re.MULTILINE)}
+        assert len(own_ports) == 2 and backends == own_ports, (own_ports, config)
+        assert {ip for ip, _ in opened | own_ports} == {"127.0.0.1"}, opened | own_ports
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=120) == 0, log.read_text()[-3000:]
+        deadline = time.monotonic() + 60
+        while alive([p.pid for p in children]) and time.monotonic() < deadline:
+            time.sleep(0.5)  # Ray's processes exit shortly after the driver; poll under a deadline
+        assert not alive([p.pid for p in children])
+        assert not node_files & set(haproxy_home.iterdir())
+    finally:
+        stop(proc)
