@@ -45,6 +45,9 @@ for ip in ${ips[@]+"${ips[@]}"}; do
 done
 
 command -v openssl >/dev/null 2>&1 || { echo "dev_ca.sh: openssl not found: apt-get install -y openssl" >&2; exit 1; }
+# The parents (a new stack home) with the usual mode: Postgres, run as its own user under root,
+# must traverse the stack home; only the certificates' own folder is private.
+mkdir -p "$(dirname "$out")"
 umask 077
 mkdir -p "$out"
 chmod 700 "$out"

@@ -22,6 +22,7 @@ import json
 import shutil
 import socket
 import ssl
+import stat
 import subprocess
 import threading
 import time
@@ -376,3 +377,13 @@ def logged(front: RunningFront, request_line: str, timeout_s: float = 10.0) -> s
             return lines[-1]
         time.sleep(0.05)  # polling the log file under a deadline
     raise AssertionError(f"{request_line} not in the access log within {timeout_s:.0f} s")
+
+
+def test_dev_ca_keeps_only_its_own_folder_private(tmp_path: Path) -> None:
+    """`run --tls` makes a new stack home's certificates first: the home itself must stay
+    traversable, or Postgres (its own user when run as root) cannot reach its data folder."""
+    home = tmp_path / "new-stack-home"
+    make_certs(home / "certs")
+    assert stat.S_IMODE((home / "certs").stat().st_mode) == 0o700
+    assert stat.S_IMODE((home / "certs" / "ca.key").stat().st_mode) & 0o077 == 0
+    assert stat.S_IMODE(home.stat().st_mode) & 0o001, oct(home.stat().st_mode)
