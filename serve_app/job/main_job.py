@@ -25,7 +25,7 @@ from ray import serve
 from actors import kafka_clients
 from actors.system import start_actors, stop_actors
 from devstack import certs, prometheus, stack, tls_front
-from devstack.common import InfraError
+from devstack.common import InfraError, port_is_free
 from serve_app.job import simulator
 from serve_app.job.bank.demo import DemoOptions, run_demo
 from serve_app.rest import plain, serve_front
@@ -36,7 +36,7 @@ from treasury.actor_names import NAMESPACE
 from treasury.keyring import keyring_from_settings
 from treasury.logs import configure_logging
 from treasury.priority import decisions_first
-from treasury.settings import PolicyConfig, RuntimeSettings, policy_from_env
+from treasury.settings import ConfigError, PolicyConfig, RuntimeSettings, policy_from_env
 
 log = logging.getLogger("treasury.run")
 TLS_FILE_KEYS = ("TLS_CERT_FILE", "TLS_KEY_FILE", "TLS_CLIENT_CA_FILE")
@@ -118,6 +118,27 @@ def start_prometheus(settings: RuntimeSettings, home: Path) -> prometheus.Server
         return None
 
 
+def refuse_unrunnable_front(settings: RuntimeSettings) -> None:
+    """Before anything is started: a Serve front this machine cannot run, or a port haproxy needs
+    that is taken (haproxy would exit, and Serve's start fail deep inside Ray), is a ConfigError
+    naming the setting."""
+    serve_front.ray_switches(settings)
+    for key, port in serve_front.haproxy_ports(settings).items():
+        if not port_is_free(port):
+            raise ConfigError(f"{key}: port {port} on 127.0.0.1, which haproxy needs (SERVE_FRONT=haproxy), is taken "
+                              f"by another process; find it with `ss -ltnp 'sport = :{port}'`, or set {key}")
+
+
+def print_serve_lines(settings: RuntimeSettings) -> None:
+    """Where Serve answers, and in HAProxy mode what stands on its port."""
+    print(f"REST API      http://{settings.serve_host}:{settings.serve_port}/docs", flush=True)
+    print(f"Console       http://{settings.serve_host}:{settings.serve_port}/console (sign in with a REST token; "
+          "docs/console.md)", flush=True)
+    if haproxy := serve_front.haproxy_ports(settings):
+        print(f"Serve front   haproxy in Ray's HAProxy mode (SERVE_FRONT=haproxy), before each replica's own port; "
+              f"its stats on http://127.0.0.1:{haproxy['RAY_SERVE_HAPROXY_STATS_PORT']}/stats", flush=True)
+
+
 def print_demo_lines(settings: RuntimeSettings) -> None:
     """Where to watch the money loop (docs/demo.md), with the token printed above."""
     base = f"http://{settings.serve_host}:{settings.serve_port}"
@@ -134,7 +155,7 @@ def run(opts: RunOptions) -> int:
     configure_logging()
     policy = policy_from_env()
     base = RuntimeSettings.from_env()
-    serve_front.ray_switches(base)  # refuse a front this machine cannot run before starting anything
+    refuse_unrunnable_front(base)
     info = stack.up(with_consul=opts.consul, tls=opts.tls)
     if info.tls:
         os.environ.update(tls_environment(info, base))
@@ -156,9 +177,7 @@ def run(opts: RunOptions) -> int:
         pull = plain.start(settings, ray.get_runtime_context().gcs_address)
         if opts.prometheus:
             scraper = start_prometheus(settings, info.home)
-        print(f"REST API      http://{settings.serve_host}:{settings.serve_port}/docs", flush=True)
-        print(f"Console       http://{settings.serve_host}:{settings.serve_port}/console (sign in with a REST token; "
-              "docs/console.md)", flush=True)
+        print_serve_lines(settings)
         if pull is not None:
             print(f"Pull front    {pull.url}/sweep-intent ({pull.workers} uvicorn worker(s), REST_PULL_WORKERS: "
                   "the same app for the Bank-Connector's pull and POST /balances)", flush=True)

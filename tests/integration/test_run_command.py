@@ -13,6 +13,7 @@ import json
 import os
 import re
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -270,6 +271,19 @@ def listeners(pid: int, ports: range = range(1, 65536)) -> set[tuple[str, int]]:
             if c.status == psutil.CONN_LISTEN and c.laddr.port in ports}
 
 
+def test_run_names_a_port_haproxy_needs_that_is_taken(env: dict[str, str]) -> None:
+    """haproxy exits on a taken port and Serve's start then fails inside Ray: `run` checks first,
+    before it starts anything."""
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        taken = holder.getsockname()[1]
+        done = cli({**env, "SERVE_FRONT": "haproxy", "RAY_SERVE_HAPROXY_STATS_PORT": str(taken)}, "run", "--keep-stack")
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert (f"configuration error: RAY_SERVE_HAPROXY_STATS_PORT: port {taken} on 127.0.0.1, which haproxy needs "
+            "(SERVE_FRONT=haproxy), is taken by another process") in done.stderr
+
+
 def test_run_with_serve_in_haproxy_mode(env: dict[str, str], tmp_path: Path, auth_headers: dict[str, str]) -> None:
     """SERVE_FRONT=haproxy: Ray's HAProxy mode on Serve's port, a backend for each of two replicas,
     every port it and they open on loopback, the same pull and console behind it, and Ctrl-C
@@ -298,6 +312,10 @@ def test_run_with_serve_in_haproxy_mode(env: dict[str, str], tmp_path: Path, aut
         assert order is not None, log.read_text()[-3000:]
         assert httpx.get(f"{base}/sweep-intent", params={"limit": 1}, timeout=10).status_code == 401  # same auth
         assert httpx.get(f"{base}/console", timeout=10).status_code == 200
+        stats = f"http://127.0.0.1:{stats_port}/stats"
+        assert "Serve front   haproxy in Ray's HAProxy mode (SERVE_FRONT=haproxy)" in log.read_text()
+        assert f"its stats on {stats}" in log.read_text()
+        assert "SERVE_REPLICA" in httpx.get(f"{stats};csv", timeout=10).text  # haproxy's own view of its backends
         children = psutil.Process(proc.pid).children(recursive=True)
         haproxies = named(children, "haproxy")
         assert haproxies, named(children, "")

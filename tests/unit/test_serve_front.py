@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from serve_app.rest.serve_front import SETUP_HOOK, loopback_haproxy, ray_switches, runtime_env
+from serve_app.rest.serve_front import SETUP_HOOK, haproxy_ports, loopback_haproxy, ray_switches, runtime_env
 from treasury.settings import ConfigError, RuntimeSettings
 
 HAPROXY = RuntimeSettings(serve_front="haproxy")
@@ -107,3 +107,17 @@ def test_haproxy_files_of_the_stopped_node_are_removed(monkeypatch: pytest.Monke
     assert (tmp_path / "stopped-node").is_dir()
     remove_haproxy_files(HAPROXY, "stopped-node")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["other-node"]
+
+
+def test_haproxy_opens_serves_port_and_its_own_two() -> None:
+    assert haproxy_ports(RuntimeSettings(), {}) == {}
+    assert haproxy_ports(RuntimeSettings(serve_front="haproxy", serve_port=8100), {}) == {
+        "SERVE_PORT": 8100, "RAY_SERVE_HAPROXY_STATS_PORT": 8404, "RAY_SERVE_HAPROXY_METRICS_PORT": 9101}
+    named = haproxy_ports(HAPROXY, {"RAY_SERVE_HAPROXY_STATS_PORT": "18404", "RAY_SERVE_HAPROXY_METRICS_PORT": "19101"})
+    assert (named["RAY_SERVE_HAPROXY_STATS_PORT"], named["RAY_SERVE_HAPROXY_METRICS_PORT"]) == (18404, 19101)
+
+
+@pytest.mark.parametrize("value", ["stats", "-1", "0", "70000", "84.04"])
+def test_a_bad_haproxy_port_is_named(value: str) -> None:
+    with pytest.raises(ConfigError, match="RAY_SERVE_HAPROXY_METRICS_PORT: a port number from 1 to 65535"):
+        haproxy_ports(HAPROXY, {"RAY_SERVE_HAPROXY_METRICS_PORT": value})
