@@ -316,6 +316,7 @@ def test_run_with_serve_in_haproxy_mode(env: dict[str, str], tmp_path: Path, aut
         assert "Serve front   haproxy in Ray's HAProxy mode (SERVE_FRONT=haproxy)" in log.read_text()
         assert f"its stats on {stats}" in log.read_text()
         assert "SERVE_REPLICA" in httpx.get(f"{stats};csv", timeout=10).text  # haproxy's own view of its backends
+        assert "haproxy_process_" in httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
         children = psutil.Process(proc.pid).children(recursive=True)
         haproxies = named(children, "haproxy")
         assert haproxies, named(children, "")
