@@ -470,7 +470,10 @@ def main() -> None:
     token = mint_token(keyring_from_settings(settings), settings.token_signing_key, "bench-rest",
                        [s.value for s in Scope], ttl_s=3600)
     kafka_clients.skip_to_end(settings.kafka_bootstrap, CONSUMER_GROUP, BALANCE_EVENTS.name)
-    switches = serve_front.ray_switches(settings) | dict(item.split("=", 1) for item in args.serve_env)
+    extra = dict(item.split("=", 1) for item in args.serve_env)
+    if "RAY_SERVE_ENABLE_HA_PROXY" in extra:  # without the product's hook haproxy would bind every interface
+        parser.error("HAProxy mode is --serve-front haproxy, as SERVE_FRONT=haproxy runs it")
+    switches = serve_front.ray_switches(settings) | extra
     os.environ.update(switches)  # before Ray starts: its proxy and controller inherit the raylet's environment
     env.update(switches)
     print(f"Serve switches: {switches or 'none (Ray defaults)'}")

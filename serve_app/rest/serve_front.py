@@ -57,20 +57,19 @@ def ray_switches(settings: RuntimeSettings, environ: Mapping[str, str] = os.envi
             "RAY_SERVE_HAPROXY_BINARY_PATH": binary, "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": HAPROXY_DRAIN_S}
 
 
-def haproxy_ports(settings: RuntimeSettings, environ: Mapping[str, str] = os.environ) -> dict[str, int]:
+def haproxy_ports(settings: RuntimeSettings) -> dict[str, int]:
     """The ports haproxy opens on 127.0.0.1, by the setting that names each (none for the proxy):
-    Serve's, and its stats and Prometheus frontends (Ray's settings, 8404 and 9101 unless set).
-    haproxy exits when one is taken, and Serve's start then fails deep inside Ray: ``run``
-    checks them first."""
+    Serve's, and its stats and Prometheus frontends, as Ray reads them (its settings
+    ``RAY_SERVE_HAPROXY_STATS_PORT`` and ``..._METRICS_PORT``, from the environment its workers
+    inherit). haproxy exits when one is taken, and Serve's start then fails deep inside Ray:
+    ``run`` checks them first."""
     if settings.serve_front != "haproxy":
         return {}
-    ports = {"SERVE_PORT": settings.serve_port}
-    for key, default in (("RAY_SERVE_HAPROXY_STATS_PORT", "8404"), ("RAY_SERVE_HAPROXY_METRICS_PORT", "9101")):
-        value = environ.get(key) or default
-        if not value.isdigit() or not 1 <= int(value) <= 65535:
-            raise ConfigError(f"{key}: a port number from 1 to 65535 (got {value!r})")
-        ports[key] = int(value)
-    return ports
+    from ray.serve._private import constants
+
+    return {"SERVE_PORT": settings.serve_port,
+            "RAY_SERVE_HAPROXY_STATS_PORT": constants.RAY_SERVE_HAPROXY_STATS_PORT,
+            "RAY_SERVE_HAPROXY_METRICS_PORT": constants.RAY_SERVE_HAPROXY_METRICS_PORT}
 
 
 def runtime_env(settings: RuntimeSettings, env_vars: dict[str, str]) -> dict[str, Any]:
