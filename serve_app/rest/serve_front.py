@@ -97,12 +97,17 @@ def loopback_haproxy() -> None:
     haproxy.HAPROXY_CONFIG_TEMPLATE = template
 
 
-def remove_haproxy_files(settings: RuntimeSettings, node_id: str) -> None:
-    """After Serve has stopped: Ray's HAProxy manager leaves its folder (config, admin socket,
-    logs) at ``/tmp/haproxy-serve/<node id>``, and a node id is never reused, so each run would
-    leave one more behind."""
-    if settings.serve_front != "haproxy":
-        return
+def haproxy_folder() -> Path:
+    """Where Ray's HAProxy managers keep their files, a folder per node id inside (config, admin
+    socket, logs): ``/tmp/haproxy-serve`` unless Ray's ``RAY_SERVE_HAPROXY_CONFIG_FILE_LOC`` says."""
     from ray.serve._private.constants import RAY_SERVE_HAPROXY_CONFIG_FILE_LOC
 
-    shutil.rmtree(Path(RAY_SERVE_HAPROXY_CONFIG_FILE_LOC).parent / node_id, ignore_errors=True)
+    return Path(RAY_SERVE_HAPROXY_CONFIG_FILE_LOC).parent
+
+
+def remove_haproxy_files(settings: RuntimeSettings, node_id: str) -> None:
+    """After Serve has stopped: Ray's HAProxy manager leaves its node's folder behind, and a node
+    id is never reused, so each run would leave one more."""
+    if settings.serve_front != "haproxy":
+        return
+    shutil.rmtree(haproxy_folder() / node_id, ignore_errors=True)

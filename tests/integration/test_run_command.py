@@ -28,6 +28,7 @@ import httpx
 import psutil
 import pytest
 
+from serve_app.rest.serve_front import haproxy_folder
 from tests.integration.camt_samples import camt053
 from tests.integration.conftest import free_port
 from tests.integration.tls_tools import client_context, make_certs
@@ -289,7 +290,7 @@ def test_run_with_serve_in_haproxy_mode(env: dict[str, str], tmp_path: Path, aut
     every port it and they open on loopback, the same pull and console behind it, and Ctrl-C
     leaves no haproxy and none of its files."""
     port, dash_port, prom_port, stats_port, metrics_port = (free_port() for _ in range(5))
-    haproxy_home = Path("/tmp/haproxy-serve")  # Ray's folder for it (serve_app/rest/serve_front.py)
+    haproxy_home = haproxy_folder()
     before = set(haproxy_home.iterdir()) if haproxy_home.is_dir() else set()
     log = tmp_path / "run.log"
     with log.open("w") as out:
