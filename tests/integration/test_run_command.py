@@ -285,11 +285,14 @@ def test_run_names_a_port_haproxy_needs_that_is_taken(env: dict[str, str]) -> No
             "(SERVE_FRONT=haproxy), is taken by another process") in done.stderr
 
 
-def test_run_with_serve_in_haproxy_mode(env: dict[str, str], tmp_path: Path, auth_headers: dict[str, str]) -> None:
+def test_run_with_serve_in_haproxy_mode(env: dict[str, str], tmp_path: Path, auth_headers: dict[str, str],
+                                        stack) -> None:
     """SERVE_FRONT=haproxy: Ray's HAProxy mode on Serve's port, a backend for each of two replicas,
-    every port it and they open on loopback, the same pull and console behind it, and Ctrl-C
-    leaves no haproxy and none of its files."""
-    port, dash_port, prom_port, stats_port, metrics_port = (free_port() for _ in range(5))
+    every port it and they open on loopback, the same pull and console behind it, the pull front
+    and the TLS front beside it as without haproxy, and Ctrl-C leaves no haproxy and none of its
+    files."""
+    port, dash_port, prom_port, stats_port, metrics_port, tls_port, pull_port = (free_port() for _ in range(7))
+    certs = make_certs(tmp_path / "certs")
     haproxy_home = haproxy_folder()
     before = set(haproxy_home.iterdir()) if haproxy_home.is_dir() else set()
     log = tmp_path / "run.log"
@@ -298,7 +301,10 @@ def test_run_with_serve_in_haproxy_mode(env: dict[str, str], tmp_path: Path, aut
             [*CLI, "run", "--accounts", "3", "--rate", "50", "--keep-stack", "--no-bank", "--no-prometheus"],
             env={**env, "SERVE_FRONT": "haproxy", "SERVE_PORT": str(port), "RAY_DASHBOARD_PORT": str(dash_port),
                  "PROMETHEUS_PORT": str(prom_port), "RAY_SERVE_HAPROXY_STATS_PORT": str(stats_port),
-                 "RAY_SERVE_HAPROXY_METRICS_PORT": str(metrics_port), "SERVE_MIN_REPLICAS": "2"},
+                 "RAY_SERVE_HAPROXY_METRICS_PORT": str(metrics_port), "SERVE_MIN_REPLICAS": "2",
+                 "REST_PULL_WORKERS": "1", "REST_PULL_PORT": str(pull_port), "TLS_PORT": str(tls_port),
+                 "TLS_CERT_FILE": str(certs.files.cert), "TLS_KEY_FILE": str(certs.files.key),
+                 "TLS_CLIENT_CA_FILE": str(certs.files.client_ca)},
             stdout=out, stderr=subprocess.STDOUT,
         )
     base = f"http://127.0.0.1:{port}"
@@ -340,6 +346,8 @@ def test_run_with_serve_in_haproxy_mode(env: dict[str, str], tmp_path: Path, aut
                         re.findall(r"^\s*server SERVE_REPLICA\S* (\S+):(\d+) ", config, re.MULTILINE)}
         assert len(own_ports) == 2 and backends == own_ports, (own_ports, config)
         assert {ip for ip, _ in opened | own_ports} == {"127.0.0.1"}, opened | own_ports
+        pull_front_answers_as_serve(f"http://127.0.0.1:{pull_port}", base, f"https://127.0.0.1:{tls_port}",
+                                    client_context(certs), auth_headers, stack.home, log.read_text())
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=120) == 0, log.read_text()[-3000:]
         deadline = time.monotonic() + 60
