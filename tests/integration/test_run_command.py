@@ -272,6 +272,27 @@ def listeners(pid: int, ports: range = range(1, 65536)) -> set[tuple[str, int]]:
             if c.status == psutil.CONN_LISTEN and c.laddr.port in ports}
 
 
+def haproxy_comes_back(run_pid: int, serve: str, front: str, tls: ssl.SSLContext, headers: dict[str, str]) -> None:
+    """haproxy killed: the TLS front still serves the pull (from the pull front), and Serve's
+    controller starts haproxy again on Serve's port, which then answers the pull as before."""
+    killed = named(psutil.Process(run_pid).children(recursive=True), "haproxy")
+    assert killed
+    for pid in killed:
+        os.kill(pid, signal.SIGKILL)
+    started = time.monotonic()
+    with httpx.Client(verify=tls, timeout=10, headers=headers) as client:
+        assert client.get(f"{front}/sweep-intent", params={"limit": 1}).status_code == 200
+    answered: httpx.Response | None = None
+    deadline = started + 90  # three failed health checks 2 s apart, then a new HAProxy manager
+    while (answered is None or answered.status_code != 200) and time.monotonic() < deadline:
+        time.sleep(0.25)  # polling interval under the deadline
+        with contextlib.suppress(httpx.HTTPError):
+            answered = httpx.get(f"{serve}/sweep-intent", params={"limit": 1}, headers=headers, timeout=5)
+    assert answered is not None and answered.status_code == 200 and answered.json()["count"] == 1, answered
+    print(f"\nhaproxy killed: Serve's port answered again after {time.monotonic() - started:.1f} s")
+    assert not set(killed) & set(named(psutil.Process(run_pid).children(recursive=True), "haproxy"))
+
+
 def test_run_names_a_port_haproxy_needs_that_is_taken(env: dict[str, str]) -> None:
     """haproxy exits on a taken port and Serve's start then fails inside Ray: `run` checks first,
     before it starts anything."""
@@ -319,6 +340,9 @@ def test_run_with_serve_in_haproxy_mode(env: dict[str, str], tmp_path: Path, aut
         assert order is not None, log.read_text()[-3000:]
         assert httpx.get(f"{base}/sweep-intent", params={"limit": 1}, timeout=10).status_code == 401  # same auth
         assert httpx.get(f"{base}/console", timeout=10).status_code == 200
+        deadline = time.monotonic() + 120  # Serve answers before the pull and TLS fronts are up and announced
+        while "Ray dashboard" not in log.read_text() and time.monotonic() < deadline:
+            time.sleep(0.5)  # polling interval under the deadline
         stats = f"http://127.0.0.1:{stats_port}/stats"
         assert "Serve front   haproxy in Ray's HAProxy mode (SERVE_FRONT=haproxy)" in log.read_text()
         assert f"its stats on {stats}" in log.read_text()
@@ -348,6 +372,8 @@ def test_run_with_serve_in_haproxy_mode(env: dict[str, str], tmp_path: Path, aut
         assert {ip for ip, _ in opened | own_ports} == {"127.0.0.1"}, opened | own_ports
         pull_front_answers_as_serve(f"http://127.0.0.1:{pull_port}", base, f"https://127.0.0.1:{tls_port}",
                                     client_context(certs), auth_headers, stack.home, log.read_text())
+        haproxy_comes_back(proc.pid, base, f"https://127.0.0.1:{tls_port}", client_context(certs), auth_headers)
+        children = psutil.Process(proc.pid).children(recursive=True)  # with the haproxy started again
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=120) == 0, log.read_text()[-3000:]
         deadline = time.monotonic() + 60

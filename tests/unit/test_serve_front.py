@@ -23,11 +23,12 @@ def test_the_proxy_needs_no_switch_and_no_hook() -> None:
     assert runtime_env(proxy, {"A": "1"}) == {"env_vars": {"A": "1"}}
 
 
-def test_haproxy_mode_runs_the_machines_haproxy_with_a_short_drain() -> None:
+def test_haproxy_mode_runs_the_machines_haproxy_with_a_short_drain_and_quick_health_checks() -> None:
     switches = ray_switches(HAPROXY, {}, which=found)
     assert switches == {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_ENABLE_HA_PROXY": "1",
                         "RAY_SERVE_HAPROXY_BINARY_PATH": "/usr/sbin/haproxy",
-                        "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "3"}
+                        "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "3",
+                        "RAY_SERVE_PROXY_HEALTH_CHECK_PERIOD_S": "2"}
     assert runtime_env(HAPROXY, switches) == {"env_vars": switches, "worker_process_setup_hook": SETUP_HOOK}
 
 
