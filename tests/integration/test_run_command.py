@@ -32,6 +32,7 @@ from serve_app.rest.serve_front import haproxy_folder
 from tests.integration.camt_samples import camt053
 from tests.integration.conftest import free_port
 from tests.integration.tls_tools import client_context, make_certs
+from treasury.metrics import RAY_SERVE_METRICS
 
 pytestmark = pytest.mark.integration
 CLI = [sys.executable, "-m", "serve_app.cli"]
@@ -272,6 +273,18 @@ def listeners(pid: int, ports: range = range(1, 65536)) -> set[tuple[str, int]]:
             if c.status == psutil.CONN_LISTEN and c.laddr.port in ports}
 
 
+def serve_series_reach_prometheus(prometheus: str) -> None:
+    """In HAProxy mode Ray counts and times the requests at haproxy: the dashboard's Serve panels
+    (requests, latency, replicas) still have the app's series, and Prometheus still scrapes the
+    app's own /metrics through Serve's port."""
+    poll_json(f"{prometheus}/api/v1/query?query=up",
+              lambda b: {r["metric"]["component"]: r["value"][1] for r in b["data"]["result"]}
+              == {"treasury-api": "1", "ray": "1"})
+    for name in RAY_SERVE_METRICS:
+        poll_json(f"{prometheus}/api/v1/query", lambda b: b["data"]["result"],
+                  params={"query": f'{name}{{application="treasury"}}'})
+
+
 def haproxy_comes_back(run_pid: int, serve: str, front: str, tls: ssl.SSLContext, headers: dict[str, str]) -> None:
     """haproxy killed: the TLS front still serves the pull (from the pull front), and Serve's
     controller starts haproxy again on Serve's port, which then answers the pull as before."""
@@ -319,7 +332,7 @@ def test_run_with_serve_in_haproxy_mode(env: dict[str, str], tmp_path: Path, aut
     log = tmp_path / "run.log"
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [*CLI, "run", "--accounts", "3", "--rate", "50", "--keep-stack", "--no-bank", "--no-prometheus"],
+            [*CLI, "run", "--accounts", "3", "--rate", "50", "--keep-stack", "--no-bank"],
             env={**env, "SERVE_FRONT": "haproxy", "SERVE_PORT": str(port), "RAY_DASHBOARD_PORT": str(dash_port),
                  "PROMETHEUS_PORT": str(prom_port), "RAY_SERVE_HAPROXY_STATS_PORT": str(stats_port),
                  "RAY_SERVE_HAPROXY_METRICS_PORT": str(metrics_port), "SERVE_MIN_REPLICAS": "2",
@@ -372,6 +385,7 @@ def test_run_with_serve_in_haproxy_mode(env: dict[str, str], tmp_path: Path, aut
         assert {ip for ip, _ in opened | own_ports} == {"127.0.0.1"}, opened | own_ports
         pull_front_answers_as_serve(f"http://127.0.0.1:{pull_port}", base, f"https://127.0.0.1:{tls_port}",
                                     client_context(certs), auth_headers, stack.home, log.read_text())
+        serve_series_reach_prometheus(f"http://127.0.0.1:{prom_port}")
         haproxy_comes_back(proc.pid, base, f"https://127.0.0.1:{tls_port}", client_context(certs), auth_headers)
         children = psutil.Process(proc.pid).children(recursive=True)  # with the haproxy started again
         proc.send_signal(signal.SIGINT)
