@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess  # nosec B404
 import sys
 import time
@@ -97,7 +98,12 @@ def app() -> FastAPI:
 
     from serve_app.rest.deployment import build_ingress_app
 
+    # uvicorn installs its SIGTERM handler (stop accepting, finish the requests in flight) before it
+    # builds the app, and ray.init replaces it with a bare sys.exit: every stop of `run` cut the
+    # pull front's requests and printed a SystemExit traceback. Keep uvicorn's.
+    graceful = signal.getsignal(signal.SIGTERM)
     ray.init(address=os.environ.get("RAY_ADDRESS", "auto"), namespace=NAMESPACE, log_to_driver=False)
+    signal.signal(signal.SIGTERM, graceful)
     return build_ingress_app()
 
 

@@ -151,7 +151,19 @@ def test_var_recompute_from_a_file(env: dict[str, str], tmp_path: Path) -> None:
     assert "VaR recompute [" in done.stderr
 
 
-def operators_view(base: str, dashboard: str, prometheus: str, auth: dict[str, str]) -> None:
+def scrapes_this_run(prometheus: str, stack_home: Path) -> str:
+    """Waits until Prometheus scrapes this run's ingress and Ray node; returns a PromQL matcher for
+    those instances (its targets file, written when it started). Prometheus keeps its data in the
+    stack home, and a run started again within five minutes still sees the last run's series."""
+    groups = json.loads((stack_home / "prometheus" / "targets.json").read_text())
+    scraped = 'instance=~"' + "|".join(t.replace(".", "\\\\.") for g in groups for t in g["targets"]) + '"'
+    poll_json(f"{prometheus}/api/v1/query", lambda b: {r["metric"]["component"]: r["value"][1] for r in
+                                                       b["data"]["result"]} == {"treasury-api": "1", "ray": "1"},
+              params={"query": f"up{{{scraped}}}"})
+    return scraped
+
+
+def operators_view(base: str, dashboard: str, prometheus: str, auth: dict[str, str], stack_home: Path) -> None:
     """The Ray dashboard lists the named actors and the Serve app; Prometheus scrapes the ingress
     and the Ray node. (A one-account VaR job runs in the scheduler itself: no pool workers.)"""
     job = httpx.post(f"{base}/risk/var/recompute", json={"accounts": ["9700000000"]}, headers=auth, timeout=10)
@@ -165,11 +177,9 @@ def operators_view(base: str, dashboard: str, prometheus: str, auth: dict[str, s
     apps = poll_json(f"{dashboard}/api/serve/applications/",
                      lambda b: b["applications"].get("treasury", {}).get("status") == "RUNNING", headers=headers)
     assert "Ingress" in apps["applications"]["treasury"]["deployments"]
-    up = poll_json(f"{prometheus}/api/v1/query?query=up",
-                   lambda b: {r["metric"]["component"]: r["value"][1] for r in b["data"]["result"]}
-                   == {"treasury-api": "1", "ray": "1"})
-    assert up["status"] == "success"
-    orders = poll_json(f"{prometheus}/api/v1/query?query=treasury_orders", lambda b: b["data"]["result"])
+    scraped = scrapes_this_run(prometheus, stack_home)
+    orders = poll_json(f"{prometheus}/api/v1/query", lambda b: b["data"]["result"],
+                       params={"query": f"treasury_orders{{{scraped}}}"})
     assert {r["metric"]["status"] for r in orders["data"]["result"]} >= {"NEW", "SENT", "ACK", "FAILED"}
 
 
@@ -214,7 +224,8 @@ def test_run_serves_orders_and_stops_cleanly_on_ctrl_c(env: dict[str, str], tmp_
         assert verified.returncode == 0 and json.loads(verified.stdout)["valid"] is True, verified.stderr
         assert f"Ray dashboard http://127.0.0.1:{dash_port}" in log.read_text()
         assert f"Prometheus    http://127.0.0.1:{prom_port}" in log.read_text()
-        operators_view(base, f"http://127.0.0.1:{dash_port}", f"http://127.0.0.1:{prom_port}", auth_headers)
+        operators_view(base, f"http://127.0.0.1:{dash_port}", f"http://127.0.0.1:{prom_port}", auth_headers,
+                       stack.home)
         # the TLS front the run command started, in front of the real Serve ingress
         assert f"REST API TLS  https://127.0.0.1:{tls_port}/docs" in log.read_text()
         with httpx.Client(verify=client_context(certs), timeout=10) as tls_client:
@@ -224,8 +235,7 @@ def test_run_serves_orders_and_stops_cleanly_on_ctrl_c(env: dict[str, str], tmp_
         pull_front_answers_as_serve(f"http://127.0.0.1:{pull_port}", base, f"https://127.0.0.1:{tls_port}",
                                     client_context(certs), auth_headers, stack.home, log.read_text())
         children = [p.pid for p in psutil.Process(proc.pid).children(recursive=True)]
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=120) == 0, log.read_text()[-3000:]
+        ctrl_c(proc, log)
         left = alive(children)
         deadline = time.monotonic() + 60
         while left and time.monotonic() < deadline:
@@ -234,6 +244,15 @@ def test_run_serves_orders_and_stops_cleanly_on_ctrl_c(env: dict[str, str], tmp_
         assert not left, [" ".join(psutil.Process(p).cmdline()[:3]) for p in left if psutil.pid_exists(p)]
     finally:
         stop(proc)
+
+
+def ctrl_c(proc: subprocess.Popen[bytes], log: Path) -> None:
+    """Ctrl-C stops `run` with 0, and every part of it stops as it should: no traceback in what it
+    prints meanwhile (the pull front's uvicorn once died on Ray's SIGTERM handler with one)."""
+    before = len(log.read_text())
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=120) == 0, log.read_text()[-3000:]
+    assert "Traceback" not in log.read_text()[before:], log.read_text()[before:][-3000:]
 
 
 def pull_front_answers_as_serve(pull: str, serve: str, front: str, tls: ssl.SSLContext,
@@ -273,16 +292,14 @@ def listeners(pid: int, ports: range = range(1, 65536)) -> set[tuple[str, int]]:
             if c.status == psutil.CONN_LISTEN and c.laddr.port in ports}
 
 
-def serve_series_reach_prometheus(prometheus: str) -> None:
+def serve_series_reach_prometheus(prometheus: str, stack_home: Path) -> None:
     """In HAProxy mode Ray counts and times the requests at haproxy: the dashboard's Serve panels
     (requests, latency, replicas) still have the app's series, and Prometheus still scrapes the
     app's own /metrics through Serve's port."""
-    poll_json(f"{prometheus}/api/v1/query?query=up",
-              lambda b: {r["metric"]["component"]: r["value"][1] for r in b["data"]["result"]}
-              == {"treasury-api": "1", "ray": "1"})
+    scraped = scrapes_this_run(prometheus, stack_home)
     for name in RAY_SERVE_METRICS:
         poll_json(f"{prometheus}/api/v1/query", lambda b: b["data"]["result"],
-                  params={"query": f'{name}{{application="treasury"}}'})
+                  params={"query": f'{name}{{application="treasury",{scraped}}}'})
 
 
 def haproxy_comes_back(run_pid: int, serve: str, front: str, tls: ssl.SSLContext, headers: dict[str, str]) -> None:
@@ -385,11 +402,10 @@ def test_run_with_serve_in_haproxy_mode(env: dict[str, str], tmp_path: Path, aut
         assert {ip for ip, _ in opened | own_ports} == {"127.0.0.1"}, opened | own_ports
         pull_front_answers_as_serve(f"http://127.0.0.1:{pull_port}", base, f"https://127.0.0.1:{tls_port}",
                                     client_context(certs), auth_headers, stack.home, log.read_text())
-        serve_series_reach_prometheus(f"http://127.0.0.1:{prom_port}")
+        serve_series_reach_prometheus(f"http://127.0.0.1:{prom_port}", stack.home)
         haproxy_comes_back(proc.pid, base, f"https://127.0.0.1:{tls_port}", client_context(certs), auth_headers)
         children = psutil.Process(proc.pid).children(recursive=True)  # with the haproxy started again
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=120) == 0, log.read_text()[-3000:]
+        ctrl_c(proc, log)
         deadline = time.monotonic() + 60
         while alive([p.pid for p in children]) and time.monotonic() < deadline:
             time.sleep(0.5)  # Ray's processes exit shortly after the driver; poll under a deadline
