@@ -362,8 +362,9 @@ async def profile(token: str, accounts: int, calls: int, with_profiler: bool) ->
 
     app = build_ingress_app()
     headers = {"Authorization": f"Bearer {token}"}
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench", headers=headers,
-                                 timeout=30) as client:
+    # The app's lifespan, as a server runs it: its backend closes at the end, before the stack stops.
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://bench", headers=headers, timeout=30) as client:
 
         async def send(slot: int, i: int, _e: Endpoint) -> int:
             body = None if _e.body is None else _e.body(i)

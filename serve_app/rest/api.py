@@ -8,6 +8,9 @@ live in ``serve_app.rest.routes`` (one module per resource), the error body and 
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+
 from fastapi import FastAPI
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -57,6 +60,20 @@ class TraceIds:
             await self.app(scope, receive, send_with_id)
 
 
+def closing(backend: Backend) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    """The app's lifespan: when its server stops (a Serve replica going away, the pull front's
+    uvicorn on SIGTERM), the backend hands back its Postgres connections and its Kafka producer
+    rather than leaving them to the process's exit, where the producer went on reconnecting to a
+    stopped broker and Postgres logged each dropped connection."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        await backend.close()
+
+    return lifespan
+
+
 def build_app(backend: Backend) -> FastAPI:
     app = FastAPI(
         title="Treasury Orchestrator",
@@ -64,6 +81,7 @@ def build_app(backend: Backend) -> FastAPI:
         description="Sweep orders for the Bank-Connector; balance webhooks; order outcomes.",
         docs_url=None,  # /docs and /redoc come from docs_ui, every file served here (no CDN)
         redoc_url=None,
+        lifespan=closing(backend),
     )
     bodies = RequestBodies()
     errors.install(app)
