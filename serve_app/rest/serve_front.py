@@ -33,7 +33,7 @@ HAPROXY_DRAIN_S = "3"
 # haproxy is a child process of Ray's HAProxy manager, not an actor: when it dies the manager lives
 # on, and only the controller's health checks of the front (a "show info" on haproxy's admin socket)
 # see it, three failures in a row before the manager is replaced and haproxy starts again. At Ray's
-# 10 s period Serve's port stayed refused for about 29 s; at 2 s it is back in about 8 s.
+# 10 s period Serve's port stayed refused for about 29 s; at 2 s it is back in 8 to 11 s.
 HAPROXY_HEALTH_CHECK_PERIOD_S = "2"
 SETUP_HOOK = f"{__name__}.loopback_haproxy"
 LOOPBACK = "127.0.0.1"  # the hook runs in every Ray worker: devstack (not in the image) is not imported

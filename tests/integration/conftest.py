@@ -6,12 +6,14 @@ Postgres started by the ``stack`` fixture; the Ray tests run the same classes in
 
 from __future__ import annotations
 
+import re
 import socket
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -81,6 +83,14 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def haproxy_backends(config: Path) -> set[tuple[str, int]]:
+    """The replicas' own ``(host, port)`` that haproxy forwards to in Ray's HAProxy mode, from the
+    config the controller last wrote for it (empty until there is one)."""
+    text = config.read_text() if config.is_file() else ""
+    return {(host, int(port)) for host, port in
+            re.findall(r"^\s*server SERVE_REPLICA\S* (\S+):(\d+) ", text, re.MULTILINE)}
 
 
 def new_accounts(n: int = 1, **kw: object) -> list[Account]:

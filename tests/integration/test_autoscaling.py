@@ -28,7 +28,7 @@ from ray import serve
 
 from serve_app.rest import serve_front
 from serve_app.rest.deployment import APP_NAME, DEPLOYMENT_NAME, deploy
-from tests.integration.conftest import free_port
+from tests.integration.conftest import free_port, haproxy_backends
 from treasury.actor_names import NAMESPACE
 from treasury.settings import RuntimeSettings
 
@@ -78,10 +78,8 @@ class Ingress:
         return sum("GET /sweep-intent 200" in path.read_text(errors="replace") for path in logs)
 
     def haproxy_backends(self) -> int:
-        """The replicas haproxy forwards to, in the config the controller last wrote for it."""
-        config = serve_front.haproxy_folder() / self.node_id / "haproxy.cfg"
-        text = config.read_text() if config.is_file() else ""
-        return len(re.findall(r"^\s*server SERVE_REPLICA", text, re.MULTILINE))
+        """The replicas haproxy forwards to."""
+        return len(haproxy_backends(serve_front.haproxy_folder() / self.node_id / "haproxy.cfg"))
 
 
 @pytest.fixture(scope="module", params=["proxy", "haproxy"])

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import signal
 import socket
 import ssl
@@ -30,7 +29,7 @@ import pytest
 
 from serve_app.rest.serve_front import haproxy_folder
 from tests.integration.camt_samples import camt053
-from tests.integration.conftest import free_port
+from tests.integration.conftest import free_port, haproxy_backends
 from tests.integration.tls_tools import client_context, make_certs
 from treasury.metrics import RAY_SERVE_METRICS
 
@@ -389,16 +388,14 @@ def test_run_with_serve_in_haproxy_mode(env: dict[str, str], tmp_path: Path, aut
         # and haproxy has a backend for each
         own_ports: set[tuple[str, int]] = set()
         backends: set[tuple[str, int]] = set()
-        config = ""
+        config = next(iter(node_files)) / "haproxy.cfg"
         deadline = time.monotonic() + 60  # the controller tells haproxy of a replica once it is up
         while (len(own_ports) != 2 or backends != own_ports) and time.monotonic() < deadline:
             time.sleep(0.5)  # polling interval under the deadline
             replicas = named(psutil.Process(proc.pid).children(recursive=True), "ray::ServeRepli")
             own_ports = {address for pid in replicas for address in listeners(pid, range(30000, 31001))}
-            config = (next(iter(node_files)) / "haproxy.cfg").read_text()
-            backends = {(host, int(number)) for host, number in
-                        re.findall(r"^\s*server SERVE_REPLICA\S* (\S+):(\d+) ", config, re.MULTILINE)}
-        assert len(own_ports) == 2 and backends == own_ports, (own_ports, config)
+            backends = haproxy_backends(config)
+        assert len(own_ports) == 2 and backends == own_ports, (own_ports, config.read_text())
         assert {ip for ip, _ in opened | own_ports} == {"127.0.0.1"}, opened | own_ports
         pull_front_answers_as_serve(f"http://127.0.0.1:{pull_port}", base, f"https://127.0.0.1:{tls_port}",
                                     client_context(certs), auth_headers, stack.home, log.read_text())
