@@ -186,8 +186,6 @@ def test_run_serves_orders_and_stops_cleanly_on_ctrl_c(env: dict[str, str], tmp_
                                                        auth_headers: dict[str, str], stack) -> None:
     port, dash_port, prom_port, tls_port, pull_port = free_port(), free_port(), free_port(), free_port(), free_port()
     certs = make_certs(tmp_path / "certs")
-    tls_env = {"TLS_CERT_FILE": str(certs.files.cert), "TLS_KEY_FILE": str(certs.files.key),
-               "TLS_CLIENT_CA_FILE": str(certs.files.client_ca), "TLS_PORT": str(tls_port)}
     log = tmp_path / "run.log"
     with log.open("w") as out:
         proc = subprocess.Popen(
@@ -195,7 +193,7 @@ def test_run_serves_orders_and_stops_cleanly_on_ctrl_c(env: dict[str, str], tmp_
             [*CLI, "run", "--accounts", "3", "--rate", "50", "--keep-stack", "--no-bank"],
             env={**env, "SERVE_PORT": str(port), "RAY_DASHBOARD_PORT": str(dash_port),
                  "PROMETHEUS_PORT": str(prom_port), "REST_PULL_WORKERS": "1", "REST_PULL_PORT": str(pull_port),
-                 **tls_env},
+                 **certs.front_env(tls_port)},
             stdout=out, stderr=subprocess.STDOUT,
         )
     started = datetime.now(UTC)
@@ -311,13 +309,8 @@ def haproxy_comes_back(run_pid: int, serve: str, front: str, tls: ssl.SSLContext
     started = time.monotonic()
     with httpx.Client(verify=tls, timeout=10, headers=headers) as client:
         assert client.get(f"{front}/sweep-intent", params={"limit": 1}).status_code == 200
-    answered: httpx.Response | None = None
-    deadline = started + 90  # three failed health checks 2 s apart, then a new HAProxy manager
-    while (answered is None or answered.status_code != 200) and time.monotonic() < deadline:
-        time.sleep(0.25)  # polling interval under the deadline
-        with contextlib.suppress(httpx.HTTPError):
-            answered = httpx.get(f"{serve}/sweep-intent", params={"limit": 1}, headers=headers, timeout=5)
-    assert answered is not None and answered.status_code == 200 and answered.json()["count"] == 1, answered
+    # three failed health checks 2 s apart, then a new HAProxy manager starts haproxy
+    poll_json(f"{serve}/sweep-intent", lambda page: page["count"] == 1, params={"limit": 1}, headers=headers)
     print(f"\nhaproxy killed: Serve's port answered again after {time.monotonic() - started:.1f} s")
     assert not set(killed) & set(named(psutil.Process(run_pid).children(recursive=True), "haproxy"))
 
@@ -352,9 +345,7 @@ def test_run_with_serve_in_haproxy_mode(env: dict[str, str], tmp_path: Path, aut
             env={**env, "SERVE_FRONT": "haproxy", "SERVE_PORT": str(port), "RAY_DASHBOARD_PORT": str(dash_port),
                  "PROMETHEUS_PORT": str(prom_port), "RAY_SERVE_HAPROXY_STATS_PORT": str(stats_port),
                  "RAY_SERVE_HAPROXY_METRICS_PORT": str(metrics_port), "SERVE_MIN_REPLICAS": "2",
-                 "REST_PULL_WORKERS": "1", "REST_PULL_PORT": str(pull_port), "TLS_PORT": str(tls_port),
-                 "TLS_CERT_FILE": str(certs.files.cert), "TLS_KEY_FILE": str(certs.files.key),
-                 "TLS_CLIENT_CA_FILE": str(certs.files.client_ca)},
+                 "REST_PULL_WORKERS": "1", "REST_PULL_PORT": str(pull_port), **certs.front_env(tls_port)},
             stdout=out, stderr=subprocess.STDOUT,
         )
     base = f"http://127.0.0.1:{port}"

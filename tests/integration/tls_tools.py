@@ -23,6 +23,11 @@ class Certs:
     def files(self) -> tls_front.TlsFiles:
         return tls_front.TlsFiles(self.dir / "server.pem", self.dir / "server.key", self.dir / "ca.pem")
 
+    def front_env(self, port: int) -> dict[str, str]:
+        """The settings that make `run` start its TLS front on ``port`` with these files."""
+        return {"TLS_CERT_FILE": str(self.files.cert), "TLS_KEY_FILE": str(self.files.key),
+                "TLS_CLIENT_CA_FILE": str(self.files.client_ca), "TLS_PORT": str(port)}
+
 
 def make_certs(out: Path) -> Certs:
     """What a developer runs (docs/security.md); its stdout is the exports for the settings."""
