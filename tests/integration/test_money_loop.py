@@ -193,7 +193,8 @@ async def test_a_maturity_comes_back_and_the_investment_is_matured(
     await register(pipeline.pool, [a])
     now = datetime.now(UTC).replace(microsecond=0)
     order = await first_order(pipeline, api, a.account_id, now - timedelta(minutes=30))
-    produce_entries(pipeline.bootstrap, [entry(a.account_id, "ntry-s", TEN_M, now - timedelta(minutes=20),
+    booked = now - timedelta(minutes=20)  # the sweep's debit; in the first minutes after midnight, yesterday
+    produce_entries(pipeline.bootstrap, [entry(a.account_id, "ntry-s", TEN_M, booked,
                                                end_to_end_id=order["order_id"])])
     await entries_stored(pipeline, a.account_id, 1)
     ladder = (await api.get("/investments?limit=10000")).json()
@@ -201,7 +202,7 @@ async def test_a_maturity_comes_back_and_the_investment_is_matured(
     assert [(i["product"], i["principal_usd"], i["status"]) for i in mine] == [("FED_RRP", "10000000.0000", "OPEN")]
     assert any(r["product"] == "FED_RRP" and r["maturity_date"] == mine[0]["maturity_date"] for r in ladder["ladder"])
     maturity = date.fromisoformat(mine[0]["maturity_date"])
-    assert maturity.weekday() < 5 and maturity > now.date()
+    assert maturity.weekday() < 5 and maturity > booked.date()  # overnight: a business day after the booking
 
     async def ladder_holds_mine(before: date) -> bool:
         rows = (await api.get(f"/investments?maturing_before={before.isoformat()}&limit=10000")).json()
