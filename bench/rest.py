@@ -155,7 +155,8 @@ class RawClient:
     millisecond of CPU a request in this process (its connection pool, h11, its models), which
     at 32 clients is CPU taken from the servers. This writes prebuilt request bytes and reads the
     status line, the headers and ``Content-Length`` bytes (or the chunks) of the answer, nothing
-    more. A server that closes the connection gets a new one on the next request.
+    more. A server that closes the connection gets a new one on the next request; a failed
+    exchange drops its connection too, so one error does not poison the slot.
     """
 
     def __init__(self, host: str, port: int) -> None:
@@ -164,7 +165,28 @@ class RawClient:
         self._writer: asyncio.StreamWriter | None = None
 
     async def send(self, request: bytes) -> int:
-        """The answer's status; the body is read and dropped."""
+        """The answer's status; the body is read and dropped.
+
+        A kept-alive connection the server closed while it sat idle (a proxy reloading, an idle
+        timeout) fails before any byte of an answer; the request is then sent once more on a new
+        connection, as HTTP clients do for the idempotent requests they send. Any other failure,
+        and a failure on a new connection, is raised."""
+        reused = self._writer is not None
+        try:
+            return await self._exchange(request)
+        except Exception as failure:
+            await self.close()
+            unanswered = isinstance(failure, OSError) or (
+                isinstance(failure, asyncio.IncompleteReadError) and not failure.partial)
+            if not (reused and unanswered):
+                raise
+        try:
+            return await self._exchange(request)
+        except Exception:
+            await self.close()
+            raise
+
+    async def _exchange(self, request: bytes) -> int:
         if self._writer is None or self._reader is None:
             self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
         reader = self._reader

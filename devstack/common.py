@@ -11,6 +11,7 @@ import contextlib
 import errno
 import fcntl
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -74,8 +75,21 @@ def port_is_free(port: int, host: str = LOOPBACK) -> bool:
     return True
 
 
-def pick_free_port(host: str = LOOPBACK) -> int:
-    """A port the kernel considers free right now (bind to port 0 and read what it chose)."""
+# Ports for the listeners the stack and its tests start. Not the kernel's ephemeral range
+# (32768-60999 on Linux by default): the kernel hands those to outgoing connections at any time, so
+# a port picked there can be taken by one of Ray's hundreds of connections before the listener
+# binds it (haproxy then fails with "Some protocols failed to start their listeners"). Below Ray
+# Serve's direct-ingress ports (30000 up) and above Ray's worker ports (10002-19999).
+LISTEN_PORTS = range(20000, 30000)
+
+
+def pick_free_port(host: str = LOOPBACK, ports: range = LISTEN_PORTS, attempts: int = 200) -> int:
+    """A port from ``ports`` free right now, chosen at random (two runs side by side rarely meet);
+    the kernel's own choice (bind to port 0) when none of the tries is free."""
+    for _ in range(attempts):
+        port = ports[secrets.randbelow(len(ports))]
+        if port_is_free(port, host):
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])

@@ -7,7 +7,6 @@ Postgres started by the ``stack`` fixture; the Ray tests run the same classes in
 from __future__ import annotations
 
 import re
-import socket
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ import pytest
 from actors import kafka_clients
 from actors.coordinator import Coordinator
 from actors.shard import ShardWorker
+from devstack.common import pick_free_port
 from serve_app.rest.api import Backend, build_app
 from storage import accounts, var_results
 from storage.accounts import Account
@@ -80,9 +80,7 @@ class Pipeline:
 
 def free_port() -> int:
     """A loopback port free right now, for a server a test starts (Serve, the run command)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return pick_free_port()
 
 
 def haproxy_backends(config: Path) -> set[tuple[str, int]]:

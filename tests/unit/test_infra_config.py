@@ -7,13 +7,23 @@ from __future__ import annotations
 
 import base64
 import json
+import socket
 import string
 from pathlib import Path
 
 import pytest
 
 from devstack import kafka, postgres, stack
-from devstack.common import InfraError, choose_port, last_line, port_taken_message, wait_until
+from devstack.common import (
+    LISTEN_PORTS,
+    InfraError,
+    choose_port,
+    last_line,
+    pick_free_port,
+    port_is_free,
+    port_taken_message,
+    wait_until,
+)
 from devstack.stack import KafkaState, PostgresState, StackInfo, State
 
 # ------------------------------------------------------------------------------------- server.properties
@@ -162,6 +172,25 @@ def test_first_start_picks_a_port() -> None:
 def test_ports_promised_to_another_listener_are_avoided() -> None:
     picks = iter([50000, 50000, 50001])
     assert choose_port(50000, is_free=lambda p: True, pick=lambda: next(picks), avoid={50000}) == 50001
+
+
+def test_listener_ports_stay_out_of_the_kernels_ephemeral_range() -> None:
+    """The kernel gives ephemeral ports to outgoing connections at any moment; a listener's port
+    chosen there can be taken before the listener binds it."""
+    low, high = (int(n) for n in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    assert LISTEN_PORTS.stop <= low or LISTEN_PORTS.start > high
+    picked = {pick_free_port() for _ in range(20)}
+    assert all(port in LISTEN_PORTS and port_is_free(port) for port in picked)
+    assert len(picked) > 1  # random, so two runs side by side rarely pick the same
+
+
+def test_a_full_listener_range_falls_back_to_the_kernels_choice() -> None:
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        taken = held.getsockname()[1]
+        held.listen()
+        port = pick_free_port(ports=range(taken, taken + 1), attempts=3)
+    assert port != taken and port_is_free(port)
 
 
 def test_port_choice_gives_up_with_a_clear_error() -> None:
