@@ -83,12 +83,19 @@ def port_is_free(port: int, host: str = LOOPBACK) -> bool:
 LISTEN_PORTS = range(20000, 30000)
 
 
+# Every port pick_free_port has returned in this process: a port is picked for a listener that
+# binds it later, so two picks in a row (Serve's, then Prometheus's) must not be the same port.
+_PICKED: set[int] = set()
+
+
 def pick_free_port(host: str = LOOPBACK, ports: range = LISTEN_PORTS, attempts: int = 200) -> int:
-    """A port from ``ports`` free right now, chosen at random (two runs side by side rarely meet);
-    the kernel's own choice (bind to port 0) when none of the tries is free."""
+    """A port from ``ports`` free right now and not returned before in this process, chosen at
+    random (two runs side by side rarely meet); the kernel's own choice (bind to port 0) when none
+    of the tries is."""
     for _ in range(attempts):
         port = ports[secrets.randbelow(len(ports))]
-        if port_is_free(port, host):
+        if port not in _PICKED and port_is_free(port, host):
+            _PICKED.add(port)
             return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))

@@ -179,9 +179,16 @@ def test_listener_ports_stay_out_of_the_kernels_ephemeral_range() -> None:
     chosen there can be taken before the listener binds it."""
     low, high = (int(n) for n in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
     assert LISTEN_PORTS.stop <= low or LISTEN_PORTS.start > high
-    picked = {pick_free_port() for _ in range(20)}
+    picked = [pick_free_port() for _ in range(20)]
     assert all(port in LISTEN_PORTS and port_is_free(port) for port in picked)
-    assert len(picked) > 1  # random, so two runs side by side rarely pick the same
+
+
+def test_a_picked_port_is_not_picked_again_before_its_listener_binds_it() -> None:
+    """Tests and `run` pick several ports before anything binds them; random picks alone would
+    sometimes give two listeners the same one."""
+    ports = range(LISTEN_PORTS.start, LISTEN_PORTS.start + 25)
+    picked = [pick_free_port(ports=ports, attempts=10_000) for _ in range(20)]
+    assert len(set(picked)) == len(picked)
 
 
 def test_a_full_listener_range_falls_back_to_the_kernels_choice() -> None:
