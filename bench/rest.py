@@ -40,7 +40,6 @@ import io
 import json
 import os
 import pstats
-import socket
 import subprocess  # nosec B404
 import sys
 import time
@@ -56,7 +55,7 @@ import httpx
 import numpy as np
 
 from bench import spread
-from devstack.common import descendants
+from devstack.common import descendants, pick_free_port
 from treasury.heap import freeze_startup_heap
 
 # A stack of its own: bench/pipeline runs on .stack/bench, and the two must not share a ledger or load.
@@ -73,13 +72,6 @@ class Endpoint:
     method: str
     path: Callable[[int], str]
     body: Callable[[int], dict[str, Any]] | None = None
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def load() -> str:
@@ -483,7 +475,7 @@ def main() -> None:
     from treasury.topics import BALANCE_EVENTS
 
     info = stack.up(args.stack_home)
-    settings = info.settings(shards=2, serve_port=free_port(), serve_front=args.serve_front)
+    settings = info.settings(shards=2, serve_port=pick_free_port(), serve_front=args.serve_front)
     env = {**settings.as_env(), "LOG_LEVEL": "WARNING"}
     for key, value in env.items():
         os.environ[key] = value  # the in-process app of --profile reads them as a replica does
@@ -507,7 +499,7 @@ def main() -> None:
     try:
         start_actors(settings, PolicyConfig())
         deploy(settings)
-        plain_port = free_port()
+        plain_port = pick_free_port()
         child_env = {**os.environ, **env, "RAY_ADDRESS": ray.get_runtime_context().gcs_address}
         argv = [sys.executable, "-m", "serve_app.rest.plain", "--port", str(plain_port),
                 "--workers", str(args.plain_workers)]

@@ -78,9 +78,8 @@ class Pipeline:
         await poll_until(self.step, done, timeout)
 
 
-def free_port() -> int:
-    """A loopback port free right now, for a server a test starts (Serve, the run command)."""
-    return pick_free_port()
+# A loopback port free right now, for a server a test starts (Serve, the run command).
+free_port = pick_free_port
 
 
 def haproxy_backends(config: Path) -> set[tuple[str, int]]:

@@ -15,16 +15,15 @@ from pathlib import Path
 import pytest
 
 from devstack import stack
+from devstack.common import pick_free_port
 from serve_app.cli import main
 from serve_app.cli import stack_fallback as fb
 from treasury.settings import RuntimeSettings
 
 
 def closed_port() -> int:
-    """A loopback port nobody listens on (bound, then released)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback port nobody listens on."""
+    return pick_free_port()
 
 
 @pytest.fixture(autouse=True)
