@@ -100,7 +100,7 @@ from pydantic import ValidationError
 
 from schemas.balance_event import BalanceCode, BalanceEvent, BalanceKind
 from schemas.errors import MessageRejected
-from schemas.statement_entry import EntryDirection, EntryStatus, StatementEntry
+from schemas.statement_entry import EntryDirection, EntryStatus, StatementEntry, names_nothing
 from schemas.statements import prior_day_close
 
 __all__ = [
@@ -187,8 +187,6 @@ _BLOCK_KEEPS: Final = frozenset({"Id", "Acct", "Bal"})
 #: The children of an ``Ntry`` read for its ``StatementEntry``; ``NtryDtls`` is read transaction by
 #: transaction (only ``TxDtls/Refs``), everything else is dropped as it completes.
 _ENTRY_KEEPS: Final = frozenset({"Amt", "CdtDbtInd", "Sts", "BookgDt", "ValDt", "AcctSvcrRef", "NtryRef"})
-#: ``EndToEndId`` of a payment its initiator gave none (ISO's own placeholder): no reference.
-NOT_PROVIDED: Final = "NOTPROVIDED"
 
 
 class Readable(Protocol):
@@ -547,7 +545,7 @@ class _Refs:
 
     A reference is the entry's when every ``TxDtls`` carries the same one (one transaction, or a
     batch booking whose transactions share it); when they differ, or some have none, it is nobody's
-    and stays empty. ``NOTPROVIDED`` as ``EndToEndId`` is no reference.
+    and stays empty. A placeholder (``NOTPROVIDED``, ``NONREF``: ``names_nothing``) is no reference.
     """
 
     __slots__ = ("end_to_end", "instr", "paths", "transactions")
@@ -560,10 +558,8 @@ class _Refs:
 
     def add(self, tx: _Node) -> None:
         refs = tx.find("Refs")
-        end_to_end = _optional_text(refs, "EndToEndId") if refs is not None else None
-        instr = _optional_text(refs, "InstrId") if refs is not None else None
-        if end_to_end is not None and end_to_end[0] == NOT_PROVIDED:
-            end_to_end = None
+        end_to_end = _reference(refs, "EndToEndId") if refs is not None else None
+        instr = _reference(refs, "InstrId") if refs is not None else None
         self.transactions += 1
         if self.transactions == 1:
             self.end_to_end = end_to_end[0] if end_to_end else None
@@ -583,6 +579,12 @@ def _optional_text(node: _Node, tag: str) -> tuple[str, str] | None:
     if child is None or not (child.element.text or "").strip():
         return None
     return child.text(), child.path
+
+
+def _reference(node: _Node, tag: str) -> tuple[str, str] | None:
+    """The optional reference ``tag``; a placeholder (``NONREF``, ``NOTPROVIDED``) counts as absent."""
+    found = _optional_text(node, tag)
+    return None if found is None or names_nothing(found[0]) else found
 
 
 class _Reader:
@@ -1095,7 +1097,7 @@ def _read_entry_fields(node: _Node, reader: _Reader) -> _EntryRead | None:
     else:
         booking_date, booked_ts, booking_path = _booked_without_date(node, status, reader)
     value_date = reader.shared_date(value, booking=False)[0] if value is not None else None
-    bank_reference = _optional_text(node, "AcctSvcrRef")
+    bank_reference = _reference(node, "AcctSvcrRef")
     entry_reference = _optional_text(node, "NtryRef")
     refs = reader.refs
     row = _EntryRow(

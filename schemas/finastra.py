@@ -54,7 +54,8 @@ envelope (or one object), each item a booked transaction::
   instant; a date alone is the end of that day (UTC, or the zone of its offset), the same reading
   as balances. Required: a statement item is booked. ``valueDate`` (optional) -> ``value_date``.
 * ``balance`` (the running balance after the item) -> ``balance_after_usd``, signed;
-  ``backOfficeReference`` -> ``bank_reference``; ``ref1``, ``ref2`` -> ``customer_references`` (the
+  ``backOfficeReference`` -> ``bank_reference`` (a placeholder such as ``NONREF`` is none:
+  ``schemas.statement_entry.names_nothing``); ``ref1``, ``ref2`` -> ``customer_references`` (the
   payer's references, where an order id comes back); ``currency`` when present, else ``USD``.
 * The account: the item's ``accountId`` (or ``id``); else the ``account_id`` the caller passes
   (the statement endpoint is per account, and its ``_meta`` does not name it); else the item is
@@ -83,7 +84,7 @@ from pydantic import ValidationError
 from schemas.balance_event import BalanceEvent, BalanceKind
 from schemas.camt import end_of_day_utc, instant_utc, stable_event_id
 from schemas.errors import MessageRejected
-from schemas.statement_entry import EntryDirection, EntryStatus, StatementEntry
+from schemas.statement_entry import EntryDirection, EntryStatus, StatementEntry, names_nothing
 
 __all__ = ["FinastraDocument", "is_statement", "parse_finastra", "parse_finastra_statement", "read_finastra",
            "to_finastra_json"]
@@ -349,6 +350,8 @@ def _statement_item(item: object, prefix: str, default_account: str | None
     if value is not None:
         _as_of(value, _path(prefix, "valueDate"))  # checked as a date or date-time; its date is kept
     reference = _optional_string(item, prefix, "backOfficeReference")
+    if reference is not None and names_nothing(reference):
+        reference = None  # a placeholder, not the bank's reference: the id comes from the content
     given = [(name, r) for name in ("ref1", "ref2") if (r := _optional_string(item, prefix, name))]
     refs = [r for _, r in given]
     fields: dict[str, Any] = {

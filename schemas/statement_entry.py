@@ -23,7 +23,7 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -35,6 +35,23 @@ EntryAmount = Annotated[
                    description="Amount of the entry, always positive; ``direction`` gives the sign")
 ]
 Reference = Annotated[str, Field(min_length=1, max_length=140)]
+
+#: What banks write in a reference field that must hold something when they have no reference:
+#: ``NONREF`` (SWIFT MT940's word, carried into camt by banks that convert), ``NOTPROVIDED``
+#: (ISO's and the EPC's for an ``EndToEndId`` its initiator gave none), and the plain words.
+PLACEHOLDER_REFERENCES: Final = frozenset({"NONREF", "NOTPROVIDED", "NOT PROVIDED", "NONE", "N/A"})
+
+
+def names_nothing(reference: str) -> bool:
+    """True for a reference that identifies nothing: a placeholder, or one without a letter or a
+    digit other than zero (``-``, ``//``, ``0000``).
+
+    Why it matters: an entry's id is taken from its bank reference when it has one, so the same
+    entry re-sent is recognised. Many entries, on one day and every day, carry ``NONREF``; taken as
+    a reference, the second of them would be dropped as the first one re-sent.
+    """
+    text = reference.strip().upper()
+    return text in PLACEHOLDER_REFERENCES or not any(c.isalnum() and c != "0" for c in text)
 
 
 class EntryDirection(StrEnum):

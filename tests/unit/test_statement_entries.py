@@ -28,7 +28,7 @@ from schemas.bank_formats import read_bank_file
 from schemas.camt import StatementEntries, read_camt
 from schemas.errors import MessageRejected
 from schemas.finastra import parse_finastra_statement, read_finastra
-from schemas.statement_entry import EntryDirection, EntryStatus, StatementEntry
+from schemas.statement_entry import EntryDirection, EntryStatus, StatementEntry, names_nothing
 from serve_app.cli import main
 from serve_app.ingest import booked_in_time
 from tests.integration.camt_samples import camt_with_entries, closing_balance, finastra_statement, ntry, tx
@@ -219,6 +219,46 @@ def test_an_entry_stated_twice_under_one_acctsvcrref_is_kept_once_another_gets_t
     payment, fee = parsed.statement_entries
     assert payment.entry_id == entries_of("052", "08", same)[0].entry_id != fee.entry_id
     assert fee.amount_usd == Decimal("2.50")
+
+
+@pytest.mark.parametrize(("reference", "nothing"), [
+    ("NONREF", True), (" nonref ", True), ("NOTPROVIDED", True), ("Not Provided", True), ("NONE", True),
+    ("n/a", True), ("-", True), ("//", True), ("0000", True),
+    ("0101", False), ("R-1", False), ("A", False), ("NONREF-7", False), ("10", False),
+])
+def test_names_nothing(reference: str, nothing: bool) -> None:
+    assert names_nothing(reference) is nothing
+
+
+def test_entries_under_a_placeholder_acctsvcrref_are_told_apart_by_content() -> None:
+    """German banks and DBS write NONREF as AcctSvcrRef on many entries: taken as the entry's
+    reference, every NONREF entry after the first (that day or any later day) had the first one's
+    id and was dropped as a repeat of it."""
+    debit, fee, debit_again = (ntry("08", acct_svcr_ref="NONREF"), ntry("08", acct_svcr_ref="NONREF", amount="53.00"),
+                               ntry("08", acct_svcr_ref="NONREF"))
+    parsed = entries_of("053", "08", debit, fee, debit_again)
+    assert len({e.entry_id for e in parsed}) == 3  # two equal debits on one day stay two
+    assert [e.bank_reference for e in parsed] == [None] * 3
+    assert [e.entry_id for e in parsed] == [e.entry_id for e in entries_of("053", "08", ntry("08"), ntry(
+        "08", amount="53.00"), ntry("08"))]  # the ids of entries without AcctSvcrRef
+    next_day = entries_of("053", "08", ntry("08", acct_svcr_ref="NONREF", booking="<Dt>2025-06-10</Dt>"),
+                          created="2025-06-11T06:00:00Z")
+    assert next_day[0].entry_id not in {e.entry_id for e in parsed}  # the same standing order, the next day
+
+
+@pytest.mark.parametrize("placeholder", ["NONREF", "NOTPROVIDED", "-"])
+def test_a_placeholder_end_to_end_or_instruction_id_is_no_reference(placeholder: str) -> None:
+    [entry] = entries_of("053", "08", ntry("08", txs=[tx(end_to_end=placeholder, instr=placeholder)]))
+    assert (entry.end_to_end_id, entry.instr_id, entry.order_references) == (None, None, [])
+
+
+def test_finastra_items_under_a_placeholder_back_office_reference_are_told_apart_by_content() -> None:
+    placeholder = ITEM | {"backOfficeReference": "NONREF"}
+    items = parse_finastra_statement(finastra_statement(ACCOUNT, [placeholder, placeholder | {"amount": "53.00"},
+                                                                  placeholder]))
+    assert len({e.entry_id for e in items}) == 3 and {e.bank_reference for e in items} == {None}
+    without = parse_finastra_statement(finastra_statement(ACCOUNT, [ITEM | {"backOfficeReference": None}]))
+    assert items[0].entry_id == without[0].entry_id
 
 
 # ------------------------------------------------------------------------------------------
@@ -415,7 +455,7 @@ def generated(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
                    txs=[tx(end_to_end=end_to_end)] if end_to_end else [])
     return written, {"amount_usd": amount, "direction": EntryDirection(sign), "booking_date": day,
                      "booked_ts": datetime.combine(day, datetime.max.time(), tzinfo=UTC),
-                     "end_to_end_id": None if end_to_end == "NOTPROVIDED" else end_to_end}
+                     "end_to_end_id": None if end_to_end and names_nothing(end_to_end) else end_to_end}
 
 
 @settings(max_examples=60, deadline=None)
