@@ -9,7 +9,7 @@ Refused, each with the field and the reason: a message too large, a ``statement_
 version this service does not read, a body that is not a ``StatementEntry``, a key that is not the
 entry's account, a currency other than USD, an account not registered, a booking dated in the
 future (``actors.account_state.entry_future_dated``) and an entry id already received with other
-content (``conflict``).
+content, or booked again on another day (``conflict``).
 """
 
 from __future__ import annotations
@@ -94,19 +94,24 @@ def admissible(entries: Sequence[IncomingEntry], known: Container[str], now: dat
 
 
 def conflict(item: IncomingEntry, kept: Mapping[str, Any]) -> Rejected:
-    """The dead letter of an entry id re-used with other content: both figures of what differs."""
-    again = {**item.entry.content(), "refs": item.entry.order_references}
+    """The dead letter of an entry id re-used with other content or on another booking day: both
+    figures of what differs."""
+    booked = item.entry.booking_date
+    again = {**item.entry.content(), "refs": item.entry.order_references,
+             "booking_date": booked.isoformat() if booked else None}
     kept = {**kept, "amount_usd": _plain(kept.get("amount_usd"))}
     again["amount_usd"] = _plain(again["amount_usd"])
     differ = [(name, kept.get(name), again.get(name)) for name in
-              ("amount_usd", "direction", "refs")
+              ("amount_usd", "direction", "refs", "booking_date")
               if str(kept.get(name)) != str(again.get(name)) and name in kept]
     was = ", ".join(f"{name} {a}" for name, a, _ in differ) or "other content"
     now = ", ".join(f"{name} {b}" for name, _, b in differ) or "different content"
+    why = ("same id booked on another day, so another entry under a reference the bank reused"
+           if [name for name, _, _ in differ] == ["booking_date"] else "same id, different content")
     return Rejected(item.msg, MessageRejected(
         "entry_id",
-        f"entry_id {item.entry.entry_id!r} already received with {was}; this one says {now}: same id, "
-        "different content, refused (the first stands)",
+        f"entry_id {item.entry.entry_id!r} already received with {was}; this one says {now}: {why}, "
+        "refused (the first stands)",
     ), Outcome.CONFLICT)
 
 

@@ -67,8 +67,9 @@ async def apply(conn: asyncpg.Connection, rows: Sequence[EntryRow], terms: Terms
                 first[key] = row.entry
                 out.inserted.append(key)
                 continue
-            kept_sha, kept = ((fingerprint(first[key]), first[key].content()) if key in first else stored[key])
-            if kept_sha != fingerprint(row.entry):
+            kept_sha, kept = ((fingerprint(first[key]), entries.held_view(first[key])) if key in first
+                              else stored[key])
+            if kept_sha != fingerprint(row.entry) or entries.booked_on_another_day(kept, row.entry):
                 out.conflicts[key] = kept
             elif key not in first and row.entry.status is EntryStatus.BOOK and await entries.promote(conn, row.entry):
                 first[key] = row.entry  # reported pending before, booked now: it may settle

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -72,7 +72,8 @@ async def stored_contents(conn: asyncpg.Connection,
                                keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], tuple[str, dict[str, Any]]]:
     records = await conn.fetch(
         """
-        SELECT s.account_id, s.entry_id, s.content_sha256, s.direction, s.amount_usd, s.refs
+        SELECT s.account_id, s.entry_id, s.content_sha256, s.direction, s.amount_usd, s.refs, s.status,
+               s.booking_date
         FROM statement_entry s JOIN unnest($1::varchar[], $2::varchar[]) AS k(a, e)
           ON s.account_id = k.a AND s.entry_id = k.e
         """,
@@ -81,9 +82,27 @@ async def stored_contents(conn: asyncpg.Connection,
     return {
         (r["account_id"], r["entry_id"]): (r["content_sha256"], {
             "direction": r["direction"], "amount_usd": format(r["amount_usd"].normalize(), "f"),
-            "refs": list(r["refs"])})
+            "refs": list(r["refs"]), "status": r["status"],
+            "booking_date": r["booking_date"].isoformat() if r["booking_date"] else None})
         for r in records
     }
+
+
+def held_view(entry: StatementEntry) -> dict[str, Any]:
+    """What ``stored_contents`` gives for an entry held earlier in the same batch."""
+    return {**entry.content(), "status": entry.status.value,
+            "booking_date": entry.booking_date.isoformat() if entry.booking_date else None}
+
+
+def booked_on_another_day(held: Mapping[str, Any], again: StatementEntry) -> bool:
+    """A booked entry re-sent under a held booked entry's id with another booking date.
+
+    Why it is not the same entry re-sent: a bank books an entry once, so its re-sends (the file
+    again, the camt.052 then the camt.053) carry its booking date. Under one id on two days it is
+    a bank reusing a reference (AcctSvcrRef) on another entry, which as a duplicate would vanish.
+    """
+    return (again.status.value == held.get("status") == "BOOK" and again.booking_date is not None
+            and held.get("booking_date") not in (None, again.booking_date.isoformat()))
 
 
 async def promote(conn: asyncpg.Connection, entry: StatementEntry) -> bool:

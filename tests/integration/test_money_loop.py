@@ -398,6 +398,28 @@ async def test_a_finastra_statement_settles_by_its_reference(pipeline: Pipeline,
     assert detail["settlement"]["bank_reference"] == "BO-1"
 
 
+async def test_an_entry_id_booked_again_on_another_day_is_a_conflict_not_a_duplicate(pipeline: Pipeline) -> None:
+    """Some banks reuse an AcctSvcrRef (DBS writes card-receipt codes such as 0101), so the entry id
+    taken from it comes back on another day's entry: as a duplicate it would vanish unseen."""
+    [a] = new_accounts()
+    await register(pipeline.pool, [a])
+    now = datetime.now(UTC).replace(microsecond=0)
+    produce_entries(pipeline.bootstrap, [entry(a.account_id, "ntry-d", Decimal("279.60"), now - timedelta(days=3))])
+    await entries_stored(pipeline, a.account_id, 1)
+    produce_entries(pipeline.bootstrap, [entry(a.account_id, "ntry-d", Decimal("279.60"), now - timedelta(minutes=5))])
+
+    async def refused() -> bool:
+        return pipeline.worker.totals["entries_conflict"] >= 1
+
+    await poll_until(pipeline.step, refused)
+    [dead] = [m for m in read_from(pipeline.bootstrap, "balance_events.dlq", pipeline.dlq_start, expect=1)
+              if m.key() == a.account_id.encode()][:1]
+    reason = cast(bytes, dict(dead.headers() or [])["error_reason"]).decode()
+    assert f"booking_date {(now - timedelta(days=3)).date()}; this one says booking_date" in reason
+    assert "booked on another day" in reason
+    assert pipeline.worker.totals["entries_duplicate"] == 0
+
+
 async def test_an_entry_id_resent_with_another_amount_is_a_conflict_with_both_figures(pipeline: Pipeline) -> None:
     [a] = new_accounts()
     await register(pipeline.pool, [a])

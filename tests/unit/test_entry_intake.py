@@ -12,7 +12,8 @@ from actors.account_state import Outcome
 from actors.batch_plan import MAX_EVENT_BYTES
 from actors.entry_intake import admissible, conflict, split
 from schemas.balance_record import encode, encode_entry
-from schemas.statement_entry import EntryDirection, StatementEntry
+from schemas.statement_entry import EntryDirection, EntryStatus, StatementEntry
+from storage.entries import booked_on_another_day, held_view
 from tests.unit.test_batch_plan import event
 
 NOW = datetime(2026, 11, 30, 12, tzinfo=UTC)
@@ -76,3 +77,24 @@ def test_a_conflict_names_both_figures() -> None:
     assert rejected.outcome is Outcome.CONFLICT and rejected.error.field == "entry_id"
     assert "already received with amount_usd 50000" in rejected.error.reason
     assert "this one says amount_usd 90000000" in rejected.error.reason
+
+
+@pytest.mark.parametrize(("held", "again", "another_day"), [
+    ({"status": "BOOK", "booking_date": "2026-11-27"}, {}, True),  # a reference the bank reused
+    ({"status": "BOOK", "booking_date": "2026-11-30"}, {}, False),  # the same entry re-sent
+    ({"status": "PDNG", "booking_date": None}, {}, False),  # pending, now booked: the same entry moving on
+    ({"status": "PDNG", "booking_date": "2026-11-27"}, {}, False),
+    ({"status": "BOOK", "booking_date": None}, {}, False),
+    ({"status": "BOOK", "booking_date": "2026-11-27"}, {"status": EntryStatus.PDNG}, False),
+])
+def test_booked_on_another_day(held: dict[str, object], again: dict[str, object], another_day: bool) -> None:
+    assert booked_on_another_day(held, entry(**again)) is another_day
+
+
+def test_a_conflict_of_booking_days_names_both_and_why() -> None:
+    _, [item], _ = split([entry_message(entry())])
+    earlier = held_view(entry(booking_date=date(2026, 11, 27), booked_ts=datetime(2026, 11, 27, 9, tzinfo=UTC)))
+    rejected = conflict(item, earlier)
+    assert rejected.outcome is Outcome.CONFLICT and rejected.error.field == "entry_id"
+    assert ("already received with booking_date 2026-11-27; this one says booking_date 2026-11-30: same id booked "
+            "on another day, so another entry under a reference the bank reused") in rejected.error.reason
