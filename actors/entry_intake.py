@@ -28,6 +28,7 @@ from actors.batch_plan import Rejected, check_envelope, check_owner, header_list
 from schemas.catalog import VERSIONS
 from schemas.errors import MessageRejected, decode_with_source
 from schemas.statement_entry import StatementEntry
+from storage.entries import held_view
 from treasury.ids import new_trace_id
 
 ENTRY_SCHEMA = "statement_entry"
@@ -96,9 +97,7 @@ def admissible(entries: Sequence[IncomingEntry], known: Container[str], now: dat
 def conflict(item: IncomingEntry, kept: Mapping[str, Any]) -> Rejected:
     """The dead letter of an entry id re-used with other content or on another booking day: both
     figures of what differs."""
-    booked = item.entry.booking_date
-    again = {**item.entry.content(), "refs": item.entry.order_references,
-             "booking_date": booked.isoformat() if booked else None}
+    again = {**held_view(item.entry), "refs": item.entry.order_references}
     kept = {**kept, "amount_usd": _plain(kept.get("amount_usd"))}
     again["amount_usd"] = _plain(again["amount_usd"])
     differ = [(name, kept.get(name), again.get(name)) for name in
