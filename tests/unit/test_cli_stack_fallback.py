@@ -21,11 +21,6 @@ from serve_app.cli import stack_fallback as fb
 from treasury.settings import RuntimeSettings
 
 
-def closed_port() -> int:
-    """A loopback port nobody listens on."""
-    return pick_free_port()
-
-
 @pytest.fixture(autouse=True)
 def no_addresses(monkeypatch: pytest.MonkeyPatch) -> None:
     """An environment that names no part of the system, as a fresh terminal's."""
@@ -95,7 +90,7 @@ def one_line(err: str) -> str:
 
 def test_postgres_unreachable_is_one_line_exit_2(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
                                                  tmp_path: Path) -> None:
-    port = closed_port()
+    port = pick_free_port()
     monkeypatch.setenv("TREASURY_STACK_HOME", str(tmp_path))
     monkeypatch.setenv("DATABASE_URL", f"postgresql://treasury:secret@127.0.0.1:{port}/treasury")
     assert main(["accounts", "list"]) == 2
@@ -108,7 +103,7 @@ def test_postgres_unreachable_is_one_line_exit_2(capsys: pytest.CaptureFixture[s
 
 def test_the_recorded_address_is_named_with_its_home(capsys: pytest.CaptureFixture[str],
                                                      monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    port = closed_port()
+    port = pick_free_port()
     stack.save_state(tmp_path, stack.State(postgres=stack.PostgresState(port=port)))
     monkeypatch.setenv("TREASURY_STACK_HOME", str(tmp_path))
     assert main(["accounts", "add", "A1"]) == 2
@@ -119,7 +114,7 @@ def test_the_recorded_address_is_named_with_its_home(capsys: pytest.CaptureFixtu
 def test_openbao_unreachable_is_one_line_exit_2(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
                                                 tmp_path: Path) -> None:
     monkeypatch.setenv("TREASURY_STACK_HOME", str(tmp_path))
-    monkeypatch.setenv("VAULT_ADDR", f"http://127.0.0.1:{closed_port()}")
+    monkeypatch.setenv("VAULT_ADDR", f"http://127.0.0.1:{pick_free_port()}")
     monkeypatch.setenv("VAULT_TOKEN", "s.test")
     assert main(["token", "--subject", "me", "--scopes", "orders:read"]) == 2
     line = one_line(capsys.readouterr().err)
@@ -128,7 +123,7 @@ def test_openbao_unreachable_is_one_line_exit_2(capsys: pytest.CaptureFixture[st
 
 
 def test_kafka_probe(tmp_path: Path) -> None:
-    where = fb.resolve({"TREASURY_STACK_HOME": str(tmp_path), "KAFKA_BOOTSTRAP": f"127.0.0.1:{closed_port()}"})
+    where = fb.resolve({"TREASURY_STACK_HOME": str(tmp_path), "KAFKA_BOOTSTRAP": f"127.0.0.1:{pick_free_port()}"})
     with pytest.raises(fb.Unreachable, match=r"^Kafka at 127\.0\.0\.1:\d+ is not reachable \(from KAFKA_BOOTSTRAP\)"):
         fb.require_kafka(where)
     with socket.socket() as listening:
@@ -136,7 +131,7 @@ def test_kafka_probe(tmp_path: Path) -> None:
         listening.listen()
         port = listening.getsockname()[1]
         fb.require_kafka(fb.resolve({"TREASURY_STACK_HOME": str(tmp_path),
-                                     "KAFKA_BOOTSTRAP": f"127.0.0.1:{closed_port()},PLAINTEXT://127.0.0.1:{port}"}))
+                                     "KAFKA_BOOTSTRAP": f"127.0.0.1:{pick_free_port()},PLAINTEXT://127.0.0.1:{port}"}))
 
 
 def test_bootstrap_entries() -> None:
